@@ -1,0 +1,39 @@
+# tether — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything they need is installed by the targets themselves (a venv in .venv).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: venv demo test lint unit bench clean
+.DEFAULT_GOAL := test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+## The whole suite: lint, types, every test tier.
+test: lint
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m tests.bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+-include hack/cluster.mk

@@ -1,0 +1,279 @@
+"""Policy models enforced by the sidecar and embedded in the AgentTask spec.
+
+Defined once here; the sidecar enforces them and the operator renders them into the CRD schema.
+Every default is documented on its field, with its unit.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import ApiModel
+from ._units import Duration, Money, parse_duration
+
+__all__ = [
+    "FAILURE_CLASSES",
+    "CallRetry",
+    "CallRetryOverride",
+    "CheckpointSpec",
+    "ContextBudget",
+    "ContextTiers",
+    "CostEnvelope",
+    "EvaluationSpec",
+    "ObservabilitySpec",
+    "OnHardLimit",
+    "PodRetry",
+    "RetryPolicy",
+    "ToolSpec",
+    "VerifySpec",
+]
+
+# Failure classes a retry policy can name besides HTTP status codes (100-599).
+#   timeout     the call did not answer within the tool's/model's timeout
+#   connection  the connection was refused or reset before a response arrived
+#   empty       a success status with an empty body
+#   malformed   a body that should be JSON and is not
+#   schema      the body does not match verify.schema
+#   fields      the body lacks one of verify.requiredFields
+FAILURE_CLASSES = frozenset({"timeout", "connection", "empty", "malformed", "schema", "fields"})
+
+FailureClass = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+def _normalise_classes(values: list[int | str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        text = str(value).strip().lower()
+        if (text.isdigit() and 100 <= int(text) <= 599) or text in FAILURE_CLASSES:
+            out.append(text)
+        else:
+            raise ValueError(
+                f"unknown retry class {value!r}: use an HTTP status (100-599) or one of "
+                f"{', '.join(sorted(FAILURE_CLASSES))}"
+            )
+    return out
+
+
+class OnHardLimit(StrEnum):
+    STOP = "Stop"
+    CHECKPOINT_AND_STOP = "CheckpointAndStop"
+
+
+class CostEnvelope(ApiModel):
+    """What the task may spend. The hard limit is a circuit breaker: a call whose worst-case cost
+    would cross it is refused before it leaves the pod."""
+
+    soft_limit_usd: Money | None = Field(
+        None, alias="softLimitUSD", description="Warn (metric, log, header) past this; USD."
+    )
+    hard_limit_usd: Money = Field(
+        alias="hardLimitUSD", description="Never spend more than this over the whole task; USD."
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="Cap on input+output tokens over the whole task (none: no cap)."
+    )
+    on_hard_limit: OnHardLimit = Field(
+        OnHardLimit.CHECKPOINT_AND_STOP,
+        description="What the task does when the hard limit is hit.",
+    )
+
+    @model_validator(mode="after")
+    def _soft_below_hard(self) -> CostEnvelope:
+        if self.soft_limit_usd is not None and self.soft_limit_usd > self.hard_limit_usd:
+            raise ValueError(
+                f"softLimitUSD ({self.soft_limit_usd}) must not exceed hardLimitUSD "
+                f"({self.hard_limit_usd}): lower the soft limit or raise the hard one"
+            )
+        return self
+
+    @property
+    def soft_or_hard(self) -> Decimal:
+        return self.soft_limit_usd if self.soft_limit_usd is not None else self.hard_limit_usd
+
+
+_DEFAULT_RETRY_ON: list[int | str] = [
+    408, 429, 500, 502, 503, 504, 529, "timeout", "connection", "empty", "malformed",
+]
+_DEFAULT_NON_RETRYABLE: list[int | str] = [400, 401, 403, 404, 409, 422, "schema", "fields"]
+
+
+class CallRetry(ApiModel):
+    """Retry of one model or tool call: exponential backoff with jitter and caps."""
+
+    max_attempts: int = Field(4, ge=1, le=100, description="Attempts in all, the first included.")
+    initial_interval: Duration = Field("500ms", description="Wait before the first retry.")
+    backoff_coefficient: float = Field(2.0, ge=1.0, le=10.0, description="Growth per retry.")
+    maximum_interval: Duration = Field("30s", description="Cap on one wait.")
+    max_elapsed: Duration = Field(
+        "120s", description="Cap on the whole call, waits and attempts included."
+    )
+    jitter: float = Field(
+        0.2, ge=0.0, le=1.0, description="Each wait is drawn from [w·(1-jitter), w]."
+    )
+    retry_on: list[FailureClass] = Field(
+        default_factory=lambda: list(_DEFAULT_RETRY_ON),
+        description="Failure classes retried: HTTP statuses or timeout/connection/empty/malformed.",
+    )
+    non_retryable: list[FailureClass] = Field(
+        default_factory=lambda: list(_DEFAULT_NON_RETRYABLE),
+        description="Failure classes never retried; wins over retryOn.",
+    )
+
+    @field_validator("retry_on", "non_retryable")
+    @classmethod
+    def _norm(cls, v: list[int | str]) -> list[str]:
+        return _normalise_classes(v)
+
+    def seconds(
+        self, field: Literal["initial_interval", "maximum_interval", "max_elapsed"]
+    ) -> float:
+        return parse_duration(getattr(self, field))
+
+    def is_retryable(self, failure_class: str) -> bool:
+        """A class is retried when listed in retryOn and not in nonRetryable; a 5xx not named
+        either way is retried, any other unnamed class is not."""
+        if failure_class in self.non_retryable:
+            return False
+        if failure_class in self.retry_on:
+            return True
+        return failure_class.isdigit() and failure_class.startswith("5")
+
+
+class CallRetryOverride(ApiModel):
+    """A tool's partial override of the task's call retry policy; unset fields inherit."""
+
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    initial_interval: Duration | None = None
+    backoff_coefficient: float | None = Field(None, ge=1.0, le=10.0)
+    maximum_interval: Duration | None = None
+    max_elapsed: Duration | None = None
+    jitter: float | None = Field(None, ge=0.0, le=1.0)
+    retry_on: list[FailureClass] | None = None
+    non_retryable: list[FailureClass] | None = None
+
+    @field_validator("retry_on", "non_retryable")
+    @classmethod
+    def _norm(cls, v: list[int | str] | None) -> list[str] | None:
+        return None if v is None else _normalise_classes(v)
+
+    def apply(self, base: CallRetry) -> CallRetry:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class PodRetry(ApiModel):
+    backoff_limit: int = Field(3, ge=0, le=100, description="Failed pods before the task fails.")
+    evictions_count_as_failures: bool = Field(
+        False, description="Count evictions/preemptions against backoffLimit."
+    )
+
+
+class RetryPolicy(ApiModel):
+    calls: CallRetry = Field(default_factory=CallRetry)
+    pod: PodRetry = Field(default_factory=PodRetry)
+
+
+class VerifySpec(ApiModel):
+    """Checks a tool's response must pass to count as a success; each names its failure class."""
+
+    expect_status: list[int] = Field(
+        default_factory=lambda: [200, 201, 202, 204],
+        description="Statuses that count as success.",
+    )
+    non_empty: bool = Field(True, description="An empty body is a failure (class empty).")
+    required_fields: list[str] = Field(
+        default_factory=list,
+        description="Top-level (or dotted) JSON fields that must be present (class fields).",
+    )
+    schema_: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="JSON Schema the body must match (class schema).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if not 100 <= s <= 599]
+        if bad:
+            raise ValueError(f"expectStatus holds {bad}: HTTP statuses are 100-599")
+        return v
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from jsonschema import Draft202012Validator, SchemaError
+
+            try:
+                Draft202012Validator.check_schema(v)
+            except SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        return v
+
+
+class ToolSpec(ApiModel):
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$", description="Path segment.")
+    url: str = Field(pattern=r"^https?://", description="Where the sidecar sends the call.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    timeout: Duration = Field("30s", description="Per attempt.")
+    side_effects: bool = Field(
+        False,
+        description="The call changes the world: never retried after it may have reached the "
+        "tool, unless idempotencyHeader is set.",
+    )
+    idempotency_header: str | None = Field(
+        None,
+        description="Header the tool reads an idempotency key from (e.g. Idempotency-Key); "
+        "the sidecar sends a stable key per call so retries are safe.",
+    )
+    verify: VerifySpec = Field(default_factory=VerifySpec)
+    retry: CallRetryOverride | None = None
+
+
+class ContextTiers(ApiModel):
+    """Which messages are never summarised: the permanent tier (system prompt and the first
+    `permanentMessages` non-system messages, i.e. the task) and the working tier (the last
+    `workingMessages` messages plus the last keepLastToolResults tool results)."""
+
+    permanent_messages: int = Field(1, ge=0, description="Leading non-system messages kept.")
+    working_messages: int = Field(2, ge=0, description="Trailing messages kept verbatim.")
+
+
+class ContextBudget(ApiModel):
+    max_tokens: int | None = Field(
+        None, ge=256, description="Prompt budget in tokens (default: the model's contextWindow)."
+    )
+    compact_at: float = Field(0.8, gt=0.0, le=1.0, description="Fraction of the budget.")
+    strategy: Literal["summarize", "truncate"] = "summarize"
+    keep_last_tool_results: int = Field(3, ge=0, description="Tool results kept verbatim.")
+    tiers: ContextTiers = Field(default_factory=ContextTiers)
+
+
+class CheckpointSpec(ApiModel):
+    enabled: bool = True
+    size: str = Field("1Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="PVC size.")
+    storage_class_name: str | None = None
+    keep: int = Field(3, ge=1, le=100, description="Generations kept on the volume.")
+    max_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest checkpoint accepted, in bytes."
+    )
+
+
+class ObservabilitySpec(ApiModel):
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint.")
+    tool_io: Literal["full", "redacted", "none"] = Field(
+        "redacted",
+        alias="toolIO",
+        description="Tool bodies in spans: verbatim, shape only (keys, types, sizes), or none.",
+    )
+
+
+class EvaluationSpec(ApiModel):
+    sample_rate: float = Field(0.0, ge=0.0, le=1.0)
+    rubric: str | None = None
+    grader_model: str | None = None

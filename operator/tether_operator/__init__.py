@@ -1,0 +1,1 @@
+"""The tether operator (kopf). Import name is tether_operator: `operator` is the stdlib's."""

@@ -1,0 +1,106 @@
+"""The two HTTP faces of the sidecar.
+
+Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``POST /v1/messages``,
+``POST /tools/{name}``, ``GET /status``. Ops port: ``/metrics``, ``/healthz``, ``/readyz``.
+Every error leaves as JSON with a class and a reason; model routes use the provider's error shape
+so the agent's SDK can read it, and tell the SDK not to retry what the sidecar already retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .dialects import ANTHROPIC, OPENAI, Dialect
+from .errors import PayloadTooLarge, SidecarError
+from .harness import Harness
+from .llm_proxy import handle_llm
+from .tool_proxy import ToolProxy
+
+__all__ = ["agent_app", "ops_app"]
+
+log = logging.getLogger(__name__)
+HARNESS: web.AppKey[Harness] = web.AppKey("harness", Harness)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_LLM_ROUTES = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI,
+               "/v1/messages": ANTHROPIC}
+
+
+def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(doc), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def _error(request: web.Request, exc: SidecarError) -> web.Response:
+    dialect = _LLM_ROUTES.get(request.path)
+    headers = {"x-tether-error-class": exc.error_class, "x-should-retry": "false"}
+    if dialect is not None:
+        doc = dialect.error(exc.error_class, exc.reason)
+        doc["tether"] = exc.body()["error"]
+        return _json(exc.status, doc, headers)
+    return _json(exc.status, exc.body(), headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SidecarError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s failed: %s: %s", request.method, request.path, exc.error_class,
+                        exc.reason)
+        return _error(request, exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error(request, PayloadTooLarge(
+            f"request body over the limit of {request.app['max_body']} bytes "
+            "(--max-body-bytes)", text=exc.text))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _json(exc.status, {"error": {"class": "http", "reason": exc.reason}})
+
+
+def agent_app(h: Harness) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=h.settings.max_body_bytes,
+                          handler_args={"access_log": None})
+    app[HARNESS] = h
+    app["max_body"] = h.settings.max_body_bytes
+    tools = ToolProxy(h)
+
+    def llm(dialect: Dialect) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await handle_llm(h, request, dialect)
+        return handler
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(200, h.status())
+
+    for path, dialect in _LLM_ROUTES.items():
+        app.router.add_post(path, llm(dialect))
+    app.router.add_post("/tools/{name}", tools.handle)
+    app.router.add_get("/status", status)
+    return app
+
+
+def ops_app(h: Harness) -> web.Application:
+    app = web.Application()
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(h.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _json(200, {"ok": True})
+
+    async def readyz(_: web.Request) -> web.Response:
+        return _json(200 if h.ready else 503, {"ready": h.ready, "phase": h.phase})
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

@@ -1,0 +1,116 @@
+"""``tether-sidecar``: run the harness for one AgentTask.
+
+    tether-sidecar --task agenttask.yaml --state-dir DIR --secrets-dir DIR \
+                   --port 8181 --ops-port 9090
+
+Exit codes: 0 after a clean stop, 2 when the configuration cannot work (the message says what to
+change). Once both ports are bound it prints ``tether-sidecar ready agent=… ops=…`` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from .app import agent_app, ops_app
+from .errors import StartupError
+from .harness import Harness
+from .settings import Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("tether_sidecar")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tether-sidecar", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", type=Path, help="AgentTask YAML")
+    p.add_argument("--state-dir", type=Path, help="the PVC: ledger, journal, checkpoints, spans")
+    p.add_argument("--secrets-dir", type=Path, help="mounted Secrets, DIR/<secret>/<key>")
+    p.add_argument("--port", type=int, help="agent port on 127.0.0.1 (default 8181; 0 = any)")
+    p.add_argument("--ops-port", type=int, help="metrics and probes port (default 9090)")
+    p.add_argument("--ops-host", help="ops listen address (default 0.0.0.0)")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body accepted")
+    p.add_argument("--upstream-client", choices=["aiohttp", "httpx"])
+    p.add_argument("--attempt", type=int, help="pod attempt number")
+    p.add_argument("--termination-log", type=Path)
+    p.add_argument("--log-level")
+    return p
+
+
+def load_settings(argv: list[str] | None) -> Settings:
+    args = {k: v for k, v in vars(_parser().parse_args(argv)).items() if v is not None}
+    try:
+        return Settings(**args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors(include_url=False))
+        raise StartupError(f"invalid sidecar settings: {problems}") from exc
+
+
+async def serve(h: Harness, stop: asyncio.Event) -> None:
+    s = h.settings
+    agent = web.AppRunner(agent_app(h), access_log=None, handle_signals=False)
+    ops = web.AppRunner(ops_app(h), access_log=None, handle_signals=False)
+    await agent.setup()
+    await ops.setup()
+    try:
+        agent_site = web.TCPSite(agent, "127.0.0.1", s.port, reuse_address=True)
+        ops_site = web.TCPSite(ops, s.ops_host, s.ops_port, reuse_address=True)
+        try:
+            await agent_site.start()
+            await ops_site.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen: {exc.strerror} (is --port {s.port} or "
+                               f"--ops-port {s.ops_port} taken?)") from exc
+        ports = [site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                 for site in (agent_site, ops_site)]
+        h.ready = True
+        print(f"tether-sidecar ready agent=http://127.0.0.1:{ports[0]} "
+              f"ops=http://{s.ops_host}:{ports[1]}", flush=True)
+        log.info("Serving task %s/%s", h.task.metadata.namespace, h.name)
+        await stop.wait()
+        h.ready = False
+        log.info("Stopping task %s", h.name)
+    finally:
+        await agent.cleanup()
+        await ops.cleanup()
+        await h.aclose()
+
+
+async def _run(settings: Settings) -> None:
+    h = Harness.create(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(h, stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        settings = load_settings(argv)
+        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            import uvloop
+        except ImportError:
+            runner = asyncio.run
+        else:
+            runner = uvloop.run
+        runner(_run(settings))
+    except StartupError as exc:
+        print(f"tether-sidecar: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

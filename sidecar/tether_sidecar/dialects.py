@@ -1,0 +1,189 @@
+"""The two wire formats the sidecar speaks, as small adapters over the parsed request body.
+
+OpenAI Chat Completions keeps the system prompt in ``messages`` and tool results as role
+``tool``; Anthropic Messages keeps ``system`` apart and tool results as ``tool_result`` blocks in a
+user message. Everything provider-specific that the proxy, the context budget and the accounting
+need is here, so they stay format-agnostic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["ANTHROPIC", "OPENAI", "Dialect", "Usage"]
+
+Message = dict[str, Any]
+Usage = tuple[int, int, int, int]  # input, output, cache_read, cache_write
+IMAGE_TOKENS = 1600  # an image part counts as this many tokens (upper end of providers' rules)
+
+
+def _part_texts(content: Any) -> Iterator[str]:
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            for key in ("text", "input", "content", "arguments", "partial_json"):
+                value = part.get(key)
+                if isinstance(value, str):
+                    yield value
+                elif isinstance(value, (dict, list)) and key != "content":
+                    yield repr(value)
+                elif key == "content" and isinstance(value, list):
+                    yield from _part_texts(value)
+
+
+class Dialect:
+    name = ""
+    path = ""
+    system_in_messages = True
+
+    def texts(self, body: dict[str, Any]) -> Iterator[str]:
+        for msg in body.get("messages") or ():
+            if isinstance(msg, dict):
+                yield from _part_texts(msg.get("content"))
+                for call in msg.get("tool_calls") or ():
+                    fn = (call.get("function") or {}) if isinstance(call, dict) else {}
+                    yield str(fn.get("name", "")) + str(fn.get("arguments", ""))
+        system = body.get("system")
+        if system is not None:
+            yield from _part_texts(system)
+        for tool in body.get("tools") or ():
+            yield repr(tool)
+
+    def images(self, body: dict[str, Any]) -> int:
+        count = 0
+        for msg in body.get("messages") or ():
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, list):
+                count += sum(
+                    1 for p in content if isinstance(p, dict) and p.get("type") in
+                    ("image_url", "image", "input_image")
+                )
+        return count
+
+    def is_permanent(self, msg: Message) -> bool:
+        return False
+
+    def is_tool_result(self, msg: Message) -> bool:
+        raise NotImplementedError
+
+    def note(self, text: str) -> Message:
+        return {"role": "user", "content": text}
+
+    def max_tokens(self, body: dict[str, Any]) -> int | None:
+        raise NotImplementedError
+
+    def cap_max_tokens(self, body: dict[str, Any], value: int) -> None:
+        raise NotImplementedError
+
+    def usage(self, doc: dict[str, Any]) -> Usage | None:
+        raise NotImplementedError
+
+    def error(self, error_class: str, reason: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def auth(self, key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def summary_request(self, model: str, transcript: str, max_tokens: int) -> dict[str, Any]:
+        return {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": SUMMARY_PROMPT + transcript}],
+        }
+
+    def reply_text(self, doc: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+SUMMARY_PROMPT = (
+    "Summarize the conversation below for the agent that produced it, so it can continue its "
+    "task without it. Keep every fact, decision, identifier, number and open question; drop "
+    "pleasantries and repetition.\n\n"
+)
+
+
+class _OpenAI(Dialect):
+    name = "openai"
+    path = "/chat/completions"
+
+    def is_permanent(self, msg: Message) -> bool:
+        return msg.get("role") in ("system", "developer")
+
+    def is_tool_result(self, msg: Message) -> bool:
+        return msg.get("role") == "tool"
+
+    def max_tokens(self, body: dict[str, Any]) -> int | None:
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def cap_max_tokens(self, body: dict[str, Any], value: int) -> None:
+        # max_completion_tokens is the current name; max_tokens is what compatible servers read.
+        key = "max_tokens" if "max_tokens" in body else "max_completion_tokens"
+        body[key] = value
+
+    def usage(self, doc: dict[str, Any]) -> Usage | None:
+        u = doc.get("usage")
+        if not isinstance(u, dict):
+            return None
+        details = u.get("prompt_tokens_details") or {}
+        return (int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
+                int(details.get("cached_tokens") or 0), 0)
+
+    def error(self, error_class: str, reason: str) -> dict[str, Any]:
+        return {"error": {"message": reason, "type": error_class, "code": error_class,
+                          "param": None}}
+
+    def auth(self, key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}"}
+
+    def reply_text(self, doc: dict[str, Any]) -> str:
+        choices = doc.get("choices") or [{}]
+        return str((choices[0].get("message") or {}).get("content") or "")
+
+
+class _Anthropic(Dialect):
+    name = "anthropic"
+    path = "/v1/messages"
+    system_in_messages = False
+
+    def is_tool_result(self, msg: Message) -> bool:
+        content = msg.get("content")
+        return msg.get("role") == "user" and isinstance(content, list) and any(
+            isinstance(p, dict) and p.get("type") == "tool_result" for p in content
+        )
+
+    def max_tokens(self, body: dict[str, Any]) -> int | None:
+        value = body.get("max_tokens")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def cap_max_tokens(self, body: dict[str, Any], value: int) -> None:
+        body["max_tokens"] = value
+
+    def usage(self, doc: dict[str, Any]) -> Usage | None:
+        u = doc.get("usage")
+        if not isinstance(u, dict):
+            return None
+        read = int(u.get("cache_read_input_tokens") or 0)
+        write = int(u.get("cache_creation_input_tokens") or 0)
+        # Anthropic's input_tokens excludes cached tokens; genai-prices counts them in.
+        return (int(u.get("input_tokens") or 0) + read + write, int(u.get("output_tokens") or 0),
+                read, write)
+
+    def error(self, error_class: str, reason: str) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": error_class, "message": reason}}
+
+    def auth(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
+
+    def reply_text(self, doc: dict[str, Any]) -> str:
+        return "".join(
+            str(b.get("text", "")) for b in doc.get("content") or () if isinstance(b, dict)
+        )
+
+
+OPENAI: Dialect = _OpenAI()
+ANTHROPIC: Dialect = _Anthropic()

@@ -1,0 +1,92 @@
+"""The sidecar's errors, and what the agent sees for each.
+
+    SidecarError                 status, error_class, reason  -> JSON error to the agent
+    ├── BadRequest               400  malformed JSON, missing fields, bad parameters
+    │   ├── NotFound             404  unknown tool or route
+    │   └── PayloadTooLarge      413  body over the size limit
+    ├── ToolCallFailed           502  retryable_exhausted | non_retryable | verification_failed
+    ├── ModelCallFailed          upstream status; retryable_exhausted | non_retryable
+    ├── BudgetExceeded           402  budget_exceeded (hard limit or token cap)
+    └── ContextBudgetExceeded    400  context_budget_exceeded
+    StartupError                 the sidecar cannot start as configured (exit code 2)
+
+Foreign errors (aiohttp, httpx, OS) are mapped at the boundary where they occur, with
+``raise Ours(...) from exc`` so the cause stays in the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "BudgetExceeded",
+    "ContextBudgetExceeded",
+    "ModelCallFailed",
+    "NotFound",
+    "PayloadTooLarge",
+    "SidecarError",
+    "StartupError",
+    "ToolCallFailed",
+]
+
+
+class SidecarError(Exception):
+    status = 500
+    error_class = "internal"
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"class": self.error_class, "reason": self.reason, **self.details}}
+
+
+class BadRequest(SidecarError):
+    status = 400
+    error_class = "bad_request"
+
+
+class NotFound(BadRequest):
+    status = 404
+    error_class = "not_found"
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+    error_class = "payload_too_large"
+
+
+class ToolCallFailed(SidecarError):
+    status = 502
+
+    def __init__(self, error_class: str, reason: str, **details: Any) -> None:
+        super().__init__(reason, **details)
+        self.error_class = error_class
+
+
+class ModelCallFailed(SidecarError):
+    """The model call failed for good. ``status`` is the provider's last status (502 when there
+    was none); the agent's SDK is told not to retry, since the sidecar already did."""
+
+    def __init__(self, error_class: str, reason: str, status: int, **details: Any) -> None:
+        super().__init__(reason, **details)
+        self.error_class = error_class
+        self.status = status
+
+
+class BudgetExceeded(SidecarError):
+    # 402: the OpenAI and Anthropic SDKs do not retry it (they retry 408/409/429/5xx).
+    status = 402
+    error_class = "budget_exceeded"
+
+
+class ContextBudgetExceeded(SidecarError):
+    status = 400
+    error_class = "context_budget_exceeded"
+
+
+class StartupError(Exception):
+    """Configuration that cannot work; the message says what to change."""

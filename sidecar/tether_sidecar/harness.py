@@ -1,0 +1,137 @@
+"""The sidecar's runtime state for one task: policies, ledger, counters, clients, telemetry.
+
+Built once at start-up by :func:`Harness.create`, which refuses a configuration that cannot work
+(invalid task, missing secret, unknown price) before anything listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether_api import AgentTask, InvalidAgentTask, load_agenttask, usd
+
+from .context import ContextManager, TokenCounter
+from .dialects import ANTHROPIC, OPENAI, Dialect
+from .errors import StartupError
+from .ledger import Ledger
+from .metrics import SidecarMetrics
+from .pricing import Price
+from .settings import Settings
+from .tracing import Tracing
+from .upstream import Upstream, make_upstream
+from .verify import Check, checks_for
+
+__all__ = ["Harness"]
+
+log = logging.getLogger(__name__)
+
+
+def read_secret(secrets_dir: Path, name: str, key: str) -> str:
+    path = secrets_dir / name / key
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StartupError(
+            f"spec.model.credentialsSecretRef: cannot read {path} ({exc.strerror}); mount "
+            f"Secret {name!r} with key {key!r} at {secrets_dir}/{name}"
+        ) from exc
+    if not value:
+        raise StartupError(f"spec.model.credentialsSecretRef: {path} is empty")
+    return value
+
+
+@dataclass
+class Harness:
+    task: AgentTask
+    settings: Settings
+    api_key: str | None
+    price: Price
+    ledger: Ledger
+    context: ContextManager
+    metrics: SidecarMetrics
+    tracing: Tracing
+    upstream: Upstream
+    tool_checks: dict[str, list[Check]]
+    rng: random.Random = field(default_factory=random.Random)
+    phase: str = "Running"
+    llm_calls: int = 0
+    tool_calls: int = 0
+    retries: int = 0
+    compactions: int = 0
+    step: int = 0
+    ready: bool = False
+
+    @property
+    def dialect(self) -> Dialect:
+        return ANTHROPIC if self.task.spec.model.provider == "anthropic" else OPENAI
+
+    @property
+    def name(self) -> str:
+        return self.task.metadata.name
+
+    @classmethod
+    def create(cls, settings: Settings) -> Harness:
+        try:
+            task = load_agenttask(settings.task)
+        except InvalidAgentTask as exc:
+            raise StartupError(str(exc)) from exc
+        spec = task.spec
+        ref = spec.model.credentials_secret_ref
+        api_key = read_secret(settings.secrets_dir, ref.name, ref.key) if ref else None
+        price = Price(spec.model)
+        try:
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            probe = settings.state_dir / ".writable"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StartupError(
+                f"--state-dir {settings.state_dir}: not writable ({exc.strerror}); the task "
+                "cannot run without its ledger and checkpoints"
+            ) from exc
+        tracing = Tracing(
+            namespace=task.metadata.namespace, task=task.metadata.name, uid=task.metadata.uid,
+            attempt=settings.attempt, span_file=settings.state_dir / "spans.jsonl",
+            otlp_endpoint=spec.observability.otlp_endpoint,
+        )
+        return cls(
+            task=task,
+            settings=settings,
+            api_key=api_key,
+            price=price,
+            ledger=Ledger(spec.cost_envelope),
+            context=ContextManager(spec.context_budget, spec.prompt_budget, TokenCounter()),
+            metrics=SidecarMetrics(task.metadata.namespace, task.metadata.name),
+            tracing=tracing,
+            upstream=make_upstream(settings.upstream_client),
+            tool_checks={t.name: checks_for(t.verify) for t in spec.tools},
+        )
+
+    def status(self) -> dict[str, Any]:
+        ledger, env = self.ledger, self.task.spec.cost_envelope
+        return {
+            "phase": self.phase,
+            "step": self.step or self.llm_calls,
+            "attempt": self.settings.attempt,
+            "spentUSD": usd(ledger.spent_usd),
+            "reservedUSD": usd(ledger.reserved_usd),
+            "softLimitUSD": usd(env.soft_limit_usd) if env.soft_limit_usd is not None else None,
+            "hardLimitUSD": usd(env.hard_limit_usd),
+            "inputTokens": ledger.input_tokens,
+            "outputTokens": ledger.output_tokens,
+            "retries": self.retries,
+            "limitHits": {"soft": ledger.soft_hits, "hard": ledger.hard_hits},
+            "llmCalls": self.llm_calls,
+            "toolCalls": self.tool_calls,
+            "compactions": self.compactions,
+            "traceID": self.tracing.trace_id_hex,
+            "priceSource": self.price.source,
+        }
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+        self.tracing.shutdown()

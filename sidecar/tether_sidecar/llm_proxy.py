@@ -1,0 +1,323 @@
+"""The model proxy: ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic).
+
+Per call: parse, fit the prompt into the context budget, reserve the worst-case cost, send with
+retries, relay (streamed as it arrives, or whole), settle the cost from the provider's ``usage``.
+The agent's dummy key is dropped and the real one added here; nothing else ever sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from aiohttp import web
+from opentelemetry.trace import Span, StatusCode
+
+from .context import Estimate, transcript
+from .dialects import Dialect, Message
+from .errors import BadRequest, BudgetExceeded, ModelCallFailed, SidecarError
+from .harness import Harness
+from .ledger import Reservation
+from .retry import Failure, RetryExhausted, RetryState, parse_retry_after
+from .sse import SseUsage
+from .tracing import ATTR
+from .upstream import HOP_HEADERS, StreamingResponse, TransportError
+
+__all__ = ["handle_llm"]
+
+log = logging.getLogger(__name__)
+
+# Agent headers never sent upstream: its dummy credentials, and framing we redo.
+_DROP = HOP_HEADERS | {"authorization", "x-api-key", "cookie", "accept-encoding"}
+_MODEL_TIMEOUT = 600.0  # a long generation can take minutes; the retry policy caps the total
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _failure_of(status: int, headers: dict[str, str], body: bytes) -> Failure:
+    text = body[:300].decode("utf-8", "replace")
+    if status == 429 and b"insufficient_quota" in body:
+        # OpenAI's "out of credit" is a 429, but waiting does not refill an account.
+        return Failure("quota", f"HTTP 429 insufficient_quota: {text}", status=status)
+    return Failure(str(status), f"HTTP {status}: {text}",
+                   retry_after=parse_retry_after(headers.get("retry-after")), status=status)
+
+
+class LlmCall:
+    def __init__(self, h: Harness, request: web.Request, dialect: Dialect) -> None:
+        self.h = h
+        self.request = request
+        self.dialect = dialect
+        self.model = h.task.spec.model
+        self.started = time.perf_counter()
+        self.upstream_time = 0.0
+        self.last_status = 0
+        self.last_headers: dict[str, str] = {}
+
+    def _check_body(self, body: dict[str, Any]) -> None:
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise BadRequest("messages: a non-empty list is required")
+        asked = body.get("model")
+        if asked is None:
+            body["model"] = self.model.name
+        elif asked != self.model.name:
+            raise BadRequest(
+                f"model: this task may use {self.model.name!r} (spec.model.name), the request "
+                f"asked for {asked!r}"
+            )
+
+    def headers(self) -> dict[str, str]:
+        out = {k: v for k, v in self.request.headers.items() if k.lower() not in _DROP}
+        out["content-type"] = "application/json"
+        if self.h.api_key:
+            out.update(self.dialect.auth(self.h.api_key))
+        if self.dialect.name == "anthropic" and "anthropic-version" not in self.request.headers:
+            out["anthropic-version"] = "2023-06-01"
+        return out
+
+    def reserve(self, body: dict[str, Any], est: Estimate, max_out: int) -> tuple[Reservation,
+                                                                                 Estimate]:
+        ledger, price = self.h.ledger, self.h.price
+        amount = price.cost(est.tokens, max_out)
+        hard = ledger.envelope.hard_limit_usd
+        if not est.exact and ledger.spent_usd + ledger.reserved_usd + amount > hard:
+            # The cheap byte bound says no; count exactly before refusing.
+            est = self.h.context.estimate(body, self.dialect, exact=True)
+            amount = price.cost(est.tokens, max_out)
+        try:
+            return ledger.reserve(amount, est.tokens + max_out), est
+        except BudgetExceeded:
+            self.h.metrics.limit_hit("hard")
+            self.h.phase = "BudgetExceeded"
+            log.warning("Refused a model call of task %s: hard limit reached", self.h.name)
+            raise
+
+    async def summarize(self, archived: list[Message]) -> str:
+        """Ask the task's own model to summarise the archivable tier (accounted like any call)."""
+        body = self.dialect.summary_request(self.model.name, transcript(archived, self.dialect),
+                                            self.h.settings.summary_max_tokens)
+        est = self.h.context.estimate(body, self.dialect, exact=True)
+        res, est = self.reserve(body, est, self.h.settings.summary_max_tokens)
+        span = self.h.tracing.start(f"chat {self.model.name}", {
+            ATTR.OPERATION: "chat", ATTR.PROVIDER: self.dialect.name,
+            ATTR.REQUEST_MODEL: self.model.name, "tether.purpose": "context_summary"})
+        try:
+            resp = await self.send(orjson.dumps(body), span, res)
+            doc = orjson.loads(resp)
+            self.settle(res, self.dialect.usage(doc), span)
+            return self.dialect.reply_text(doc)
+        finally:
+            span.end()
+
+    async def send(self, payload: bytes, span: Span, res: Reservation) -> bytes:
+        """Non-streaming send with retries; returns the 2xx body."""
+        url = self.model.upstream_base + self.dialect.path
+        headers = self.headers()
+        state = RetryState(self.h.task.spec.retry_policy.calls, started=time.monotonic())
+        while True:
+            t0 = time.perf_counter()
+            try:
+                resp = await self.h.upstream.send("POST", url, headers, payload, _MODEL_TIMEOUT)
+                failure = None if resp.status < 300 else _failure_of(resp.status, resp.headers,
+                                                                      resp.body)
+            except TransportError as exc:
+                failure = Failure(exc.kind, exc.reason, reached=exc.reached)
+            self.upstream_time += time.perf_counter() - t0
+            if failure is None:
+                self.last_status, self.last_headers = resp.status, resp.headers
+                return resp.body
+            state = await self.backoff(state, failure, span, res)
+
+    async def backoff(self, state: RetryState, failure: Failure, span: Span,
+                      res: Reservation) -> RetryState:
+        try:
+            state = state.increment(failure, time.monotonic(), self.h.rng)
+        except RetryExhausted as exc:
+            self.h.ledger.release(res)
+            self.h.metrics.llm(self.model.name, exc.error_class)
+            span.set_attributes({ATTR.ATTEMPTS: state.attempts, ATTR.OUTCOME: exc.error_class,
+                                 ATTR.ERROR_TYPE: failure.cls})
+            span.set_status(StatusCode.ERROR, exc.reason)
+            raise ModelCallFailed(exc.error_class, exc.reason, failure.status or 502,
+                                  attempts=state.attempts) from exc
+        self.h.retries += 1
+        self.h.metrics.retry("model", failure.policy_class)
+        span.add_event("retry", {"class": failure.cls, "reason": failure.reason[:200],
+                                 "delay_s": state.delay, "attempt": state.attempts - 1})
+        t0 = time.perf_counter()
+        await asyncio.sleep(state.delay)
+        self.upstream_time += time.perf_counter() - t0
+        return state
+
+    def settle(self, res: Reservation, usage: tuple[int, int, int, int] | None,
+               span: Span) -> Decimal:
+        h = self.h
+        if usage is None:
+            # No usage means we cannot know the bill: count the worst case we held.
+            log.warning("Model response for task %s had no usage; charged the reservation "
+                        "(%s USD)", h.name, res.usd)
+            cost, inp, out = res.usd, 0, 0
+        else:
+            inp, out, read, write = usage
+            cost = h.price.cost(inp, out, read, write)
+        if h.ledger.settle(res, cost, inp, out):
+            h.metrics.limit_hit("soft")
+            log.warning("Task %s passed its soft limit: spent %s USD", h.name, h.ledger.spent_usd)
+        h.metrics.llm(self.model.name, "ok", inp, out, float(cost))
+        span.set_attributes({ATTR.INPUT_TOKENS: inp, ATTR.OUTPUT_TOKENS: out,
+                             ATTR.COST: float(cost)})
+        return cost
+
+    def tether_headers(self) -> dict[str, str]:
+        ledger = self.h.ledger
+        out = {"x-tether-spent-usd": format(ledger.spent_usd, "f"),
+               "x-tether-hard-limit-usd": format(ledger.envelope.hard_limit_usd, "f")}
+        if ledger.soft_passed:
+            out["x-tether-budget-warning"] = (
+                f"soft limit {ledger.envelope.soft_limit_usd} USD passed: spent "
+                f"{ledger.spent_usd} of {ledger.envelope.hard_limit_usd}")
+        return out
+
+
+def _relay_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in HOP_HEADERS}
+
+
+async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    if dialect is not h.dialect:
+        raise BadRequest(
+            f"this task's model provider is {h.task.spec.model.provider}; send "
+            f"{'/v1/messages' if h.dialect.name == 'anthropic' else '/v1/chat/completions'}")
+    if h.phase == "BudgetExceeded":
+        raise BudgetExceeded("the task's hard limit was reached; no further model calls",
+                             spentUSD=format(h.ledger.spent_usd, "f"))
+    call = LlmCall(h, request, dialect)
+    body = parse_body(await request.read())
+    call._check_body(body)
+    stream = body.get("stream") is True
+    max_out = dialect.max_tokens(body)
+    if max_out is None:
+        # Without a cap the reply could cost more than we held; the cap makes the hold honest.
+        max_out = h.task.spec.model.default_max_tokens
+        dialect.cap_max_tokens(body, max_out)
+    injected = False
+    if stream and dialect.name == "openai":
+        opts = body.get("stream_options") or {}
+        if not opts.get("include_usage"):
+            body["stream_options"] = {**opts, "include_usage": True}
+            injected = True
+    est, compaction = await h.context.fit(body, dialect, call.summarize)
+    res, est = call.reserve(body, est, max_out)
+    payload = orjson.dumps(body)
+    h.llm_calls += 1
+    span = h.tracing.start(f"chat {call.model.name}", {
+        ATTR.OPERATION: "chat", ATTR.PROVIDER: dialect.name, ATTR.REQUEST_MODEL: call.model.name,
+        ATTR.REQUEST_MAX_TOKENS: max_out, ATTR.STREAM: stream, ATTR.CONTEXT_TOKENS: est.tokens,
+        ATTR.CONTEXT_EXACT: est.exact, ATTR.RESERVED: float(res.usd),
+        ATTR.CONTEXT_HASH: hashlib.blake2b(payload, digest_size=16).hexdigest(),
+        ATTR.STEP: h.step or h.llm_calls,
+    })
+    if compaction is not None:
+        h.compactions += 1
+        h.metrics.compaction(compaction.strategy)
+        span.set_attribute(ATTR.COMPACTION, f"{compaction.strategy}: {compaction.before} -> "
+                           f"{compaction.after} tokens, {compaction.archived_messages} messages"
+                           f"{' (summary reused)' if compaction.reused_summary else ''}")
+    try:
+        if stream:
+            return await _stream(call, request, payload, span, res, est, injected)
+        data = await call.send(payload, span, res)
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            doc = {}
+            log.warning("Model response for task %s is not JSON", h.name)
+        call.settle(res, dialect.usage(doc) if isinstance(doc, dict) else None, span)
+        if est.exact and isinstance(doc, dict) and (u := dialect.usage(doc)):
+            h.context.counter.observe(est.counted, u[0])
+        headers = _relay_headers(call.last_headers) | call.tether_headers()
+        h.metrics.overhead_model.observe(time.perf_counter() - call.started - call.upstream_time)
+        return web.Response(body=data, status=call.last_status, headers=headers)
+    except SidecarError as exc:
+        span.set_status(StatusCode.ERROR, exc.reason)
+        raise
+    finally:
+        span.end()
+
+
+async def _open_stream(call: LlmCall, payload: bytes, span: Span,
+                       res: Reservation) -> StreamingResponse:
+    url = call.model.upstream_base + call.dialect.path
+    headers = call.headers()
+    state = RetryState(call.h.task.spec.retry_policy.calls, started=time.monotonic())
+    while True:
+        t0 = time.perf_counter()
+        try:
+            up = await call.h.upstream.stream("POST", url, headers, payload, _MODEL_TIMEOUT)
+            if up.status < 300:
+                call.upstream_time += time.perf_counter() - t0
+                return up
+            data = await up.read()
+            await up.aclose()
+            failure = _failure_of(up.status, up.headers, data)
+        except TransportError as exc:
+            failure = Failure(exc.kind, exc.reason, reached=exc.reached)
+        call.upstream_time += time.perf_counter() - t0
+        state = await call.backoff(state, failure, span, res)
+
+
+async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Span,
+                  res: Reservation, est: Estimate, injected: bool) -> web.StreamResponse:
+    up = await _open_stream(call, payload, span, res)
+    usage = SseUsage(call.dialect.name, strip_usage_chunk=injected)
+    out = web.StreamResponse(status=up.status,
+                             headers=_relay_headers(up.headers) | call.tether_headers())
+    interrupted: str | None = None
+    try:
+        await out.prepare(request)
+        async for chunk in up.chunks():
+            data = usage.feed(chunk)
+            if data:
+                await out.write(data)
+        tail = usage.flush()
+        if tail:
+            await out.write(tail)
+    except TransportError as exc:
+        interrupted = f"upstream stream broke: {exc.reason}"
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        interrupted = f"agent went away mid-stream: {type(exc).__name__}"
+        if isinstance(exc, asyncio.CancelledError):
+            _settle_stream(call, res, usage, span, interrupted)
+            raise
+    finally:
+        await up.aclose()
+    _settle_stream(call, res, usage, span, interrupted)
+    if interrupted is None:
+        await out.write_eof()
+        if est.exact and usage.input_tokens:
+            call.h.context.counter.observe(est.counted, usage.input_tokens)
+    return out
+
+
+def _settle_stream(call: LlmCall, res: Reservation, usage: SseUsage, span: Span,
+                   interrupted: str | None) -> None:
+    if interrupted:
+        log.warning("Stream for task %s interrupted (%s); charged what was held", call.h.name,
+                    interrupted)
+        span.set_status(StatusCode.ERROR, interrupted)
+    reported = (usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read,
+                usage.cache_write) if usage.complete and not interrupted else None
+    call.settle(res, reported, span)

@@ -1,0 +1,75 @@
+"""Every Prometheus metric the sidecar exports, in one place (names are a contract: DESIGN.md).
+
+Metrics live in a registry owned by the :class:`SidecarMetrics` instance, created at start-up, not
+at import. Label values are bounded: task, model and tool names come from the AgentTask, outcomes
+and classes from fixed sets; never prompt text or call ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["SidecarMetrics"]
+
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+_CHECKPOINT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+
+
+class SidecarMetrics:
+    def __init__(self, namespace: str, task: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.base = {"namespace": namespace, "task": task}
+        r = self.registry
+        self.tokens = Counter("tether_llm_tokens", "Tokens billed by the model provider.",
+                              ["namespace", "task", "model", "type"], registry=r)
+        self.cost = Counter("tether_cost_usd", "Settled spend on model calls, USD.",
+                            ["namespace", "task", "model"], registry=r)
+        self.tool_calls = Counter(
+            "tether_tool_calls", "Tool calls by final outcome (ok, retried_ok, "
+            "retryable_exhausted, non_retryable, verification_failed, budget_exceeded).",
+            ["namespace", "task", "tool", "outcome"], registry=r)
+        self.model_calls = Counter(
+            "tether_llm_calls", "Model calls by final outcome.",
+            ["namespace", "task", "model", "outcome"], registry=r)
+        self.retries = Counter(
+            "tether_retries", "Retried attempts; kind is model or tool, class the failure.",
+            ["namespace", "task", "kind", "class"], registry=r)
+        self.limit_hits = Counter(
+            "tether_budget_limit_hits", "Cost envelope limits reached (soft: warned; hard: "
+            "call refused).", ["namespace", "task", "limit"], registry=r)
+        self.compactions = Counter(
+            "tether_context_compactions", "Prompts compacted to fit the context budget.",
+            ["namespace", "task", "strategy"], registry=r)
+        self.checkpoint_seconds = Histogram(
+            "tether_checkpoint_seconds", "Time to write a checkpoint durably.",
+            ["namespace", "task"], buckets=_CHECKPOINT_BUCKETS, registry=r)
+        self.overhead = Histogram(
+            "tether_call_overhead_seconds", "Time a call spent in the sidecar itself "
+            "(excluding the upstream's time).", ["namespace", "task", "kind"],
+            buckets=_OVERHEAD_BUCKETS, registry=r)
+        ns, t = namespace, task
+        self.overhead_model = self.overhead.labels(ns, t, "model")
+        self.overhead_tool = self.overhead.labels(ns, t, "tool")
+
+    def llm(self, model: str, outcome: str, input_tokens: int = 0, output_tokens: int = 0,
+            cost: float = 0.0) -> None:
+        ns, t = self.base["namespace"], self.base["task"]
+        self.model_calls.labels(ns, t, model, outcome).inc()
+        if input_tokens:
+            self.tokens.labels(ns, t, model, "input").inc(input_tokens)
+        if output_tokens:
+            self.tokens.labels(ns, t, model, "output").inc(output_tokens)
+        if cost:
+            self.cost.labels(ns, t, model).inc(cost)
+
+    def tool(self, tool: str, outcome: str) -> None:
+        self.tool_calls.labels(self.base["namespace"], self.base["task"], tool, outcome).inc()
+
+    def retry(self, kind: str, cls: str) -> None:
+        self.retries.labels(self.base["namespace"], self.base["task"], kind, cls).inc()
+
+    def limit_hit(self, limit: str) -> None:
+        self.limit_hits.labels(self.base["namespace"], self.base["task"], limit).inc()
+
+    def compaction(self, strategy: str) -> None:
+        self.compactions.labels(self.base["namespace"], self.base["task"], strategy).inc()

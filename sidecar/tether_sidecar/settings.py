@@ -1,0 +1,29 @@
+"""The sidecar's own settings (not the task's): flags, or TETHER_SIDECAR_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TETHER_SIDECAR_", extra="forbid")
+
+    task: Path = Field(description="The AgentTask YAML (the same file a user applies).")
+    state_dir: Path = Field(description="Ledger, journal, checkpoints, spans (the PVC).")
+    secrets_dir: Path = Field(description="Mounted Secrets, laid out as DIR/<secret>/<key>.")
+    port: int = Field(8181, ge=0, le=65535, description="Agent port, bound to 127.0.0.1 only.")
+    ops_port: int = Field(9090, ge=0, le=65535, description="/metrics, /healthz, /readyz.")
+    ops_host: str = Field("0.0.0.0", description="Where the ops port listens (probes, scrapes).")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body.")
+    upstream_client: Literal["aiohttp", "httpx"] = Field("aiohttp", description="See docs.")
+    attempt: int = Field(1, ge=1, description="Pod attempt number (the operator sets it).")
+    summary_max_tokens: int = Field(1024, ge=64, description="Output cap of a summary call.")
+    termination_log: Path = Field(Path("/dev/termination-log"),
+                                  description="Where the final summary JSON is written.")
+    log_level: str = "INFO"

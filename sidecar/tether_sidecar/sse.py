@@ -1,0 +1,91 @@
+"""Reading usage out of a server-sent event stream while relaying it unchanged.
+
+Chunks are forwarded as they arrive; a copy is split into events to find the ``usage`` the
+provider reports (OpenAI: the last chunk when ``stream_options.include_usage`` is set; Anthropic:
+``message_start`` for input tokens and ``message_delta`` for output tokens). When the sidecar
+itself asked OpenAI for usage, the usage-only chunk is held back, so the agent sees exactly the
+stream it asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = ["SseUsage"]
+
+
+class SseUsage:
+    def __init__(self, provider: str, strip_usage_chunk: bool) -> None:
+        self.provider = provider
+        self.strip = strip_usage_chunk
+        self._buf = b""
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read = 0
+        self.cache_write = 0
+        self.model: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.input_tokens is not None and self.output_tokens is not None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Take a chunk from upstream; return the bytes to pass on now."""
+        self._buf += chunk
+        if b"\n\n" not in self._buf and b"\r\n\r\n" not in self._buf:
+            return b"" if self.strip else chunk
+        events = self._buf.replace(b"\r\n", b"\n").split(b"\n\n")
+        self._buf = events.pop()
+        out = []
+        for event in events:
+            keep = self._read(event)
+            if keep:
+                out.append(event + b"\n\n")
+        return b"".join(out) if self.strip else chunk
+
+    def flush(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        if rest.strip():
+            self._read(rest)
+        return rest if self.strip else b""
+
+    def _read(self, event: bytes) -> bool:
+        if b'"usage"' not in event:
+            return True
+        data = b"".join(
+            line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")
+        )
+        try:
+            doc: Any = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return True  # not ours to judge: relay it, the agent's SDK will report it
+        if not isinstance(doc, dict):
+            return True
+        if self.provider == "anthropic":
+            self._anthropic(doc)
+            return True
+        usage = doc.get("usage")
+        if isinstance(usage, dict):
+            self.model = doc.get("model") or self.model
+            self.input_tokens = int(usage.get("prompt_tokens") or 0)
+            self.output_tokens = int(usage.get("completion_tokens") or 0)
+            details = usage.get("prompt_tokens_details") or {}
+            self.cache_read = int(details.get("cached_tokens") or 0)
+            return not (self.strip and not doc.get("choices"))
+        return True
+
+    def _anthropic(self, doc: dict[str, Any]) -> None:
+        message = doc.get("message")
+        usage = (message or {}).get("usage") if isinstance(message, dict) else doc.get("usage")
+        if not isinstance(usage, dict):
+            return
+        if isinstance(message, dict):
+            self.model = message.get("model") or self.model
+        if "input_tokens" in usage and usage["input_tokens"] is not None:
+            self.cache_read = int(usage.get("cache_read_input_tokens") or 0)
+            self.cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+            self.input_tokens = int(usage["input_tokens"]) + self.cache_read + self.cache_write
+        if "output_tokens" in usage and usage["output_tokens"] is not None:
+            self.output_tokens = int(usage["output_tokens"])

@@ -1,0 +1,142 @@
+"""The tool proxy: ``POST /tools/{name}`` → verify → classify → retry/backoff → explicit failure.
+
+The agent gets the tool's own response when it passes the tool's ``verify`` chain, and otherwise
+a JSON error naming the class (retryable_exhausted, non_retryable, verification_failed,
+budget_exceeded) and the reason. A failure never comes back as an empty success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import Counter
+
+import orjson
+from aiohttp import web
+from opentelemetry.trace import Span, StatusCode
+
+from tether_api import ToolSpec, parse_duration
+
+from .errors import BadRequest, BudgetExceeded, NotFound, ToolCallFailed
+from .harness import Harness
+from .retry import Failure, RetryExhausted, RetryState
+from .tracing import ATTR, shape_of
+from .upstream import HOP_HEADERS, TransportError
+from .verify import ToolResponse, chain
+
+__all__ = ["ToolProxy"]
+
+_FORWARD = ("content-type", "accept")
+
+
+class ToolProxy:
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self._occurrences: Counter[str] = Counter()
+        self._retry = {t.name: (t.retry.apply(h.task.spec.retry_policy.calls) if t.retry
+                                else h.task.spec.retry_policy.calls) for t in h.task.spec.tools}
+        self._timeout = {t.name: parse_duration(t.timeout) for t in h.task.spec.tools}
+
+    def idempotency_key(self, tool: ToolSpec, raw: bytes) -> str:
+        """Stable for the n-th identical call of a task: a retry, or the same call replayed after
+        a restart, carries the same key, so the tool can recognise it."""
+        digest = hashlib.sha256(raw).hexdigest()
+        self._occurrences[f"{tool.name}/{digest}"] += 1
+        n = self._occurrences[f"{tool.name}/{digest}"]
+        uid = self.h.task.metadata.uid or f"{self.h.task.metadata.namespace}/{self.h.name}"
+        return hashlib.sha256(f"{uid}/{tool.name}/{digest}/{n}".encode()).hexdigest()[:32]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        h = self.h
+        started = time.perf_counter()
+        name = request.match_info["name"]
+        tool = h.task.spec.tool(name)
+        if tool is None:
+            known = ", ".join(t.name for t in h.task.spec.tools) or "none"
+            raise NotFound(f"unknown tool {name!r}; this task's tools: {known}")
+        if h.phase == "BudgetExceeded":
+            h.metrics.tool(name, "budget_exceeded")
+            raise BudgetExceeded("the task's hard limit was reached; the task must stop",
+                                 tool=name)
+        raw = await request.read()
+        if raw and "json" in request.headers.get("content-type", "").lower():
+            try:
+                orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(
+                    f"request body for tool {name!r} is not valid JSON: {exc}") from exc
+        headers = {k: v for k in _FORWARD if (v := request.headers.get(k))}
+        if tool.idempotency_header:
+            headers[tool.idempotency_header] = self.idempotency_key(tool, raw)
+        h.tool_calls += 1
+        mode = h.task.spec.observability.tool_io
+        attrs = {ATTR.OPERATION: "execute_tool", ATTR.TOOL_NAME: name, ATTR.STEP: h.step}
+        if (shown := shape_of(raw, mode)) is not None:
+            attrs[ATTR.TOOL_REQUEST] = shown
+        span = h.tracing.start(f"execute_tool {name}", attrs)
+        try:
+            resp, state, waited = await self._call(tool, raw, headers, span)
+        finally:
+            span.end()
+        outcome = "ok" if state.attempts == 1 else "retried_ok"
+        h.metrics.tool(name, outcome)
+        out_headers = {k: v for k, v in resp.headers.items() if k not in HOP_HEADERS}
+        out_headers["x-tether-attempts"] = str(state.attempts)
+        h.metrics.overhead_tool.observe(time.perf_counter() - started - waited)
+        return web.Response(body=resp.body, status=resp.status, headers=out_headers)
+
+    async def _call(self, tool: ToolSpec, raw: bytes, headers: dict[str, str],
+                    span: Span) -> tuple[ToolResponse, RetryState, float]:
+        """Attempts until success or a final failure; also returns the seconds spent waiting
+        on the tool and in backoff, which are not the sidecar's overhead."""
+        h = self.h
+        state = RetryState(self._retry[tool.name], started=time.monotonic(),
+                           side_effects=tool.side_effects,
+                           idempotent=tool.idempotency_header is not None)
+        checks = h.tool_checks[tool.name]
+        mode = h.task.spec.observability.tool_io
+        waited = 0.0
+        while True:
+            t0 = time.perf_counter()
+            try:
+                up = await h.upstream.send(tool.method, tool.url, headers, raw,
+                                           self._timeout[tool.name])
+                resp = ToolResponse(up.status, up.headers, up.body)
+                failure = chain(checks, resp)
+            except TransportError as exc:
+                resp, failure = None, Failure(exc.kind, exc.reason, reached=exc.reached)
+            waited += time.perf_counter() - t0
+            if failure is None:
+                assert resp is not None
+                span.set_attributes({ATTR.ATTEMPTS: state.attempts, ATTR.TOOL_STATUS: resp.status,
+                                     ATTR.OUTCOME: "ok" if state.attempts == 1 else "retried_ok"})
+                if (shown := shape_of(resp.body, mode)) is not None:
+                    span.set_attribute(ATTR.TOOL_RESPONSE, shown)
+                return resp, state, waited
+            try:
+                state = state.increment(failure, time.monotonic(), h.rng)
+            except RetryExhausted as exc:
+                self._fail(tool, exc, failure, resp, span)
+            h.retries += 1
+            h.metrics.retry("tool", failure.policy_class)
+            span.add_event("retry", {"class": failure.cls, "reason": failure.reason[:200],
+                                     "delay_s": state.delay, "attempt": state.attempts - 1})
+            await asyncio.sleep(state.delay)
+            waited += state.delay
+
+    def _fail(self, tool: ToolSpec, exc: RetryExhausted, failure: Failure,
+              resp: ToolResponse | None, span: Span) -> None:
+        h = self.h
+        attempts = exc.state.attempts
+        h.metrics.tool(tool.name, exc.error_class)
+        span.set_attributes({ATTR.ATTEMPTS: attempts, ATTR.OUTCOME: exc.error_class,
+                             ATTR.ERROR_TYPE: failure.cls})
+        if resp is not None:
+            span.set_attribute(ATTR.TOOL_STATUS, resp.status)
+            if (shown := shape_of(resp.body, h.task.spec.observability.tool_io)) is not None:
+                span.set_attribute(ATTR.TOOL_RESPONSE, shown)
+        span.set_status(StatusCode.ERROR, exc.reason)
+        raise ToolCallFailed(exc.error_class, exc.reason, tool=tool.name, attempts=attempts,
+                             failureClass=failure.cls,
+                             upstreamStatus=resp.status if resp is not None else None) from exc
