@@ -74,7 +74,7 @@ def test_sequential_calls_stop_within_one_hold_of_the_limit(
             assert "hard limit" in error["error"]["message"]
             break
     spent = Decimal(sc.status()["spentUSD"])
-    assert codes.count(200) == 13 and codes[-1] == 402  # 13 × 0.07 = 0.91; a 14th may need 1.01
+    assert codes.count(200) == 13 and codes[-1] == 402  # 13 x 0.07 = 0.91; a 14th may need 1.01
     assert spent <= Decimal("1.00") and Decimal("1.00") - spent < HOLD
 
 

@@ -110,7 +110,7 @@ def test_retry_after_is_honoured(rig: tuple[Sidecar, str]) -> None:
 
 
 def test_side_effect_ran_once_per_call(rig: tuple[Sidecar, str]) -> None:
-    sc, tools_url = rig
+    _, tools_url = rig
     effects = httpx.get(tools_url + "/_hits").json()["side_effects"]
     # "effect" (no key) ran once and was not retried; "effect-idem" ran once, its retry replayed.
     assert effects.count(None) == 1
@@ -122,7 +122,8 @@ def test_unknown_tool_is_a_404_naming_the_tools(rig: tuple[Sidecar, str]) -> Non
     sc, _ = rig
     r = httpx.post(f"{sc.url}/tools/nope", json={})
     assert r.status_code == 404
-    assert r.json()["error"]["class"] == "not_found" and "effect-idem" in r.json()["error"]["reason"]
+    error = r.json()["error"]
+    assert error["class"] == "not_found" and "effect-idem" in error["reason"]
 
 
 def test_malformed_agent_json_is_refused_before_the_tool_sees_it(

@@ -36,5 +36,5 @@ def test_spec_pricing_overrides() -> None:
 
 
 def test_unknown_model_is_a_startup_error_not_a_free_call() -> None:
-    with pytest.raises(StartupError, match="spec.model.pricing"):
+    with pytest.raises(StartupError, match=r"spec\.model\.pricing"):
         Price(ModelSpec(provider="openai", name="no-such-model-xyz"))
