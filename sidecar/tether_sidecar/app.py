@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .checkpoint_api import CheckpointApi
 from .dialects import ANTHROPIC, OPENAI, Dialect
 from .errors import PayloadTooLarge, SidecarError
 from .harness import Harness
@@ -48,6 +49,8 @@ def _error(request: web.Request, exc: SidecarError) -> web.Response:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    h = request.app[HARNESS]
+    h.in_flight += 1
     try:
         return await handler(request)
     except SidecarError as exc:
@@ -63,6 +66,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _json(exc.status, {"error": {"class": "http", "reason": exc.reason}})
+    except Exception as exc:
+        # A bug of ours: say so loudly, and still never let it look like success.
+        log.exception("Unexpected error on %s %s", request.method, request.path)
+        return _error(request, SidecarError(f"internal error: {type(exc).__name__}: {exc}"))
+    finally:
+        h.in_flight -= 1
 
 
 def agent_app(h: Harness) -> web.Application:
@@ -71,6 +80,7 @@ def agent_app(h: Harness) -> web.Application:
     app[HARNESS] = h
     app["max_body"] = h.settings.max_body_bytes
     tools = ToolProxy(h)
+    checkpoints = CheckpointApi(h)
 
     def llm(dialect: Dialect) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -84,6 +94,8 @@ def agent_app(h: Harness) -> web.Application:
         app.router.add_post(path, llm(dialect))
     app.router.add_post("/tools/{name}", tools.handle)
     app.router.add_get("/status", status)
+    app.router.add_put("/checkpoint", checkpoints.put)
+    app.router.add_get("/checkpoint", checkpoints.get)
     return app
 
 

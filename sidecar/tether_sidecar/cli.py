@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -23,6 +24,7 @@ from .app import agent_app, ops_app
 from .errors import StartupError
 from .harness import Harness
 from .settings import Settings
+from .tracing import ATTR
 
 __all__ = ["main"]
 
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream-client", choices=["aiohttp", "httpx"])
     p.add_argument("--attempt", type=int, help="pod attempt number")
     p.add_argument("--termination-log", type=Path)
+    p.add_argument("--grace-seconds", type=float, help="on SIGTERM, time for calls in flight")
     p.add_argument("--log-level")
     return p
 
@@ -58,7 +61,8 @@ def load_settings(argv: list[str] | None) -> Settings:
 
 async def serve(h: Harness, stop: asyncio.Event) -> None:
     s = h.settings
-    agent = web.AppRunner(agent_app(h), access_log=None, handle_signals=False)
+    agent = web.AppRunner(agent_app(h), access_log=None, handle_signals=False,
+                          shutdown_timeout=0.5)
     ops = web.AppRunner(ops_app(h), access_log=None, handle_signals=False)
     await agent.setup()
     await ops.setup()
@@ -79,11 +83,32 @@ async def serve(h: Harness, stop: asyncio.Event) -> None:
         log.info("Serving task %s/%s", h.task.metadata.namespace, h.name)
         await stop.wait()
         h.ready = False
-        log.info("Stopping task %s", h.name)
+        log.info("Stopping task %s: %d call(s) in flight, grace %.0fs", h.name, h.in_flight,
+                 s.grace_seconds)
+        await agent_site.stop()  # no new calls; those in flight may finish
+        deadline = asyncio.get_running_loop().time() + s.grace_seconds
+        while h.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
     finally:
-        await agent.cleanup()
+        aborted = h.in_flight
+        await agent.cleanup()  # cancels what is still in flight: each records its abort
         await ops.cleanup()
+        h.tracing.attempt_done({"tether.aborted_calls": aborted, ATTR.COST:
+                                float(h.ledger.spent_usd)})
         await h.aclose()
+        write_summary(h, aborted)
+
+
+def write_summary(h: Harness, aborted: int) -> None:
+    """The final word for the operator: Kubernetes shows the termination message (≤ 4 KiB)
+    in the container's status after it ends."""
+    doc = {k: v for k, v in h.status().items() if k not in ("checkpointProblem", "priceSource")}
+    doc["abortedCalls"] = aborted
+    path = h.settings.termination_log
+    try:
+        path.write_bytes(orjson.dumps(doc)[:4096])
+    except OSError as exc:
+        log.error("Cannot write the termination summary to %s: %s", path, exc.strerror)
 
 
 async def _run(settings: Settings) -> None:

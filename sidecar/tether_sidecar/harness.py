@@ -14,9 +14,11 @@ from typing import Any
 
 from tether_api import AgentTask, InvalidAgentTask, load_agenttask, usd
 
+from .checkpoints import Checkpoint, CheckpointStore
 from .context import ContextManager, TokenCounter
 from .dialects import ANTHROPIC, OPENAI, Dialect
-from .errors import StartupError
+from .errors import SidecarError, StartupError
+from .journal import Journal
 from .ledger import Ledger
 from .metrics import SidecarMetrics
 from .pricing import Price
@@ -56,6 +58,13 @@ class Harness:
     tracing: Tracing
     upstream: Upstream
     tool_checks: dict[str, list[Check]]
+    journal: Journal
+    checkpoints: CheckpointStore
+    last_checkpoint: Checkpoint | None = None
+    checkpoint_problem: str | None = None
+    replayed: int = 0
+    orphans: int = 0
+    in_flight: int = 0
     rng: random.Random = field(default_factory=random.Random)
     phase: str = "Running"
     llm_calls: int = 0
@@ -93,23 +102,62 @@ class Harness:
                 f"--state-dir {settings.state_dir}: not writable ({exc.strerror}); the task "
                 "cannot run without its ledger and checkpoints"
             ) from exc
+        journal = Journal(settings.state_dir / "journal.jsonl")
+        recovered = journal.open()
+        journal.append({"t": "attempt", "attempt": settings.attempt})
+        ledger = Ledger(spec.cost_envelope, spent_usd=recovered.spent_usd,
+                        input_tokens=recovered.input_tokens,
+                        output_tokens=recovered.output_tokens)
+        if recovered.orphans:
+            log.warning("Task %s: %d call(s) were in flight when the last attempt ended; charged "
+                        "what was held for them (%s USD)", task.metadata.name, recovered.orphans,
+                        recovered.orphan_usd)
+        store = CheckpointStore(settings.state_dir / "checkpoints", spec.checkpoint.keep,
+                                spec.checkpoint.max_bytes)
         tracing = Tracing(
             namespace=task.metadata.namespace, task=task.metadata.name, uid=task.metadata.uid,
             attempt=settings.attempt, span_file=settings.state_dir / "spans.jsonl",
             otlp_endpoint=spec.observability.otlp_endpoint,
         )
-        return cls(
+        h = cls(
             task=task,
             settings=settings,
             api_key=api_key,
             price=price,
-            ledger=Ledger(spec.cost_envelope),
+            ledger=ledger,
             context=ContextManager(spec.context_budget, spec.prompt_budget, TokenCounter()),
             metrics=SidecarMetrics(task.metadata.namespace, task.metadata.name),
             tracing=tracing,
             upstream=make_upstream(settings.upstream_client),
             tool_checks={t.name: checks_for(t.verify) for t in spec.tools},
+            journal=journal,
+            checkpoints=store,
+            orphans=recovered.orphans,
         )
+        try:
+            h.load_checkpoint()
+        except SidecarError as exc:
+            # Start anyway: GET /checkpoint answers with this error, so the agent cannot
+            # mistake the damage for a fresh start; /status shows it too.
+            log.error("Task %s: %s", task.metadata.name, exc.reason)
+        return h
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        """The latest valid checkpoint (also sets ``step``); damage is logged and counted."""
+        before = self.checkpoints.corrupt_seen
+        try:
+            ckpt = self.checkpoints.latest()
+        except SidecarError as exc:
+            self.checkpoint_problem = exc.reason
+            raise
+        finally:
+            damaged = self.checkpoints.corrupt_seen - before
+            if damaged:
+                self.metrics.checkpoint_corrupt.labels(**self.metrics.base).inc(damaged)
+        self.last_checkpoint = ckpt
+        if ckpt is not None:
+            self.step = max(self.step, ckpt.step)
+        return ckpt
 
     def status(self) -> dict[str, Any]:
         ledger, env = self.ledger, self.task.spec.cost_envelope
@@ -130,8 +178,15 @@ class Harness:
             "compactions": self.compactions,
             "traceID": self.tracing.trace_id_hex,
             "priceSource": self.price.source,
+            "replayed": self.replayed,
+            "orphans": self.orphans,
+            "lastCheckpoint": None if self.last_checkpoint is None else {
+                "step": self.last_checkpoint.step, "time": self.last_checkpoint.time,
+                "sha256": self.last_checkpoint.sha256},
+            "checkpointProblem": self.checkpoint_problem,
         }
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
+        self.journal.close()
         self.tracing.shutdown()

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from .context import Estimate, transcript
 from .dialects import Dialect, Message
 from .errors import BadRequest, BudgetExceeded, ModelCallFailed, SidecarError
 from .harness import Harness
+from .journal import call_key, stored_body
 from .ledger import Reservation
 from .retry import Failure, RetryExhausted, RetryState, parse_retry_after
 from .sse import SseUsage
@@ -66,6 +68,30 @@ class LlmCall:
         self.upstream_time = 0.0
         self.last_status = 0
         self.last_headers: dict[str, str] = {}
+        self.call_id = ""
+        self.key = ""
+        self.settled: tuple[Decimal, int, int] | None = None
+
+    # --- the journal's view of this call: begin, then end or abort ------------------------
+
+    def begin(self, key: str, res: Reservation) -> None:
+        self.call_id, self.key = uuid.uuid4().hex[:16], key
+        self.h.journal.begin(self.call_id, "llm", key, hold=res.usd)
+
+    def end(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        cost, inp, out = self.settled or (Decimal(0), 0, 0)
+        self.h.journal.end(self.call_id, self.key, status=status, headers=headers, body=body,
+                           usd=cost, input_tokens=inp, output_tokens=out)
+
+    def abort(self, reason: str, charge: Reservation | None = None) -> None:
+        """The call failed for good. With ``charge``, the hold is counted as spent (the
+        provider may have billed a call we lost sight of)."""
+        if not self.call_id or self.settled is not None:
+            return
+        if charge is not None:
+            self.settle(charge, None, None)
+        self.h.journal.abort(self.call_id, reason,
+                             usd=self.settled[0] if self.settled else None)
 
     def _check_body(self, body: dict[str, Any]) -> None:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
@@ -109,16 +135,28 @@ class LlmCall:
         """Ask the task's own model to summarise the archivable tier (accounted like any call)."""
         body = self.dialect.summary_request(self.model.name, transcript(archived, self.dialect),
                                             self.h.settings.summary_max_tokens)
+        key = call_key("llm", self.dialect.path, body)
+        earlier = self.h.journal.earlier(key, self.h.journal.occurrence(key))
+        if earlier is not None and earlier[1] is not None:  # summarised before a restart
+            self.h.replayed += 1
+            return self.dialect.reply_text(orjson.loads(stored_body(earlier[1])))
+        sub = LlmCall(self.h, self.request, self.dialect)
         est = self.h.context.estimate(body, self.dialect, exact=True)
-        res, est = self.reserve(body, est, self.h.settings.summary_max_tokens)
+        res, est = sub.reserve(body, est, self.h.settings.summary_max_tokens)
+        sub.begin(key, res)
         span = self.h.tracing.start(f"chat {self.model.name}", {
             ATTR.OPERATION: "chat", ATTR.PROVIDER: self.dialect.name,
             ATTR.REQUEST_MODEL: self.model.name, "tether.purpose": "context_summary"})
         try:
-            resp = await self.send(orjson.dumps(body), span, res)
+            resp = await sub.send(orjson.dumps(body), span, res)
             doc = orjson.loads(resp)
-            self.settle(res, self.dialect.usage(doc), span)
+            sub.settle(res, self.dialect.usage(doc), span)
+            sub.end(sub.last_status, sub.last_headers, resp)
+            self.upstream_time += sub.upstream_time
             return self.dialect.reply_text(doc)
+        except SidecarError as exc:
+            sub.abort(exc.reason)
+            raise
         finally:
             span.end()
 
@@ -163,7 +201,7 @@ class LlmCall:
         return state
 
     def settle(self, res: Reservation, usage: tuple[int, int, int, int] | None,
-               span: Span) -> Decimal:
+               span: Span | None) -> Decimal:
         h = self.h
         if usage is None:
             # No usage means we cannot know the bill: count the worst case we held.
@@ -176,9 +214,12 @@ class LlmCall:
         if h.ledger.settle(res, cost, inp, out):
             h.metrics.limit_hit("soft")
             log.warning("Task %s passed its soft limit: spent %s USD", h.name, h.ledger.spent_usd)
-        h.metrics.llm(self.model.name, "ok", inp, out, float(cost))
-        span.set_attributes({ATTR.INPUT_TOKENS: inp, ATTR.OUTPUT_TOKENS: out,
-                             ATTR.COST: float(cost)})
+        self.settled = (cost, inp, out)
+        h.metrics.llm(self.model.name, "ok" if span is not None else "lost", inp, out,
+                      float(cost))
+        if span is not None:
+            span.set_attributes({ATTR.INPUT_TOKENS: inp, ATTR.OUTPUT_TOKENS: out,
+                                 ATTR.COST: float(cost)})
         return cost
 
     def tether_headers(self) -> dict[str, str]:
@@ -196,40 +237,65 @@ def _relay_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in HOP_HEADERS}
 
 
+def _prepare(h: Harness, call: LlmCall, body: dict[str, Any]) -> tuple[int, bool]:
+    """Cap the output (so the hold is honest) and ask for usage in streams; returns the cap and
+    whether the usage chunk must be held back from the agent."""
+    dialect = call.dialect
+    max_out = dialect.max_tokens(body)
+    if max_out is None:
+        max_out = h.task.spec.model.default_max_tokens
+        dialect.cap_max_tokens(body, max_out)
+    if body.get("stream") is True and dialect.name == "openai":
+        opts = body.get("stream_options") or {}
+        if not opts.get("include_usage"):
+            body["stream_options"] = {**opts, "include_usage": True}
+            return max_out, True
+    return max_out, False
+
+
+def _replay(h: Harness, call: LlmCall, end: dict[str, Any]) -> web.Response:
+    """Answer from the journal: the call completed in an earlier attempt."""
+    h.replayed += 1
+    h.metrics.replays.labels(**h.metrics.base, kind="model").inc()
+    h.metrics.llm(call.model.name, "replayed")
+    span = h.tracing.start(f"chat {call.model.name}", {
+        ATTR.OPERATION: "chat", ATTR.PROVIDER: call.dialect.name,
+        ATTR.REQUEST_MODEL: call.model.name, ATTR.REPLAYED: True, ATTR.STEP: h.step})
+    span.end()
+    return web.Response(body=stored_body(end), status=int(end["status"]),
+                        headers={"content-type": end.get("ctype") or "application/json",
+                                 "x-tether-replayed": "true", **call.tether_headers()})
+
+
 async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.StreamResponse:
     if dialect is not h.dialect:
         raise BadRequest(
             f"this task's model provider is {h.task.spec.model.provider}; send "
             f"{'/v1/messages' if h.dialect.name == 'anthropic' else '/v1/chat/completions'}")
-    if h.phase == "BudgetExceeded":
-        raise BudgetExceeded("the task's hard limit was reached; no further model calls",
-                             spentUSD=format(h.ledger.spent_usd, "f"))
     call = LlmCall(h, request, dialect)
     body = parse_body(await request.read())
     call._check_body(body)
-    stream = body.get("stream") is True
-    max_out = dialect.max_tokens(body)
-    if max_out is None:
-        # Without a cap the reply could cost more than we held; the cap makes the hold honest.
-        max_out = h.task.spec.model.default_max_tokens
-        dialect.cap_max_tokens(body, max_out)
-    injected = False
-    if stream and dialect.name == "openai":
-        opts = body.get("stream_options") or {}
-        if not opts.get("include_usage"):
-            body["stream_options"] = {**opts, "include_usage": True}
-            injected = True
+    key = call_key("llm", dialect.path, body)
+    earlier = h.journal.earlier(key, h.journal.occurrence(key))
+    if earlier is not None and earlier[1] is not None:
+        return _replay(h, call, earlier[1])
+    if h.phase == "BudgetExceeded":  # the breaker has tripped: every later call is a hit too
+        h.ledger.hard_hits += 1
+        h.metrics.limit_hit("hard")
+        raise BudgetExceeded("the task's hard limit was reached; no further model calls",
+                             spentUSD=format(h.ledger.spent_usd, "f"))
+    max_out, injected = _prepare(h, call, body)
     est, compaction = await h.context.fit(body, dialect, call.summarize)
     res, est = call.reserve(body, est, max_out)
     payload = orjson.dumps(body)
     h.llm_calls += 1
+    call.begin(key, res)
     span = h.tracing.start(f"chat {call.model.name}", {
         ATTR.OPERATION: "chat", ATTR.PROVIDER: dialect.name, ATTR.REQUEST_MODEL: call.model.name,
-        ATTR.REQUEST_MAX_TOKENS: max_out, ATTR.STREAM: stream, ATTR.CONTEXT_TOKENS: est.tokens,
-        ATTR.CONTEXT_EXACT: est.exact, ATTR.RESERVED: float(res.usd),
-        ATTR.CONTEXT_HASH: hashlib.blake2b(payload, digest_size=16).hexdigest(),
-        ATTR.STEP: h.step or h.llm_calls,
-    })
+        ATTR.REQUEST_MAX_TOKENS: max_out, ATTR.STREAM: bool(body.get("stream")),
+        ATTR.CONTEXT_TOKENS: est.tokens, ATTR.CONTEXT_EXACT: est.exact,
+        ATTR.RESERVED: float(res.usd), ATTR.STEP: h.step + 1,
+        ATTR.CONTEXT_HASH: hashlib.blake2b(payload, digest_size=16).hexdigest()})
     if compaction is not None:
         h.compactions += 1
         h.metrics.compaction(compaction.strategy)
@@ -237,25 +303,38 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
                            f"{compaction.after} tokens, {compaction.archived_messages} messages"
                            f"{' (summary reused)' if compaction.reused_summary else ''}")
     try:
-        if stream:
+        if body.get("stream") is True:
             return await _stream(call, request, payload, span, res, est, injected)
-        data = await call.send(payload, span, res)
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            doc = {}
-            log.warning("Model response for task %s is not JSON", h.name)
-        call.settle(res, dialect.usage(doc) if isinstance(doc, dict) else None, span)
-        if est.exact and isinstance(doc, dict) and (u := dialect.usage(doc)):
-            h.context.counter.observe(est.counted, u[0])
-        headers = _relay_headers(call.last_headers) | call.tether_headers()
-        h.metrics.overhead_model.observe(time.perf_counter() - call.started - call.upstream_time)
-        return web.Response(body=data, status=call.last_status, headers=headers)
+        return await _plain(call, payload, span, res, est)
     except SidecarError as exc:
         span.set_status(StatusCode.ERROR, exc.reason)
+        call.abort(exc.reason)
+        raise
+    except asyncio.CancelledError:
+        # Stopped mid-call (graceful stop past its grace period): the provider may bill it.
+        call.abort("cancelled while in flight", charge=res)
         raise
     finally:
         span.end()
+
+
+async def _plain(call: LlmCall, payload: bytes, span: Span, res: Reservation,
+                 est: Estimate) -> web.Response:
+    h, dialect = call.h, call.dialect
+    data = await call.send(payload, span, res)
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        doc = None
+        log.warning("Model response for task %s is not JSON", h.name)
+    usage = dialect.usage(doc) if isinstance(doc, dict) else None
+    call.settle(res, usage, span)
+    call.end(call.last_status, call.last_headers, data)
+    if est.exact and usage is not None:
+        h.context.counter.observe(est.counted, usage[0])
+    headers = _relay_headers(call.last_headers) | call.tether_headers()
+    h.metrics.overhead_model.observe(time.perf_counter() - call.started - call.upstream_time)
+    return web.Response(body=data, status=call.last_status, headers=headers)
 
 
 async def _open_stream(call: LlmCall, payload: bytes, span: Span,
@@ -285,39 +364,35 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
     usage = SseUsage(call.dialect.name, strip_usage_chunk=injected)
     out = web.StreamResponse(status=up.status,
                              headers=_relay_headers(up.headers) | call.tether_headers())
+    relayed: list[bytes] = []
     interrupted: str | None = None
     try:
         await out.prepare(request)
         async for chunk in up.chunks():
             data = usage.feed(chunk)
             if data:
+                relayed.append(data)
                 await out.write(data)
-        tail = usage.flush()
-        if tail:
+        if tail := usage.flush():
+            relayed.append(tail)
             await out.write(tail)
     except TransportError as exc:
         interrupted = f"upstream stream broke: {exc.reason}"
-    except (ConnectionResetError, asyncio.CancelledError) as exc:
-        interrupted = f"agent went away mid-stream: {type(exc).__name__}"
-        if isinstance(exc, asyncio.CancelledError):
-            _settle_stream(call, res, usage, span, interrupted)
-            raise
+    except ConnectionResetError as exc:
+        interrupted = f"agent went away mid-stream: {exc}"
     finally:
         await up.aclose()
-    _settle_stream(call, res, usage, span, interrupted)
-    if interrupted is None:
-        await out.write_eof()
-        if est.exact and usage.input_tokens:
-            call.h.context.counter.observe(est.counted, usage.input_tokens)
-    return out
-
-
-def _settle_stream(call: LlmCall, res: Reservation, usage: SseUsage, span: Span,
-                   interrupted: str | None) -> None:
     if interrupted:
         log.warning("Stream for task %s interrupted (%s); charged what was held", call.h.name,
                     interrupted)
         span.set_status(StatusCode.ERROR, interrupted)
+        call.abort(interrupted, charge=res)
+        return out
     reported = (usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read,
-                usage.cache_write) if usage.complete and not interrupted else None
+                usage.cache_write) if usage.complete else None
     call.settle(res, reported, span)
+    call.end(up.status, up.headers, b"".join(relayed))
+    await out.write_eof()
+    if est.exact and usage.input_tokens:
+        call.h.context.counter.observe(est.counted, usage.input_tokens)
+    return out

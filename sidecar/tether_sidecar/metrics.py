@@ -43,6 +43,12 @@ class SidecarMetrics:
         self.checkpoint_seconds = Histogram(
             "tether_checkpoint_seconds", "Time to write a checkpoint durably.",
             ["namespace", "task"], buckets=_CHECKPOINT_BUCKETS, registry=r)
+        self.checkpoint_corrupt = Counter(
+            "tether_checkpoint_corrupt", "Checkpoint generations found damaged and skipped.",
+            ["namespace", "task"], registry=r)
+        self.replays = Counter(
+            "tether_journal_replays", "Calls answered from the journal after a restart (not "
+            "sent, not charged).", ["namespace", "task", "kind"], registry=r)
         self.overhead = Histogram(
             "tether_call_overhead_seconds", "Time a call spent in the sidecar itself "
             "(excluding the upstream's time).", ["namespace", "task", "kind"],

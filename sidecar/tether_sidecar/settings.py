@@ -26,4 +26,6 @@ class Settings(BaseSettings):
     summary_max_tokens: int = Field(1024, ge=64, description="Output cap of a summary call.")
     termination_log: Path = Field(Path("/dev/termination-log"),
                                   description="Where the final summary JSON is written.")
+    grace_seconds: float = Field(20.0, ge=0, description="On SIGTERM, how long calls in flight "
+                                 "may take to finish before they are recorded as aborted.")
     log_level: str = "INFO"

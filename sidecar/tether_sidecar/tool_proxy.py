@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import Counter
+import uuid
 
 import orjson
 from aiohttp import web
@@ -20,6 +20,7 @@ from tether_api import ToolSpec, parse_duration
 
 from .errors import BadRequest, BudgetExceeded, NotFound, ToolCallFailed
 from .harness import Harness
+from .journal import call_key, stored_body
 from .retry import Failure, RetryExhausted, RetryState
 from .tracing import ATTR, shape_of
 from .upstream import HOP_HEADERS, TransportError
@@ -33,19 +34,27 @@ _FORWARD = ("content-type", "accept")
 class ToolProxy:
     def __init__(self, h: Harness) -> None:
         self.h = h
-        self._occurrences: Counter[str] = Counter()
         self._retry = {t.name: (t.retry.apply(h.task.spec.retry_policy.calls) if t.retry
                                 else h.task.spec.retry_policy.calls) for t in h.task.spec.tools}
         self._timeout = {t.name: parse_duration(t.timeout) for t in h.task.spec.tools}
 
-    def idempotency_key(self, tool: ToolSpec, raw: bytes) -> str:
-        """Stable for the n-th identical call of a task: a retry, or the same call replayed after
-        a restart, carries the same key, so the tool can recognise it."""
-        digest = hashlib.sha256(raw).hexdigest()
-        self._occurrences[f"{tool.name}/{digest}"] += 1
-        n = self._occurrences[f"{tool.name}/{digest}"]
+    def idempotency_key(self, key: str, occurrence: int) -> str:
+        """Stable for the n-th identical call of a task: a retry, or the same call made again
+        after a restart, carries the same key, so the tool can recognise it."""
         uid = self.h.task.metadata.uid or f"{self.h.task.metadata.namespace}/{self.h.name}"
-        return hashlib.sha256(f"{uid}/{tool.name}/{digest}/{n}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{uid}/{key}/{occurrence}".encode()).hexdigest()[:32]
+
+    def _replay(self, name: str, end: dict[str, object]) -> web.Response:
+        h = self.h
+        h.replayed += 1
+        h.metrics.replays.labels(**h.metrics.base, kind="tool").inc()
+        h.metrics.tool(name, "replayed")
+        h.tracing.start(f"execute_tool {name}", {ATTR.OPERATION: "execute_tool",
+                                                 ATTR.TOOL_NAME: name, ATTR.REPLAYED: True,
+                                                 ATTR.STEP: h.step + 1}).end()
+        return web.Response(body=stored_body(end), status=int(str(end["status"])), headers={
+            "content-type": str(end.get("ctype") or "application/octet-stream"),
+            "x-tether-replayed": "true"})
 
     async def handle(self, request: web.Request) -> web.Response:
         h = self.h
@@ -66,19 +75,39 @@ class ToolProxy:
             except orjson.JSONDecodeError as exc:
                 raise BadRequest(
                     f"request body for tool {name!r} is not valid JSON: {exc}") from exc
+        key = call_key("tool", name, raw)
+        occurrence = h.journal.occurrence(key)
+        earlier = h.journal.earlier(key, occurrence)
+        if earlier is not None and earlier[1] is not None:
+            return self._replay(name, earlier[1])
+        if earlier is not None and tool.side_effects and not tool.idempotency_header:
+            h.metrics.tool(name, "non_retryable")
+            raise ToolCallFailed(
+                "non_retryable", f"tool {name!r} has side effects and this call was sent before "
+                "the restart without finishing; it may have run, so it is not sent again (set "
+                "idempotencyHeader to make it safe to repeat)", tool=name, attempts=0)
         headers = {k: v for k in _FORWARD if (v := request.headers.get(k))}
         if tool.idempotency_header:
-            headers[tool.idempotency_header] = self.idempotency_key(tool, raw)
+            headers[tool.idempotency_header] = self.idempotency_key(key, occurrence)
         h.tool_calls += 1
+        call_id = uuid.uuid4().hex[:16]
+        h.journal.begin(call_id, "tool", key, side_effects=tool.side_effects)
         mode = h.task.spec.observability.tool_io
-        attrs = {ATTR.OPERATION: "execute_tool", ATTR.TOOL_NAME: name, ATTR.STEP: h.step}
+        attrs = {ATTR.OPERATION: "execute_tool", ATTR.TOOL_NAME: name, ATTR.STEP: h.step + 1}
         if (shown := shape_of(raw, mode)) is not None:
             attrs[ATTR.TOOL_REQUEST] = shown
         span = h.tracing.start(f"execute_tool {name}", attrs)
         try:
             resp, state, waited = await self._call(tool, raw, headers, span)
+        except ToolCallFailed as exc:
+            h.journal.abort(call_id, exc.reason)
+            raise
+        except asyncio.CancelledError:
+            h.journal.abort(call_id, "cancelled while in flight")
+            raise
         finally:
             span.end()
+        h.journal.end(call_id, key, status=resp.status, headers=resp.headers, body=resp.body)
         outcome = "ok" if state.attempts == 1 else "retried_ok"
         h.metrics.tool(name, outcome)
         out_headers = {k: v for k, v in resp.headers.items() if k not in HOP_HEADERS}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,13 +20,15 @@ from typing import Any
 
 import orjson
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-__all__ = ["ATTR", "JsonlSpanExporter", "Tracing", "attempt_span_id", "shape_of", "task_trace_id"]
+__all__ = ["ATTR", "JsonlSpanExporter", "Tracing", "attempt_span_id", "shape_of", "step_span_id",
+           "task_span_id", "task_trace_id"]
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +69,34 @@ def task_trace_id(uid: str | None, namespace: str, name: str) -> int:
     return int.from_bytes(digest[:16], "big") or 1
 
 
-def attempt_span_id(trace_id: int, attempt: int) -> int:
-    digest = hashlib.sha256(f"{trace_id:032x}/attempt/{attempt}".encode()).digest()
+def _derived_id(trace_id: int, what: str) -> int:
+    digest = hashlib.sha256(f"{trace_id:032x}/{what}".encode()).digest()
     return int.from_bytes(digest[:8], "big") or 1
+
+
+def attempt_span_id(trace_id: int, attempt: int) -> int:
+    return _derived_id(trace_id, f"attempt/{attempt}")
+
+
+def step_span_id(trace_id: int, step: int) -> int:
+    """The same in every attempt: a step redone after a restart shows as one step."""
+    return _derived_id(trace_id, f"step/{step}")
+
+
+def task_span_id(trace_id: int) -> int:
+    return _derived_id(trace_id, "task")
 
 
 class _TaskIds(IdGenerator):
     def __init__(self, trace_id: int) -> None:
         self._trace_id = trace_id
         self._random = RandomIdGenerator()
+        self.next_span_id: int | None = None  # set just before starting a derived-id span
 
     def generate_span_id(self) -> int:
+        if self.next_span_id is not None:
+            span_id, self.next_span_id = self.next_span_id, None
+            return span_id
         return self._random.generate_span_id()
 
     def generate_trace_id(self) -> int:
@@ -132,12 +152,15 @@ class Tracing:
     def __init__(self, *, namespace: str, task: str, uid: str | None, attempt: int,
                  span_file: Path, otlp_endpoint: str | None) -> None:
         self.trace_id = task_trace_id(uid, namespace, task)
+        self.attempt = attempt
         self.attempt_span = attempt_span_id(self.trace_id, attempt)
+        self.started_ns = time.time_ns()
         resource = Resource.create({
             "service.name": "tether-sidecar", "tether.task": task,
             "k8s.namespace.name": namespace, "tether.attempt": attempt,
         })
-        self.provider = TracerProvider(resource=resource, id_generator=_TaskIds(self.trace_id))
+        self._ids = _TaskIds(self.trace_id)
+        self.provider = TracerProvider(resource=resource, id_generator=self._ids)
         self.provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter(span_file)))
         if otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -155,8 +178,34 @@ class Tracing:
     def trace_id_hex(self) -> str:
         return f"{self.trace_id:032x}"
 
+    def _context(self, span_id: int) -> Context:
+        parent = SpanContext(self.trace_id, span_id, is_remote=True,
+                             trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        return trace.set_span_in_context(NonRecordingSpan(parent))
+
     def start(self, name: str, attributes: dict[str, Any]) -> trace.Span:
-        return self.tracer.start_span(name, context=self.parent_context, attributes=attributes)
+        """A call span, child of the step in progress (``tether.step`` in ``attributes``)."""
+        step = attributes.get(ATTR.STEP)
+        context = self.parent_context if not isinstance(step, int) else self._context(
+            step_span_id(self.trace_id, step))
+        return self.tracer.start_span(name, context=context, attributes=attributes)
+
+    def _emit(self, name: str, span_id: int, parent: Context | None, start_ns: int,
+              attributes: dict[str, Any]) -> None:
+        self._ids.next_span_id = span_id
+        span = self.tracer.start_span(name, context=parent, start_time=start_ns,
+                                      attributes=attributes)
+        span.end()
+
+    def step_done(self, step: int, since_ns: int, attributes: dict[str, Any]) -> None:
+        """Emit the span of a step when its checkpoint is written."""
+        self._emit(f"step {step}", step_span_id(self.trace_id, step), self.parent_context,
+                   since_ns, {ATTR.STEP: step, **attributes})
+
+    def attempt_done(self, attributes: dict[str, Any]) -> None:
+        self._emit(f"attempt {self.attempt}", self.attempt_span,
+                   self._context(task_span_id(self.trace_id)), self.started_ns,
+                   {"tether.attempt": self.attempt, **attributes})
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -1,0 +1,218 @@
+"""The call journal: what this task has already done, on the state dir, across restarts.
+
+An append-only JSON-lines file. Every model or tool call writes ``begin`` before it leaves the pod
+and ``end`` (with the response and its cost) when it completes, or ``abort`` when it fails for
+good. On start-up the journal is replayed to rebuild the spend ledger, and a call that was in
+flight when the last process died becomes an ``orphan``: a model call is charged what was held
+for it (we cannot know what the provider billed, so we count the worst case), and a side-effecting
+tool call is remembered as "may have run".
+
+Replay: a restarted agent resumes from its checkpoint and repeats the calls it made after it.
+Calls are identified by a key (kind, target and canonical body) and their occurrence: the n-th
+call with key K since the task began. The agent's ``GET /checkpoint`` sets the cursor to the
+journal position of the checkpoint it resumes from, so occurrences are counted from there; the
+n-th occurrence of K that already ended is answered from the journal, not sent and not charged.
+
+Durability: each record is written with one ``write`` (it survives the process being killed);
+``sync()`` adds ``fdatasync`` (it survives the node), done before a side-effecting call leaves,
+before a checkpoint is written, on graceful stop, and at most a second after any other record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import StartupError
+
+__all__ = ["Journal", "Recovered", "call_key"]
+
+log = logging.getLogger(__name__)
+_MAX_STORED_BODY = 1024 * 1024  # larger responses are journalled without a body: not replayable
+
+
+def call_key(kind: str, target: str, body: Any) -> str:
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if not isinstance(
+        body, bytes) else body
+    return hashlib.sha256(kind.encode() + b"\0" + target.encode() + b"\0" + canonical).hexdigest()
+
+
+@dataclass
+class Recovered:
+    spent_usd: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    orphans: int = 0
+    orphan_usd: Decimal = Decimal(0)
+    calls: int = 0
+    attempts_seen: int = 0
+
+
+@dataclass
+class _Call:
+    seq: int
+    key: str
+    kind: str
+    ended: dict[str, Any] | None = None
+    aborted: bool = False
+
+
+@dataclass
+class Journal:
+    path: Path
+    seq: int = 0
+    cursor: int = 0
+    _fd: int = -1
+    _dirty: bool = False
+    _calls: dict[str, _Call] = field(default_factory=dict)  # id -> call, from earlier attempts
+    _by_key: dict[str, list[_Call]] = field(default_factory=lambda: defaultdict(list))
+    _seen: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _live_calls: int = 0
+
+    def open(self) -> Recovered:
+        """Read what earlier attempts wrote, mend a torn tail, and open for appending."""
+        rec = Recovered()
+        pending: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            data = self.path.read_bytes()
+            good = data.rfind(b"\n") + 1
+            if good < len(data):
+                log.warning("Journal %s ends in a torn record (%d bytes); dropped it", self.path,
+                            len(data) - good)
+                with self.path.open("r+b") as f:
+                    f.truncate(good)
+            for number, line in enumerate(data[:good].splitlines(), 1):
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise StartupError(
+                        f"journal {self.path} line {number} is corrupt ({exc}); the spend ledger "
+                        "cannot be trusted. Move the file aside to start without history."
+                    ) from exc
+                self._apply(doc, rec, pending)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        for call_id, begin in pending.items():
+            hold = Decimal(begin.get("hold", "0"))
+            rec.orphans += 1
+            rec.orphan_usd += hold
+            rec.spent_usd += hold
+            self.append({"t": "orphan", "id": call_id, "usd": format(hold, "f")})
+        self.sync()
+        return rec
+
+    def _apply(self, doc: dict[str, Any], rec: Recovered, pending: dict[str, dict[str, Any]]
+               ) -> None:
+        self.seq = max(self.seq, int(doc.get("seq", 0)))
+        kind = doc.get("t")
+        if kind == "begin":
+            call = _Call(doc["seq"], doc["key"], doc["kind"])
+            self._calls[doc["id"]] = call
+            self._by_key[doc["key"]].append(call)
+            pending[doc["id"]] = doc
+            rec.calls += 1
+        elif kind in ("end", "abort", "orphan"):
+            begin = pending.pop(doc["id"], None)
+            known = self._calls.get(doc["id"])
+            if kind == "end" and known is not None:
+                known.ended = doc
+            elif kind == "abort" and known is not None:
+                known.aborted = True
+            if begin is None:
+                log.warning("Journal %s: %s record for unknown call %s", self.path, kind,
+                            doc["id"])
+            if doc.get("usd") is not None:
+                rec.spent_usd += Decimal(doc["usd"])
+            rec.input_tokens += int(doc.get("in", 0))
+            rec.output_tokens += int(doc.get("out", 0))
+        elif kind == "attempt":
+            rec.attempts_seen = max(rec.attempts_seen, int(doc.get("attempt", 0)))
+
+    def append(self, doc: dict[str, Any]) -> int:
+        self.seq += 1
+        doc["seq"] = self.seq
+        os.write(self._fd, orjson.dumps(doc) + b"\n")
+        self._dirty = True
+        return self.seq
+
+    def sync(self) -> None:
+        if self._dirty and self._fd >= 0:
+            os.fdatasync(self._fd)
+            self._dirty = False
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+
+    # --- replay -------------------------------------------------------------------------
+
+    def resume_from(self, journal_seq: int) -> None:
+        """The agent resumes from a checkpoint taken at ``journal_seq``; count from there.
+        Ignored once this process has made calls (a late GET must not rewind)."""
+        if self._live_calls == 0:
+            self.cursor = journal_seq
+
+    def occurrence(self, key: str) -> int:
+        """Claim the next occurrence number of ``key`` for a new call (1-based)."""
+        self._live_calls += 1
+        if key not in self._seen:
+            self._seen[key] = sum(1 for c in self._by_key.get(key, ()) if c.seq <= self.cursor)
+        self._seen[key] += 1
+        return self._seen[key]
+
+    def earlier(self, key: str, occurrence: int) -> tuple[str, dict[str, Any] | None] | None:
+        """What an earlier attempt did for this call: ("ended", end record) to replay,
+        ("in_flight", None) when it was sent and never finished, or None when never sent."""
+        calls = self._by_key.get(key, [])
+        if occurrence > len(calls):
+            return None
+        call = calls[occurrence - 1]
+        if call.ended is not None and call.ended.get("replayable", True):
+            return "ended", call.ended
+        return "in_flight", None  # sent, and never completed (or failed): outcome unknown
+
+    def begin(self, call_id: str, kind: str, key: str, hold: Decimal | None = None,
+              side_effects: bool = False) -> None:
+        doc: dict[str, Any] = {"t": "begin", "id": call_id, "kind": kind, "key": key}
+        if hold is not None:
+            doc["hold"] = format(hold, "f")
+        self.append(doc)
+        if side_effects:
+            self.sync()  # the record must outlive the node before the effect can happen
+
+    def end(self, call_id: str, key: str, *, status: int, headers: dict[str, str], body: bytes,
+            usd: Decimal | None = None, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        doc: dict[str, Any] = {"t": "end", "id": call_id, "key": key, "status": status,
+                               "ctype": headers.get("content-type", "")}
+        if usd is not None:
+            doc.update(usd=format(usd, "f"), **{"in": input_tokens, "out": output_tokens})
+        if len(body) > _MAX_STORED_BODY:
+            doc["replayable"] = False
+        else:
+            try:
+                doc["text"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                doc["b64"] = base64.b64encode(body).decode()
+        self.append(doc)
+
+    def abort(self, call_id: str, reason: str, usd: Decimal | None = None) -> None:
+        doc: dict[str, Any] = {"t": "abort", "id": call_id, "reason": reason[:300]}
+        if usd is not None:
+            doc["usd"] = format(usd, "f")
+        self.append(doc)
+
+
+def stored_body(end: dict[str, Any]) -> bytes:
+    if "text" in end:
+        return str(end["text"]).encode("utf-8")
+    return base64.b64decode(end.get("b64", ""))
