@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## The main job: the example AgentTask end to end on this machine, through the sidecar.
+demo: venv
+	$(PY) -m tether_examples.demo
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

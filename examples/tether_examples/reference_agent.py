@@ -1,0 +1,96 @@
+"""A reference agent: multi-step, tool-using, checkpointing after every step.
+
+Written against the official ``openai`` SDK, unmodified: ``OPENAI_BASE_URL`` and
+``OPENAI_API_KEY`` (a dummy) point it at the tether sidecar, which holds the real key. Its state
+is the conversation; after each step it checkpoints it, so a killed run resumes where it stopped
+and, through the sidecar's journal, neither pays twice nor repeats a tool's side effect.
+
+Exit codes: 0 done (the answer is printed and is the last checkpoint's ``result``), 3 out of
+steps, 4 stopped by the budget.
+
+Run it under the harness: ``tether run examples/agenttask-local.yaml --state-dir /tmp/t``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import openai
+
+from tether_agent import BudgetExceeded, Harness, ToolError, task
+
+__all__ = ["main"]
+
+
+def tool_schemas(names: list[str]) -> list[dict[str, Any]]:
+    return [{"type": "function", "function": {
+        "name": n, "description": f"The {n} tool.",
+        "parameters": {"type": "object", "additionalProperties": True}}} for n in names]
+
+
+def run_tool(h: Harness, name: str, arguments: str) -> str:
+    try:
+        result = h.tool(name, json.loads(arguments or "{}"))
+    except ToolError as exc:  # an explicit failure the model can reason about, never "no data"
+        result = {"error": exc.error_class, "reason": exc.reason}
+    return json.dumps(result, sort_keys=True)
+
+
+def step_once(h: Harness, client: openai.OpenAI, model: str, messages: list[dict[str, Any]],
+              tools: list[dict[str, Any]]) -> str | None:
+    """One step: ask the model, run the tools it calls. Returns the answer when it gives one."""
+    reply = client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
+                                           tools=tools or openai.omit,  # type: ignore[arg-type]
+                                           max_tokens=512)
+    message = reply.choices[0].message.model_dump(exclude_none=True,
+                                                  include={"role", "content", "tool_calls"})
+    messages.append(message)
+    calls = reply.choices[0].message.tool_calls or []
+    if not calls:
+        return reply.choices[0].message.content or ""
+    for call in calls:
+        fn = call.function  # type: ignore[union-attr]
+        messages.append({"role": "tool", "tool_call_id": call.id,
+                         "content": run_tool(h, fn.name, fn.arguments)})
+    return None
+
+
+def main() -> int:
+    h = Harness()
+    client = openai.OpenAI(max_retries=0)  # the sidecar retries by policy; no second layer
+    model = os.environ.get("TETHER_MODEL", "gpt-4o")
+    tools = tool_schemas([t for t in os.environ.get("TETHER_TOOLS", "").split(",") if t])
+    max_steps = int(os.environ.get("AGENT_MAX_STEPS", "50"))
+    ckpt = h.resume()
+    if ckpt is not None and ckpt.state.get("done"):
+        print(ckpt.state["result"])
+        return 0
+    instructions, inputs = task()
+    messages: list[dict[str, Any]] = ckpt.state["messages"] if ckpt else [
+        {"role": "system", "content": "You are a careful agent. Use the tools."},
+        {"role": "user", "content": instructions + (f"\nInputs: {json.dumps(inputs)}"
+                                                    if inputs else "")}]
+    step = ckpt.step if ckpt else 0
+    while step < max_steps:
+        try:
+            answer = step_once(h, client, model, messages, tools)
+        except (openai.APIStatusError, BudgetExceeded) as exc:
+            code = getattr(exc, "status_code", getattr(exc, "status", 0))
+            print(f"stopped at step {step}: {exc}", file=sys.stderr)
+            return 4 if code == 402 else 1
+        step += 1
+        done = answer is not None
+        h.checkpoint(step, {"messages": messages, "done": done, "result": answer})
+        print(f"step {step} done", file=sys.stderr, flush=True)
+        if done:
+            print(answer)
+            return 0
+    print(f"no answer after {max_steps} steps", file=sys.stderr)
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

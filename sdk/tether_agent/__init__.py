@@ -1,0 +1,119 @@
+"""tether_agent: what an agent needs from its harness, over plain HTTP, with the stdlib only.
+
+    from tether_agent import Harness
+    h = Harness()                      # TETHER_URL, set by the operator and by `tether run`
+    ckpt = h.resume()                  # None on a fresh start
+    h.checkpoint(step, state)          # after every step; raises if the state was not saved
+    result = h.tool("search", {"q": "..."})   # raises ToolError with the class and reason
+
+Model calls go through the official SDKs unchanged (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point
+at the sidecar). Every endpoint is plain HTTP + JSON, so agents in other languages need no SDK:
+``GET|PUT /checkpoint``, ``POST /tools/{name}``, ``GET /status``.
+
+It does not retry anything: the sidecar already did, by policy. An error here is final.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BudgetExceeded", "Checkpoint", "Harness", "HarnessError", "ToolError", "task"]
+
+
+class HarnessError(Exception):
+    """The sidecar refused or failed a request; ``error_class`` and ``reason`` say why."""
+
+    def __init__(self, status: int, error_class: str, reason: str, body: Any = None) -> None:
+        super().__init__(f"{error_class}: {reason}")
+        self.status = status
+        self.error_class = error_class
+        self.reason = reason
+        self.body = body
+
+
+class ToolError(HarnessError):
+    """A tool call failed for good: retryable_exhausted, non_retryable, verification_failed."""
+
+
+class BudgetExceeded(HarnessError):
+    """The task's hard limit was reached: checkpoint what you have and stop."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    state: Any
+    generation: int
+    sha256: str
+    time: float
+
+
+def task() -> tuple[str, dict[str, Any]]:
+    """The task's instructions and inputs, as the harness passes them in the environment."""
+    return (os.environ.get("TETHER_TASK_INSTRUCTIONS", ""),
+            json.loads(os.environ.get("TETHER_TASK_INPUTS") or "{}"))
+
+
+class Harness:
+    def __init__(self, url: str | None = None, timeout: float = 600.0) -> None:
+        self.url = (url or os.environ.get("TETHER_URL") or "http://127.0.0.1:8181").rstrip("/")
+        self.timeout = timeout
+
+    def _request(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, _parse(resp.read())
+        except urllib.error.HTTPError as exc:
+            body = _parse(exc.read())
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            cls = error.get("class") or error.get("type") or "http_error"
+            reason = error.get("reason") or error.get("message") or str(exc)
+            kind = {"budget_exceeded": BudgetExceeded}.get(cls, ToolError if path.startswith(
+                "/tools/") else HarnessError)
+            raise kind(exc.code, cls, reason, body) from exc
+
+    def resume(self) -> Checkpoint | None:
+        """The checkpoint to resume from, or None on a fresh start. Damaged checkpoints raise:
+        starting over silently would redo (and re-pay for) the work they held."""
+        try:
+            _, doc = self._request("GET", "/checkpoint")
+        except HarnessError as exc:
+            if exc.error_class == "no_checkpoint":
+                return None
+            raise
+        return Checkpoint(doc["step"], doc["state"], doc["generation"], doc["sha256"],
+                          doc["time"])
+
+    def checkpoint(self, step: int, state: Any) -> dict[str, Any]:
+        _, doc = self._request("PUT", "/checkpoint", {"step": step, "state": state})
+        return dict(doc)
+
+    def tool(self, name: str, payload: Any = None) -> Any:
+        _, doc = self._request("POST", f"/tools/{name}", payload if payload is not None else {})
+        return doc
+
+    def status(self) -> dict[str, Any]:
+        _, doc = self._request("GET", "/status")
+        return dict(doc)
+
+    def budget_warning(self) -> str | None:
+        """A sentence when the soft limit has been passed, else None."""
+        s = self.status()
+        if s["limitHits"]["soft"] or s["limitHits"]["hard"]:
+            return f"spent {s['spentUSD']} of {s['hardLimitUSD']} USD (soft {s['softLimitUSD']})"
+        return None
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw.decode("utf-8", "replace")
