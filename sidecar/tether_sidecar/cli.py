@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from .app import agent_app, ops_app
-from .errors import StartupError
+from .errors import SidecarError, StartupError
 from .harness import Harness
 from .settings import Settings
 from .tracing import ATTR
@@ -77,11 +77,13 @@ async def serve(h: Harness, stop: asyncio.Event) -> None:
                                f"--ops-port {s.ops_port} taken?)") from exc
         ports = [site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
                  for site in (agent_site, ops_site)]
+        flusher = asyncio.create_task(_flush_journal(h))
         h.ready = True
         print(f"tether-sidecar ready agent=http://127.0.0.1:{ports[0]} "
               f"ops=http://{s.ops_host}:{ports[1]}", flush=True)
         log.info("Serving task %s/%s", h.task.metadata.namespace, h.name)
         await stop.wait()
+        flusher.cancel()
         h.ready = False
         log.info("Stopping task %s: %d call(s) in flight, grace %.0fs", h.name, h.in_flight,
                  s.grace_seconds)
@@ -97,6 +99,16 @@ async def serve(h: Harness, stop: asyncio.Event) -> None:
                                 float(h.ledger.spent_usd)})
         await h.aclose()
         write_summary(h, aborted)
+
+
+async def _flush_journal(h: Harness) -> None:
+    """fdatasync the journal at most a second after a record (see journal.py: durability)."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            h.journal.sync()
+        except SidecarError as exc:
+            log.error("Task %s: %s", h.name, exc.reason)
 
 
 def write_summary(h: Harness, aborted: int) -> None:

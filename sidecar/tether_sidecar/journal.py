@@ -32,9 +32,9 @@ from typing import Any
 
 import orjson
 
-from .errors import StartupError
+from .errors import SidecarError, StartupError
 
-__all__ = ["Journal", "Recovered", "call_key"]
+__all__ = ["Journal", "JournalWriteFailed", "Recovered", "call_key"]
 
 log = logging.getLogger(__name__)
 _MAX_STORED_BODY = 1024 * 1024  # larger responses are journalled without a body: not replayable
@@ -44,6 +44,14 @@ def call_key(kind: str, target: str, body: Any) -> str:
     canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if not isinstance(
         body, bytes) else body
     return hashlib.sha256(kind.encode() + b"\0" + target.encode() + b"\0" + canonical).hexdigest()
+
+
+class JournalWriteFailed(SidecarError):
+    """Without its journal record a call could be paid twice or repeat a side effect after a
+    restart, so it is refused instead (507 Insufficient Storage, RFC 4918 §11.5)."""
+
+    status = 507
+    error_class = "journal_write_failed"
 
 
 @dataclass
@@ -137,15 +145,27 @@ class Journal:
             rec.attempts_seen = max(rec.attempts_seen, int(doc.get("attempt", 0)))
 
     def append(self, doc: dict[str, Any]) -> int:
+        doc["seq"] = self.seq + 1
+        line = orjson.dumps(doc) + b"\n"
+        try:
+            written = os.write(self._fd, line)
+        except OSError as exc:
+            raise JournalWriteFailed(f"cannot write the call journal {self.path}: "
+                                     f"{exc.strerror}", errno=exc.errno) from exc
+        if written != len(line):  # a short write is a torn record: mend and refuse
+            os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_END) - written)
+            raise JournalWriteFailed(f"short write to the call journal {self.path} (volume full?)")
         self.seq += 1
-        doc["seq"] = self.seq
-        os.write(self._fd, orjson.dumps(doc) + b"\n")
         self._dirty = True
         return self.seq
 
     def sync(self) -> None:
         if self._dirty and self._fd >= 0:
-            os.fdatasync(self._fd)
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                raise JournalWriteFailed(f"cannot sync the call journal {self.path}: "
+                                         f"{exc.strerror}", errno=exc.errno) from exc
             self._dirty = False
 
     def close(self) -> None:

@@ -75,8 +75,13 @@ class LlmCall:
     # --- the journal's view of this call: begin, then end or abort ------------------------
 
     def begin(self, key: str, res: Reservation) -> None:
-        self.call_id, self.key = uuid.uuid4().hex[:16], key
-        self.h.journal.begin(self.call_id, "llm", key, hold=res.usd)
+        call_id = uuid.uuid4().hex[:16]
+        try:
+            self.h.journal.begin(call_id, "llm", key, hold=res.usd)
+        except SidecarError:
+            self.h.ledger.release(res)
+            raise
+        self.call_id, self.key = call_id, key
 
     def end(self, status: int, headers: dict[str, str], body: bytes) -> None:
         cost, inp, out = self.settled or (Decimal(0), 0, 0)

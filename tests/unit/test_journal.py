@@ -1,0 +1,85 @@
+"""The journal: spend survives restarts, in-flight calls become orphans, replays match by
+key and occurrence from the resume point, a torn tail is mended, a corrupt middle refused."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tether_sidecar.errors import StartupError
+from tether_sidecar.journal import Journal, call_key
+
+
+def reopen(path: Path) -> tuple[Journal, Decimal]:
+    j = Journal(path)
+    rec = j.open()
+    return j, rec.spent_usd
+
+
+def test_spend_and_orphans_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.open()
+    j.begin("a", "llm", "K1", hold=Decimal("0.10"))
+    j.end("a", "K1", status=200, headers={}, body=b"{}", usd=Decimal("0.07"), input_tokens=5,
+          output_tokens=7)
+    j.begin("b", "llm", "K2", hold=Decimal("0.10"))  # the process dies here
+    j2 = Journal(path)
+    rec = j2.open()
+    assert rec.spent_usd == Decimal("0.17") and rec.orphans == 1
+    assert (rec.input_tokens, rec.output_tokens) == (5, 7)
+    j2.close()
+    _, spent = reopen(path)  # the orphan is charged once, not again on every start
+    assert spent == Decimal("0.17")
+
+
+def test_replay_counts_occurrences_from_the_resume_point(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.open()
+    key = call_key("tool", "search", b'{"q": 1}')
+    for n, body in enumerate([b"one", b"two", b"three"]):
+        j.begin(f"c{n}", "tool", key)
+        j.end(f"c{n}", key, status=200, headers={}, body=body)
+        if n == 0:
+            resume_at = j.seq  # a checkpoint taken after the first call
+    j.close()
+    j2 = Journal(path)
+    j2.open()
+    j2.resume_from(resume_at)
+    first = j2.earlier(key, j2.occurrence(key))
+    second = j2.earlier(key, j2.occurrence(key))
+    third = j2.earlier(key, j2.occurrence(key))
+    assert first is not None and first[1] is not None and first[1]["text"] == "two"
+    assert second is not None and second[1] is not None and second[1]["text"] == "three"
+    assert third is None  # never made: goes live
+
+
+def test_call_in_flight_at_the_crash_is_reported_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.open()
+    j.begin("x", "tool", "K", side_effects=True)
+    j2 = Journal(path)
+    j2.open()
+    assert j2.earlier("K", j2.occurrence("K")) == ("in_flight", None)
+
+
+def test_torn_tail_is_dropped_and_corrupt_middle_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.open()
+    j.begin("a", "llm", "K", hold=Decimal("0.01"))
+    j.close()
+    with path.open("ab") as f:
+        f.write(b'{"t": "end", "id": "a", "us')  # killed mid-write
+    j2 = Journal(path)
+    assert j2.open().orphans == 1
+    assert path.read_bytes().endswith(b"\n")
+    j2.close()
+    text = path.read_bytes().splitlines()
+    path.write_bytes(text[0] + b"\n{not json\n" + b"\n".join(text[1:]) + b"\n")
+    with pytest.raises(StartupError, match="line 2 is corrupt"):
+        Journal(path).open()
