@@ -37,14 +37,33 @@ _PER_REQUEST = 8
 class TokenCounter:
     """Counts tokens with o200k_base; loaded once (about 10 ms)."""
 
+    # An agent resends its whole history on every call, so most texts were counted before.
+    CACHE_CHARS = 64 * 1024 * 1024  # the cache's keys hold at most this many characters
+
     def __init__(self) -> None:
         import bpe_openai
 
         self._enc = bpe_openai.get_encoding("o200k_base")
         self.ratio = 1.0  # provider tokens per counted token, learnt from usage
+        self._cache: dict[str, int] = {}
+        self._cached_chars = 0
 
     def count(self, texts: list[str]) -> int:
-        return sum(len(self._enc.encode_ordinary(t)) for t in texts if t)
+        total = 0
+        for text in texts:
+            if not text:
+                continue
+            n = self._cache.get(text)
+            if n is None:
+                n = len(self._enc.encode_ordinary(text))
+                if len(text) > 256:  # short texts are cheaper to count than to keep
+                    if self._cached_chars + len(text) > self.CACHE_CHARS:
+                        self._cache.clear()
+                        self._cached_chars = 0
+                    self._cache[text] = n
+                    self._cached_chars += len(text)
+            total += n
+        return total
 
     def observe(self, counted: int, reported: int) -> None:
         """Calibrate from a provider's reported prompt tokens for a prompt we counted."""

@@ -65,6 +65,7 @@ class Harness:
     replayed: int = 0
     orphans: int = 0
     in_flight: int = 0
+    _calls: int = 0
     rng: random.Random = field(default_factory=random.Random)
     phase: str = "Running"
     llm_calls: int = 0
@@ -77,6 +78,11 @@ class Harness:
     @property
     def dialect(self) -> Dialect:
         return ANTHROPIC if self.task.spec.model.provider == "anthropic" else OPENAI
+
+    def next_call_id(self) -> str:
+        """Unique across attempts (the attempt number leads), cheaper than a UUID."""
+        self._calls += 1
+        return f"{self.settings.attempt}.{self._calls}"
 
     @property
     def name(self) -> str:

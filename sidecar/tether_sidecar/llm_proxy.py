@@ -11,13 +11,11 @@ import asyncio
 import hashlib
 import logging
 import time
-import uuid
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from aiohttp import web
-from opentelemetry.trace import Span, StatusCode
 
 from .context import Estimate, transcript
 from .dialects import Dialect, Message
@@ -27,7 +25,7 @@ from .journal import call_key, stored_body
 from .ledger import Reservation
 from .retry import Failure, RetryExhausted, RetryState, parse_retry_after
 from .sse import SseUsage
-from .tracing import ATTR
+from .tracing import ATTR, Span
 from .upstream import HOP_HEADERS, StreamingResponse, TransportError
 
 __all__ = ["handle_llm"]
@@ -75,7 +73,7 @@ class LlmCall:
     # --- the journal's view of this call: begin, then end or abort ------------------------
 
     def begin(self, key: str, res: Reservation) -> None:
-        call_id = uuid.uuid4().hex[:16]
+        call_id = self.h.next_call_id()
         try:
             self.h.journal.begin(call_id, "llm", key, hold=res.usd)
         except SidecarError:
@@ -193,7 +191,7 @@ class LlmCall:
             self.h.metrics.llm(self.model.name, exc.error_class)
             span.set_attributes({ATTR.ATTEMPTS: state.attempts, ATTR.OUTCOME: exc.error_class,
                                  ATTR.ERROR_TYPE: failure.cls})
-            span.set_status(StatusCode.ERROR, exc.reason)
+            span.set_error(exc.reason)
             raise ModelCallFailed(exc.error_class, exc.reason, failure.status or 502,
                                   attempts=state.attempts) from exc
         self.h.retries += 1
@@ -312,7 +310,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
             return await _stream(call, request, payload, span, res, est, injected)
         return await _plain(call, payload, span, res, est)
     except SidecarError as exc:
-        span.set_status(StatusCode.ERROR, exc.reason)
+        span.set_error(exc.reason)
         call.abort(exc.reason)
         raise
     except asyncio.CancelledError:
@@ -390,7 +388,7 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
     if interrupted:
         log.warning("Stream for task %s interrupted (%s); charged what was held", call.h.name,
                     interrupted)
-        span.set_status(StatusCode.ERROR, interrupted)
+        span.set_error(interrupted)
         call.abort(interrupted, charge=res)
         return out
     reported = (usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read,

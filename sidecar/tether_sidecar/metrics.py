@@ -7,6 +7,8 @@ and classes from fixed sets; never prompt text or call ids.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 __all__ = ["SidecarMetrics"]
@@ -56,26 +58,35 @@ class SidecarMetrics:
         ns, t = namespace, task
         self.overhead_model = self.overhead.labels(ns, t, "model")
         self.overhead_tool = self.overhead.labels(ns, t, "tool")
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Counter, *labels: str) -> Any:
+        """The labelled child, looked up once (``labels()`` costs a few µs a call)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(self.base["namespace"],
+                                                        self.base["task"], *labels)
+        return child
 
     def llm(self, model: str, outcome: str, input_tokens: int = 0, output_tokens: int = 0,
             cost: float = 0.0) -> None:
-        ns, t = self.base["namespace"], self.base["task"]
-        self.model_calls.labels(ns, t, model, outcome).inc()
+        self._child(self.model_calls, model, outcome).inc()
         if input_tokens:
-            self.tokens.labels(ns, t, model, "input").inc(input_tokens)
+            self._child(self.tokens, model, "input").inc(input_tokens)
         if output_tokens:
-            self.tokens.labels(ns, t, model, "output").inc(output_tokens)
+            self._child(self.tokens, model, "output").inc(output_tokens)
         if cost:
-            self.cost.labels(ns, t, model).inc(cost)
+            self._child(self.cost, model).inc(cost)
 
     def tool(self, tool: str, outcome: str) -> None:
-        self.tool_calls.labels(self.base["namespace"], self.base["task"], tool, outcome).inc()
+        self._child(self.tool_calls, tool, outcome).inc()
 
     def retry(self, kind: str, cls: str) -> None:
-        self.retries.labels(self.base["namespace"], self.base["task"], kind, cls).inc()
+        self._child(self.retries, kind, cls).inc()
 
     def limit_hit(self, limit: str) -> None:
-        self.limit_hits.labels(self.base["namespace"], self.base["task"], limit).inc()
+        self._child(self.limit_hits, limit).inc()
 
     def compaction(self, strategy: str) -> None:
-        self.compactions.labels(self.base["namespace"], self.base["task"], strategy).inc()
+        self._child(self.compactions, strategy).inc()

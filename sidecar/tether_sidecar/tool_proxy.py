@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-import uuid
 
 import orjson
 from aiohttp import web
-from opentelemetry.trace import Span, StatusCode
 
 from tether_api import ToolSpec, parse_duration
 
@@ -22,7 +20,7 @@ from .errors import BadRequest, BudgetExceeded, NotFound, ToolCallFailed
 from .harness import Harness
 from .journal import call_key, stored_body
 from .retry import Failure, RetryExhausted, RetryState
-from .tracing import ATTR, shape_of
+from .tracing import ATTR, Span, shape_of
 from .upstream import HOP_HEADERS, TransportError
 from .verify import ToolResponse, chain
 
@@ -90,7 +88,7 @@ class ToolProxy:
         if tool.idempotency_header:
             headers[tool.idempotency_header] = self.idempotency_key(key, occurrence)
         h.tool_calls += 1
-        call_id = uuid.uuid4().hex[:16]
+        call_id = h.next_call_id()
         h.journal.begin(call_id, "tool", key, side_effects=tool.side_effects)
         mode = h.task.spec.observability.tool_io
         attrs = {ATTR.OPERATION: "execute_tool", ATTR.TOOL_NAME: name, ATTR.STEP: h.step + 1}
@@ -165,7 +163,7 @@ class ToolProxy:
             span.set_attribute(ATTR.TOOL_STATUS, resp.status)
             if (shown := shape_of(resp.body, h.task.spec.observability.tool_io)) is not None:
                 span.set_attribute(ATTR.TOOL_RESPONSE, shown)
-        span.set_status(StatusCode.ERROR, exc.reason)
+        span.set_error(exc.reason)
         raise ToolCallFailed(exc.error_class, exc.reason, tool=tool.name, attempts=attempts,
                              failureClass=failure.cls,
                              upstreamStatus=resp.status if resp is not None else None) from exc

@@ -1,5 +1,9 @@
 """Spans: one trace per task, a span per model or tool call, always written to a JSONL file.
 
+Each finished span is one ``write`` to ``spans.jsonl`` on the state dir (it survives the process
+being killed), and, when ``observability.otlpEndpoint`` is set, is also handed to the
+OpenTelemetry SDK, which batches it to the collector over OTLP/HTTP.
+
 The trace id is the task's UID (a UUID is 128 bits, exactly a trace id), so every attempt of a
 task — every pod, after every eviction — lands in the same trace without passing ids around. Call
 spans are children of the attempt span, whose id is derived from the UID and attempt number.
@@ -11,23 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
+import os
+import random
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-__all__ = ["ATTR", "JsonlSpanExporter", "Tracing", "attempt_span_id", "shape_of", "step_span_id",
+__all__ = ["ATTR", "Span", "Tracing", "attempt_span_id", "shape_of", "step_span_id",
            "task_span_id", "task_trace_id"]
 
 log = logging.getLogger(__name__)
@@ -88,64 +91,99 @@ def task_span_id(trace_id: int) -> int:
 
 
 class _TaskIds(IdGenerator):
+    """Ids for the OTLP mirror: our trace id, and the span id each of our spans already has."""
+
     def __init__(self, trace_id: int) -> None:
         self._trace_id = trace_id
-        self._random = RandomIdGenerator()
-        self.next_span_id: int | None = None  # set just before starting a derived-id span
+        self.next_span_id = 1
 
     def generate_span_id(self) -> int:
-        if self.next_span_id is not None:
-            span_id, self.next_span_id = self.next_span_id, None
-            return span_id
-        return self._random.generate_span_id()
+        return self.next_span_id
 
     def generate_trace_id(self) -> int:
         return self._trace_id
 
 
-def _span_json(span: ReadableSpan) -> bytes:
-    ctx = span.get_span_context()
-    assert ctx is not None
-    doc: dict[str, Any] = {
-        "traceId": f"{ctx.trace_id:032x}",
-        "spanId": f"{ctx.span_id:016x}",
-        "parentId": f"{span.parent.span_id:016x}" if span.parent else None,
-        "name": span.name,
-        "start": span.start_time,
-        "end": span.end_time,
-        "status": span.status.status_code.name,
-        "attributes": dict(span.attributes or {}),
-        "events": [{"name": e.name, "time": e.timestamp, "attributes": dict(e.attributes or {})}
-                   for e in span.events],
-    }
-    return orjson.dumps(doc) + b"\n"
+class Span:
+    """A span, written when ``end()`` is called. Cheaper than the SDK's (a few µs against ~30):
+    the sidecar's per-call budget is a few hundred microseconds. Mirrored to OTLP when set."""
+
+    __slots__ = ("_tracing", "attributes", "end_ns", "events", "name", "parent_id", "span_id",
+                 "start_ns", "status", "status_message")
+
+    def __init__(self, tracing: Tracing, name: str, span_id: int, parent_id: int | None,
+                 attributes: dict[str, Any], start_ns: int | None = None) -> None:
+        self._tracing = tracing
+        self.name = name
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.attributes = attributes
+        self.events: list[tuple[str, int, dict[str, Any]]] = []
+        self.status = "UNSET"
+        self.status_message = ""
+        self.start_ns = start_ns if start_ns is not None else time.time_ns()
+        self.end_ns = 0
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        self.attributes.update(attributes)
+
+    def add_event(self, name: str, attributes: dict[str, Any]) -> None:
+        self.events.append((name, time.time_ns(), attributes))
+
+    def set_error(self, message: str) -> None:
+        self.status, self.status_message = "ERROR", message
+
+    def end(self) -> None:
+        if not self.end_ns:
+            self.end_ns = time.time_ns()
+            self._tracing.finish(self)
+
+    def to_json(self, trace_id: int, attempt: int) -> bytes:
+        return orjson.dumps({
+            "traceId": f"{trace_id:032x}", "spanId": f"{self.span_id:016x}",
+            "parentId": f"{self.parent_id:016x}" if self.parent_id else None,
+            "name": self.name, "start": self.start_ns, "end": self.end_ns,
+            "status": self.status, "attempt": attempt, "attributes": self.attributes,
+            "events": [{"name": n, "time": t, "attributes": a} for n, t, a in self.events],
+        }) + b"\n"
 
 
-class JsonlSpanExporter(SpanExporter):
-    """Appends finished spans to a file, one JSON object a line (``tether trace`` reads it)."""
+class _OtlpMirror:
+    """Replays finished spans into the OpenTelemetry SDK, which batches them to an OTLP/HTTP
+    endpoint with the same ids, times, attributes and events as the JSONL file."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._file = path.open("ab")
+    def __init__(self, endpoint: str, resource: Resource, trace_id: int) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        data = b"".join(_span_json(s) for s in spans)
-        with self._lock:
-            try:
-                self._file.write(data)
-                self._file.flush()
-            except OSError as exc:
-                log.error("Cannot write spans to %s: %s", self.path, exc)
-                return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        endpoint = endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        self.trace_id = trace_id
+        self._ids = _TaskIds(trace_id)
+        self.provider = TracerProvider(resource=resource, id_generator=self._ids)
+        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
+        self.tracer = self.provider.get_tracer("tether.sidecar")
+
+    def export(self, span: Span) -> None:
+        parent = None
+        if span.parent_id:
+            ctx = SpanContext(self.trace_id, span.parent_id, is_remote=True,
+                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            parent = trace.set_span_in_context(NonRecordingSpan(ctx))
+        self._ids.next_span_id = span.span_id
+        sdk_span = self.tracer.start_span(span.name, context=parent, start_time=span.start_ns,
+                                          attributes=span.attributes)
+        for name, at, attrs in span.events:
+            sdk_span.add_event(name, attrs, timestamp=at)
+        if span.status == "ERROR":
+            sdk_span.set_status(trace.StatusCode.ERROR, span.status_message)
+        sdk_span.end(end_time=span.end_ns)
 
     def shutdown(self) -> None:
-        with self._lock:
-            self._file.close()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        self.provider.shutdown()
 
 
 class Tracing:
@@ -155,60 +193,55 @@ class Tracing:
         self.attempt = attempt
         self.attempt_span = attempt_span_id(self.trace_id, attempt)
         self.started_ns = time.time_ns()
-        resource = Resource.create({
-            "service.name": "tether-sidecar", "tether.task": task,
-            "k8s.namespace.name": namespace, "tether.attempt": attempt,
-        })
-        self._ids = _TaskIds(self.trace_id)
-        self.provider = TracerProvider(resource=resource, id_generator=self._ids)
-        self.provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter(span_file)))
+        self.span_file = span_file
+        self.write_errors = 0
+        self._fd = os.open(span_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._rng = random.Random()
+        self._otlp: _OtlpMirror | None = None
         if otlp_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            endpoint = otlp_endpoint.rstrip("/")
-            if not endpoint.endswith("/v1/traces"):
-                endpoint += "/v1/traces"
-            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
-        self.tracer = self.provider.get_tracer("tether.sidecar")
-        parent = SpanContext(self.trace_id, self.attempt_span, is_remote=True,
-                             trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        self.parent_context = trace.set_span_in_context(NonRecordingSpan(parent))
+            resource = Resource.create({
+                "service.name": "tether-sidecar", "tether.task": task,
+                "k8s.namespace.name": namespace, "tether.attempt": attempt,
+            })
+            self._otlp = _OtlpMirror(otlp_endpoint, resource, self.trace_id)
 
     @property
     def trace_id_hex(self) -> str:
         return f"{self.trace_id:032x}"
 
-    def _context(self, span_id: int) -> Context:
-        parent = SpanContext(self.trace_id, span_id, is_remote=True,
-                             trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        return trace.set_span_in_context(NonRecordingSpan(parent))
-
-    def start(self, name: str, attributes: dict[str, Any]) -> trace.Span:
+    def start(self, name: str, attributes: dict[str, Any]) -> Span:
         """A call span, child of the step in progress (``tether.step`` in ``attributes``)."""
         step = attributes.get(ATTR.STEP)
-        context = self.parent_context if not isinstance(step, int) else self._context(
-            step_span_id(self.trace_id, step))
-        return self.tracer.start_span(name, context=context, attributes=attributes)
+        parent = step_span_id(self.trace_id, step) if isinstance(step, int) else \
+            self.attempt_span
+        return Span(self, name, self._rng.getrandbits(64) or 1, parent, attributes)
 
-    def _emit(self, name: str, span_id: int, parent: Context | None, start_ns: int,
-              attributes: dict[str, Any]) -> None:
-        self._ids.next_span_id = span_id
-        span = self.tracer.start_span(name, context=parent, start_time=start_ns,
-                                      attributes=attributes)
-        span.end()
+    def finish(self, span: Span) -> None:
+        try:
+            os.write(self._fd, span.to_json(self.trace_id, self.attempt))
+        except OSError as exc:
+            self.write_errors += 1
+            if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                log.error("Cannot write spans to %s (%d lost so far): %s", self.span_file,
+                          self.write_errors, exc.strerror)
+        if self._otlp is not None:
+            self._otlp.export(span)
 
     def step_done(self, step: int, since_ns: int, attributes: dict[str, Any]) -> None:
         """Emit the span of a step when its checkpoint is written."""
-        self._emit(f"step {step}", step_span_id(self.trace_id, step), self.parent_context,
-                   since_ns, {ATTR.STEP: step, **attributes})
+        Span(self, f"step {step}", step_span_id(self.trace_id, step), self.attempt_span,
+             {ATTR.STEP: step, **attributes}, since_ns).end()
 
     def attempt_done(self, attributes: dict[str, Any]) -> None:
-        self._emit(f"attempt {self.attempt}", self.attempt_span,
-                   self._context(task_span_id(self.trace_id)), self.started_ns,
-                   {"tether.attempt": self.attempt, **attributes})
+        Span(self, f"attempt {self.attempt}", self.attempt_span, task_span_id(self.trace_id),
+             {"tether.attempt": self.attempt, **attributes}, self.started_ns).end()
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        if self._otlp is not None:
+            self._otlp.shutdown()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 _FULL_LIMIT = 64 * 1024
