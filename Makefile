@@ -33,9 +33,10 @@ unit: venv
 test: lint
 	$(PY) -m pytest -q
 
+## Benchmarks (figures in docs/benchmarks.md); LiteLLM goes into its own venv, not this one.
 bench: venv
-	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m tests.bench.run_all
+	$(PY) -m tests.bench.sidecar_latency
+	$(PY) -m tests.bench.durability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
