@@ -1,0 +1,92 @@
+"""Pure: AgentBudget admission. A task is admitted only when its whole hard limit can be held
+against every budget that selects it (like a card pre-authorisation); the unspent part is
+released when it ends, so the sum of tasks can never pass a budget.
+
+Holds are listed per task UID in the budget's status (``reservations``), which makes taking and
+releasing idempotent: a restarted operator repeating either changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["period_start", "release", "reserve", "selects", "with_totals"]
+
+Body = dict[str, Any]
+
+
+def _labels_match(selector: Body, labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        present = key in labels
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def selects(budget: Body, task: Body) -> bool:
+    if budget["metadata"]["namespace"] != task["metadata"]["namespace"]:
+        return False
+    selector = budget["spec"].get("selector") or {}
+    return _labels_match(selector, task["metadata"].get("labels") or {})
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "Daily":
+        return day
+    if period == "Weekly":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+
+
+def with_totals(budget: Body, status: Body, now: datetime) -> Body:
+    """Roll the period over if it ended (spend restarts at 0; holds stay), recompute totals."""
+    start = period_start(budget["spec"].get("period", "Monthly"), now)
+    iso = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    spent = _money(status.get("spentUSD")) if status.get("periodStart") == iso else Decimal(0)
+    holds = list(status.get("reservations") or [])
+    reserved = sum((_money(h["amountUSD"]) for h in holds), Decimal(0))
+    limit = _money(budget["spec"]["limitUSD"])
+    return {**status, "periodStart": iso, "spentUSD": f"{spent:f}", "reservations": holds,
+            "reservedUSD": f"{reserved:f}", "remainingUSD": f"{limit - spent - reserved:f}",
+            "observedGeneration": budget["metadata"].get("generation")}
+
+
+def reserve(budget: Body, task: Body, amount: Decimal, now: datetime) -> Body | None:
+    """The budget's new status with the task's hold, or None when it does not fit."""
+    status = with_totals(budget, budget.get("status") or {}, now)
+    uid = task["metadata"]["uid"]
+    if any(h["uid"] == uid for h in status["reservations"]):
+        return status
+    if amount > _money(status["remainingUSD"]):
+        return None
+    status["reservations"] = [*status["reservations"], {
+        "task": task["metadata"]["name"], "uid": uid, "amountUSD": f"{amount:f}"}]
+    return with_totals(budget, status, now)
+
+
+def release(budget: Body, uid: str, spent: Decimal, now: datetime) -> Body | None:
+    """The budget's new status without the task's hold and with its spend; None if no hold."""
+    status = with_totals(budget, budget.get("status") or {}, now)
+    holds = status["reservations"]
+    if not any(h["uid"] == uid for h in holds):
+        return None
+    status["reservations"] = [h for h in holds if h["uid"] != uid]
+    status["spentUSD"] = f"{_money(status['spentUSD']) + spent:f}"
+    return with_totals(budget, status, now)

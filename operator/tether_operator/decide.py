@@ -1,0 +1,211 @@
+"""Pure: what the cluster looks like now → what to do about an AgentTask. No I/O here.
+
+Reconcile from current state (STYLE.md, convention 1): the phase, attempt and counters are
+derived from the task's status and its pods every time, so a restarted operator (or a second
+replica taking over) reaches the same plan, and deterministic pod names make "create the pod of
+attempt N" idempotent.
+
+Failure kinds (issue: the operator):
+- disruption — eviction, preemption, node loss (pod condition ``DisruptionTarget``), or the pod
+  vanished: a new attempt resumes from the checkpoint; not a failure unless
+  ``evictionsCountAsFailures``;
+- the hard limit — the sidecar's summary (or live status) says BudgetExceeded: stop for good,
+  gracefully, keeping the checkpoint;
+- ``activeDeadlineSeconds`` — the task's whole lifetime, across attempts: Failed;
+- anything else is a failed attempt, retried after an exponential backoff up to ``backoffLimit``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .manifests import LABEL_ATTEMPT, SIDECAR, object_names
+from .settings import OperatorSettings
+
+__all__ = ["TERMINAL", "Observed", "Plan", "decide", "sidecar_summary"]
+
+Body = dict[str, Any]
+TERMINAL = frozenset({"Succeeded", "Failed", "BudgetExceeded"})
+_DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "Terminated", "NodeLost",
+                                 "DeletionByTaintManager", "TerminationByKubelet"})
+_SUMMARY_FIELDS = ("step", "spentUSD", "inputTokens", "outputTokens", "retries",
+                   "lastCheckpoint", "traceID")
+
+
+@dataclass(frozen=True)
+class Observed:
+    task: Body
+    pods: list[Body]
+    now: datetime
+    live: Body | None = None  # the running sidecar's /status, when the poll reached it
+
+
+@dataclass
+class Plan:
+    status: dict[str, Any] = field(default_factory=dict)  # merge patch for .status
+    create_pod: int | None = None  # the attempt whose pod (and SA, ConfigMap, PVC) to ensure
+    delete_pods: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    requeue: float | None = None  # seconds
+    release_budget: bool = False
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ") if text else None
+
+
+def attempt_of(pod: Body) -> int:
+    try:
+        return int(pod["metadata"]["labels"][LABEL_ATTEMPT])
+    except (KeyError, ValueError):
+        return 0
+
+
+def sidecar_summary(pod: Body) -> Body:
+    """The sidecar's final summary from its termination message ({} if it wrote none)."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if cs.get("name") == SIDECAR:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if message:
+                try:
+                    doc = json.loads(message)
+                except ValueError:
+                    return {}
+                return doc if isinstance(doc, dict) else {}
+    return {}
+
+
+def _agent_exit(pod: Body) -> tuple[int | None, str, datetime | None]:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == "agent":
+            term = (cs.get("state") or {}).get("terminated") or {}
+            return term.get("exitCode"), term.get("reason", ""), parse_time(term.get("finishedAt"))
+    return None, "", None
+
+
+def disrupted(pod: Body) -> bool:
+    status = pod.get("status") or {}
+    if status.get("reason") in _DISRUPTION_REASONS:
+        return True
+    return any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def condition(type_: str, ok: bool, reason: str, message: str, now: datetime) -> Body:
+    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
+            "message": message, "lastTransitionTime": iso(now)}
+
+
+def _finish(phase: str, message: str, now: datetime, summary: Body, reason: str) -> Plan:
+    status = {"phase": phase, "message": message, "completionTime": iso(now),
+              **{k: summary[k] for k in _SUMMARY_FIELDS if summary.get(k) is not None}}
+    status["conditions"] = [condition("Complete", phase == "Succeeded", reason, message, now)]
+    kind = "Normal" if phase == "Succeeded" else "Warning"
+    return Plan(status=status, events=[(kind, reason, message)], release_budget=True)
+
+
+def _next_attempt(o: Observed, attempt: int, *, eviction: bool, failure: bool,
+                  why: str) -> Plan:
+    status = o.task.get("status") or {}
+    spec = o.task["spec"]
+    pod_policy = (spec.get("retryPolicy") or {}).get("pod") or {}
+    evictions = int(status.get("evictions", 0)) + (1 if eviction else 0)
+    counts = failure or (eviction and pod_policy.get("evictionsCountAsFailures", False))
+    failures = int(status.get("failures", 0)) + (1 if counts else 0)
+    limit = int(pod_policy.get("backoffLimit", 3))
+    if failures > limit:
+        return _finish("Failed", f"{why}; {failures} failed attempts, over backoffLimit "
+                       f"{limit}", o.now, {}, "BackoffLimitExceeded")
+    patch: dict[str, Any] = {"attempt": attempt + 1, "evictions": evictions,
+                             "failures": failures, "phase": "Running", "message": why}
+    events = [("Warning", "Evicted" if eviction else "AttemptFailed",
+               f"{why}; starting attempt {attempt + 1}"
+               + (" from the last checkpoint" if eviction else ""))]
+    return Plan(status=patch, events=events, requeue=0.0)
+
+
+def _deadline_left(o: Observed) -> float | None:
+    deadline = o.task["spec"].get("activeDeadlineSeconds")
+    start = parse_time((o.task.get("status") or {}).get("startTime"))
+    if not deadline or start is None:
+        return None
+    return float(deadline) - (o.now - start).total_seconds()
+
+
+def decide(o: Observed, settings: OperatorSettings) -> Plan:
+    status = o.task.get("status") or {}
+    running = [p for p in o.pods if (p.get("status") or {}).get("phase") in
+               (None, "Pending", "Running") and not p["metadata"].get("deletionTimestamp")]
+    if status.get("phase") in TERMINAL:
+        return Plan(delete_pods=[p["metadata"]["name"] for p in running], release_budget=True)
+    attempt = max([int(status.get("attempt") or 0)] + [attempt_of(p) for p in o.pods])
+    if attempt == 0:
+        return Plan(status={"phase": "Running", "attempt": 1, "startTime": iso(o.now),
+                            "failures": 0, "evictions": 0}, create_pod=1,
+                    events=[("Normal", "Started", "starting attempt 1")])
+    left = _deadline_left(o)
+    if left is not None and left <= 0 and not running:
+        return _finish("Failed", f"activeDeadlineSeconds "
+                       f"({o.task['spec']['activeDeadlineSeconds']}) passed", o.now, {},
+                       "DeadlineExceeded")
+    current = next((p for p in o.pods if attempt_of(p) == attempt), None)
+    if current is None:
+        return _without_pod(o, attempt, status)
+    if o.live and o.live.get("phase") == "BudgetExceeded":
+        plan = _finish("BudgetExceeded", "hard limit reached: stopping gracefully; the "
+                       "checkpoint is kept", o.now, o.live, "HardLimit")
+        plan.delete_pods = [current["metadata"]["name"]]
+        return plan
+    if current["metadata"].get("deletionTimestamp"):
+        return Plan(requeue=1.0)  # wait: two sidecars must never share the journal
+    return _with_pod(o, attempt, current, status, settings)
+
+
+def _without_pod(o: Observed, attempt: int, status: Body) -> Plan:
+    expected = object_names(o.task, attempt)["pod"]
+    if status.get("podName") == expected:  # we created it, and it is gone
+        return _next_attempt(o, attempt, eviction=True, failure=False,
+                             why=f"pod {expected} disappeared (deleted or evicted)")
+    not_before = parse_time(status.get("nextAttemptAt"))
+    if not_before is not None and o.now < not_before:
+        return Plan(requeue=(not_before - o.now).total_seconds())
+    return Plan(create_pod=attempt, status={"phase": "Running"})
+
+
+def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
+              settings: OperatorSettings) -> Plan:
+    name = pod["metadata"]["name"]
+    phase = (pod.get("status") or {}).get("phase")
+    base: dict[str, Any] = {} if status.get("podName") == name else {"podName": name}
+    if phase in (None, "Pending", "Running"):
+        return Plan(status={**base, "phase": "Running"} if base or status.get(
+            "phase") != "Running" else {})
+    summary = sidecar_summary(pod)
+    if summary.get("phase") == "BudgetExceeded":
+        return _finish("BudgetExceeded", f"hard limit reached: spent {summary.get('spentUSD')} "
+                       f"of {summary.get('hardLimitUSD')} USD", o.now, summary, "HardLimit")
+    if phase == "Succeeded":
+        return _finish("Succeeded", "the agent finished", o.now, summary, "Succeeded")
+    if (pod.get("status") or {}).get("reason") == "DeadlineExceeded":
+        return _finish("Failed", "activeDeadlineSeconds passed", o.now, summary,
+                       "DeadlineExceeded")
+    if disrupted(pod):
+        return _next_attempt(o, attempt, eviction=True, failure=False,
+                             why=f"pod {name} was disrupted")
+    code, reason, finished = _agent_exit(pod)
+    plan = _next_attempt(o, attempt, eviction=False, failure=True,
+                         why=f"attempt {attempt}: the agent exited with code {code}"
+                         + (f" ({reason})" if reason and reason != "Error" else ""))
+    if plan.status.get("attempt"):
+        failures = int(plan.status["failures"])
+        delay = min(settings.backoff_base_seconds * 2 ** (failures - 1),
+                    settings.backoff_max_seconds)
+        plan.status["nextAttemptAt"] = iso((finished or o.now) + timedelta(seconds=delay))
+    return plan

@@ -1,0 +1,245 @@
+"""The ensure path for an AgentTask: read, decide, apply. The only writer of task status.
+
+One path for create and resume (STYLE.md): whatever woke it up (a task event, a pod event, a
+budget change, a timer), ``Reconciler.run`` reads the task and its pods fresh from the API
+server, asks ``decide`` for a plan and applies it. Runs for one task are serialised and
+coalesced; status patches carry the resourceVersion they were computed from, so a second
+replica (or a stale read) gets a conflict and reconciles again instead of double-counting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from . import budgets, manifests
+from .decide import TERMINAL, Observed, Plan, decide, iso
+from .kube import Conflict, Kube
+from .metrics import OperatorMetrics
+from .settings import OperatorSettings
+
+__all__ = ["FINALIZER", "Reconciler"]
+
+log = logging.getLogger(__name__)
+FINALIZER = "tether.dev/budget-release"
+Body = dict[str, Any]
+Key = tuple[str, str]
+
+
+def _admitted(status: Body) -> bool:
+    return any(c.get("type") == "Admitted" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._dirty: dict[Key, Body | None] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+
+    # --- scheduling: one run at a time per task, coalescing wake-ups ------------------------
+
+    def wake(self, ns: str, name: str, live: Body | None = None, delay: float = 0.0) -> None:
+        key = (ns, name)
+        if delay > 0:
+            old = self._timers.pop(key, None)
+            if old is not None:
+                old.cancel()
+            self._timers[key] = asyncio.get_running_loop().call_later(
+                delay, lambda: self.wake(ns, name))
+            return
+        self._dirty[key] = live if live is not None else self._dirty.get(key)
+        if key not in self._running:
+            self._running[key] = asyncio.create_task(self._drain(key))
+
+    async def _drain(self, key: Key) -> None:
+        try:
+            while key in self._dirty:
+                live = self._dirty.pop(key)
+                try:
+                    requeue = await self.reconcile(*key, live=live)
+                except Conflict:
+                    requeue = 0.2
+                except ApiException as exc:
+                    log.warning("Reconciling agenttask %s/%s failed: %s %s; retrying", *key,
+                                exc.status, exc.reason)
+                    requeue = 5.0
+                if requeue is not None:
+                    self.wake(*key, delay=max(requeue, 0.05))
+        finally:
+            self._running.pop(key, None)
+
+    # --- one reconcile ----------------------------------------------------------------------
+
+    async def reconcile(self, ns: str, name: str, live: Body | None = None) -> float | None:
+        task = await self.kube.get_task(ns, name)
+        if task is None:
+            self.metrics.task_phase(ns, name, None)
+            return None
+        if task["metadata"].get("deletionTimestamp"):
+            await self._release(task)
+            return None
+        status = task.get("status") or {}
+        if status.get("phase") not in TERMINAL and not _admitted(status):
+            requeue = await self._admit(task)
+            if requeue is not None or (task := await self.kube.get_task(ns, name)) is None:
+                return requeue
+        pods = await self.kube.pods_of(ns, name)
+        plan = decide(Observed(task, pods, _now(), live), self.settings)
+        await self._apply(task, plan)
+        phase = plan.status.get("phase") or (task.get("status") or {}).get("phase")
+        self.metrics.task_phase(ns, name, phase)
+        return plan.requeue
+
+    async def _patch(self, task: Body, patch: Body) -> None:
+        meta = task["metadata"]
+        await self.kube.patch_task_status(meta["namespace"], meta["name"], patch,
+                                          meta["resourceVersion"])
+
+    async def _apply(self, task: Body, plan: Plan) -> None:
+        meta = task["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        if plan.status:
+            await self._patch(task, plan.status)
+            if plan.status.get("evictions", 0) > int((task.get("status") or {}).get(
+                    "evictions", 0)):
+                self.metrics.evictions.labels(ns, name).inc()
+        if plan.create_pod is not None:
+            await self._start_pod(task, plan.create_pod)
+        for pod in plan.delete_pods:
+            await self.kube.delete_pod(ns, pod)
+        for event in plan.events:
+            await self.kube.event(task, *event)
+        if plan.release_budget:
+            await self._release(task)
+
+    async def _start_pod(self, task: Body, attempt: int) -> None:
+        spec = task["spec"]
+        await self.kube.ensure(manifests.service_account(task))
+        await self.kube.ensure(manifests.config_map(task))
+        if (spec.get("checkpoint") or {}).get("enabled", True):
+            await self.kube.ensure(manifests.pvc(task))
+        left = None
+        start = (task.get("status") or {}).get("startTime")
+        if spec.get("activeDeadlineSeconds") and start:
+            elapsed = (_now() - datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ")).total_seconds()
+            left = int(spec["activeDeadlineSeconds"] - elapsed)
+        pod = manifests.pod(task, attempt, self.settings, left)
+        created = await self.kube.ensure(pod)
+        meta = task["metadata"]
+        await self.kube.patch_task_status(meta["namespace"], meta["name"],
+                                          {"podName": pod["metadata"]["name"]})
+        if created:
+            log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],
+                     meta["namespace"], meta["name"])
+            if attempt > 1:
+                self.metrics.resumes.labels(meta["namespace"], meta["name"]).inc()
+
+    # --- budgets ----------------------------------------------------------------------------
+
+    async def _cas(self, budget: Body, change: Callable[[Body], Body | None]
+                   ) -> Body | bool | None:
+        """Apply ``change`` to a budget's status with optimistic concurrency; returns the new
+        status, None when ``change`` declined, False when it kept conflicting."""
+        ns, name = budget["metadata"]["namespace"], budget["metadata"]["name"]
+        for _ in range(20):
+            new = change(budget)
+            if new is None:
+                return None
+            try:
+                await self.kube.replace_budget_status(budget, new)
+            except Conflict:
+                budget = await self.kube.get_budget(ns, name)
+                continue
+            self.metrics.budget(ns, name, budget["spec"]["limitUSD"], new["spentUSD"],
+                                new["reservedUSD"])
+            return new
+        return False
+
+    async def _admit(self, task: Body) -> float | None:
+        """Hold the task's hard limit on every budget that selects it; None when admitted,
+        else the delay before trying again (or None after rejecting it)."""
+        meta = task["metadata"]
+        selecting = [b for b in await self.kube.list_budgets(meta["namespace"])
+                     if budgets.selects(b, task)]
+        now = _now()
+        amount = Decimal(task["spec"]["costEnvelope"]["hardLimitUSD"])
+        if selecting and FINALIZER not in (meta.get("finalizers") or []):
+            await self.kube.patch_task_finalizers(
+                meta["namespace"], meta["name"], [*(meta.get("finalizers") or []), FINALIZER],
+                meta["resourceVersion"])
+            return 0.0  # the finalizer first, so a deletion can never leak a hold
+        held: list[Body] = []
+        for budget in selecting:
+            result = await self._cas(budget, lambda b: budgets.reserve(b, task, amount, now))
+            if not result:
+                return await self._refuse(task, budget, held, amount, result is False)
+            held.append(budget)
+        names = ", ".join(b["metadata"]["name"] for b in selecting) or "none select it"
+        await self._patch(task, {"phase": "Pending", "conditions": [{
+            "type": "Admitted", "status": "True", "reason": "Reserved",
+            "message": f"{amount} USD held on budgets: {names}", "lastTransitionTime": iso(now)}]})
+        return None
+
+    async def _refuse(self, task: Body, budget: Body, held: list[Body], amount: Decimal,
+                      contended: bool) -> float | None:
+        uid, now = task["metadata"]["uid"], _now()
+        for taken in held:
+            await self._cas(taken, lambda b: budgets.release(b, uid, Decimal(0), now))
+        if contended:
+            return 1.0
+        bname = budget["metadata"]["name"]
+        remaining = (budget.get("status") or {}).get("remainingUSD", budget["spec"]["limitUSD"])
+        message = (f"budget {bname} cannot hold {amount} USD (remaining {remaining} of "
+                   f"{budget['spec']['limitUSD']} this {budget['spec'].get('period', 'Monthly')}"
+                   " period)")
+        if budget["spec"].get("onExhausted", "Queue") == "Reject":
+            await self._patch(task, {"phase": "Failed", "message": message,
+                                     "completionTime": iso(now), "conditions": [{
+                                         "type": "Admitted", "status": "False",
+                                         "reason": "BudgetExhausted", "message": message,
+                                         "lastTransitionTime": iso(now)}]})
+            await self.kube.event(task, "Warning", "BudgetExhausted", message)
+            return None
+        status = task.get("status") or {}
+        if status.get("message") != message:
+            await self._patch(task, {"phase": "Pending", "message": message, "conditions": [{
+                "type": "Admitted", "status": "False", "reason": "Queued", "message": message,
+                "lastTransitionTime": iso(now)}]})
+            await self.kube.event(task, "Normal", "Queued", message)
+        return self.settings.queue_poll_seconds
+
+    async def _release(self, task: Body) -> None:
+        meta = task["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return
+        spent = Decimal(str((task.get("status") or {}).get("spentUSD") or 0))
+        now = _now()
+        for budget in await self.kube.list_budgets(meta["namespace"]):
+            result = await self._cas(budget, lambda b: budgets.release(b, meta["uid"], spent, now))
+            if result is False:
+                raise Conflict(f"budget {budget['metadata']['name']} kept changing")
+        await self.kube.patch_task_finalizers(
+            meta["namespace"], meta["name"],
+            [f for f in meta.get("finalizers") or [] if f != FINALIZER], meta["resourceVersion"])
+        if meta.get("deletionTimestamp") is None:
+            # Wake queued tasks: room was just made in these budgets.
+            for other in await self.kube.list_tasks():
+                st = other.get("status") or {}
+                if other["metadata"]["namespace"] == meta["namespace"] and not _admitted(st) \
+                        and st.get("phase") not in TERMINAL:
+                    self.wake(meta["namespace"], other["metadata"]["name"])
+

@@ -1,0 +1,29 @@
+"""Operator settings: TETHER_OPERATOR_* environment variables, each with a documented default."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["OperatorSettings"]
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TETHER_OPERATOR_", extra="forbid")
+
+    sidecar_image: str = Field("docker.io/tether/sidecar:latest",
+                               description="Image of the harness sidecar.")
+    image_pull_policy: str = Field("IfNotPresent", description="For the sidecar image.")
+    sidecar_cpu: str = Field("100m", description="Sidecar CPU request.")
+    sidecar_memory: str = Field("128Mi", description="Sidecar memory request and limit.")
+    run_as_user: int = Field(65532, description="UID of both containers (PSS restricted).")
+    grace_seconds: int = Field(30, ge=1, description="Pod terminationGracePeriodSeconds.")
+    sidecar_grace_seconds: float = Field(
+        20.0, description="How long calls in flight may finish after SIGTERM (< grace_seconds).")
+    status_poll_seconds: float = Field(5.0, gt=0, description="Live status poll of running pods.")
+    queue_poll_seconds: float = Field(3.0, gt=0, description="Re-check of queued tasks.")
+    backoff_base_seconds: float = Field(10.0, ge=0, description="First retry delay after a "
+                                        "failed pod; doubles per failure.")
+    backoff_max_seconds: float = Field(300.0, ge=0, description="Cap on that delay.")
+    metrics_port: int = Field(8000, description="Prometheus metrics of the operator; 0 = off.")
+    sidecar_ops_port: int = Field(9090, description="The sidecar's ops port (status, metrics).")
