@@ -1,10 +1,20 @@
-"""tether's API types: the AgentTask spec and the policies the sidecar enforces.
+"""tether's API types: the AgentTask and AgentBudget resources, their status, and the policies
+the sidecar enforces.
 
 Pure data and validation (pydantic); no I/O beyond reading a YAML file, no Kubernetes client.
-The operator renders these into CRD schemas; the sidecar reads the same YAML a user applies.
+The operator renders these into CRD schemas (tether_operator.crdgen); the sidecar reads the same
+YAML a user applies.
 """
 
 from ._units import Duration, Money, parse_duration
+from .agentbudget import (
+    AgentBudget,
+    AgentBudgetSpec,
+    AgentBudgetStatus,
+    LabelSelector,
+    LabelSelectorRequirement,
+    Reservation,
+)
 from .agenttask import (
     API_VERSION,
     AgentSpec,
@@ -32,28 +42,40 @@ from .policy import (
     ToolSpec,
     VerifySpec,
 )
+from .status import AgentTaskPhase, AgentTaskStatus, Condition, LastCheckpoint, Timestamp
 
 __all__ = [
     "API_VERSION",
     "FAILURE_CLASSES",
+    "AgentBudget",
+    "AgentBudgetSpec",
+    "AgentBudgetStatus",
     "AgentSpec",
     "AgentTask",
+    "AgentTaskPhase",
     "AgentTaskSpec",
+    "AgentTaskStatus",
     "CallRetry",
     "CallRetryOverride",
     "CheckpointSpec",
+    "Condition",
     "ContextBudget",
     "ContextTiers",
     "CostEnvelope",
     "Duration",
     "EvaluationSpec",
     "InvalidAgentTask",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "LastCheckpoint",
     "ModelSpec",
     "Money",
     "ObservabilitySpec",
     "OnHardLimit",
     "PodRetry",
+    "Reservation",
     "RetryPolicy",
+    "Timestamp",
     "ToolSpec",
     "VerifySpec",
     "load_agenttask",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ._base import ApiModel
 from ._units import Money
@@ -44,47 +44,113 @@ _DEFAULT_BASE_URL = {
 
 
 class EnvVar(ApiModel):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-    value: str = ""
+    """An environment variable of the agent container."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", description="Variable name, e.g. LOG_LEVEL."
+    )
+    value: str = Field("", description="Its value, as plain text (no secrets: the sidecar "
+                       "holds the model credentials).")
 
 
 class AgentSpec(ApiModel):
-    image: str = Field(description="The agent's container image.")
-    command: list[str] = Field(default_factory=list)
-    args: list[str] = Field(default_factory=list)
-    env: list[EnvVar] = Field(default_factory=list)
+    """The agent's container: it talks only to the sidecar on 127.0.0.1."""
+
+    image: str = Field(description="The agent's container image, e.g. tether/agent:latest.")
+    command: list[str] = Field(
+        default_factory=list,
+        description="Entrypoint, replacing the image's ENTRYPOINT (unset: the image's).",
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        description="Arguments to the entrypoint, replacing the image's CMD (unset: the image's).",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Extra environment variables for the agent container."
+    )
     resources: dict[str, Any] = Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=dict,
+        description="CPU and memory requests and limits of the agent container, as in a Pod "
+        "(e.g. {limits: {memory: 512Mi}}).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 
 class TaskInput(ApiModel):
-    instructions: str = Field(min_length=1, description="The permanent context tier.")
+    """What the agent is asked to do: the permanent context tier, never compacted."""
+
+    instructions: str = Field(
+        min_length=1, description="What the agent must do, in plain words."
+    )
     inputs: dict[str, Any] = Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=dict,
+        description="Free-form structured inputs handed to the agent with the instructions.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 
 class SecretKeyRef(ApiModel):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$")
+    """A key in a Secret in the task's namespace."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Name of the Secret."
+    )
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret.")
 
 
 class Pricing(ApiModel):
-    input_per_m_tok: Money = Field(alias="inputPerMTok", description="USD per million tokens.")
-    output_per_m_tok: Money = Field(alias="outputPerMTok", description="USD per million tokens.")
+    """Model prices in USD per million tokens."""
+
+    input_per_m_tok: Money = Field(
+        alias="inputPerMTok", description="USD per million input tokens, e.g. \"2.50\"."
+    )
+    output_per_m_tok: Money = Field(
+        alias="outputPerMTok", description="USD per million output tokens, e.g. \"10.00\"."
+    )
 
 
 class ModelSpec(ApiModel):
-    provider: Literal["openai", "anthropic", "openai-compatible"]
-    name: str = Field(min_length=1)
-    base_url: str | None = Field(None, alias="baseURL", pattern=r"^https?://")
-    credentials_secret_ref: SecretKeyRef | None = None
-    context_window: int = Field(128_000, ge=256, description="Tokens.")
+    """The LLM the agent talks to through the sidecar, which holds the credentials."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.provider != 'openai-compatible' || has(self.baseURL)",
+                    "message": "provider openai-compatible needs baseURL "
+                    "(e.g. http://vllm:8000/v1)",
+                    "fieldPath": ".baseURL",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    provider: Literal["openai", "anthropic", "openai-compatible"] = Field(
+        description="Wire format and default endpoint: openai, anthropic, or openai-compatible "
+        "(any server speaking the OpenAI API; needs baseURL)."
+    )
+    name: str = Field(min_length=1, description="Model name sent to the provider, e.g. gpt-4o.")
+    base_url: str | None = Field(
+        None,
+        alias="baseURL",
+        pattern=r"^https?://",
+        description="Provider endpoint, an http:// or https:// URL (unset: the provider's public "
+        "API).",
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Secret key holding the provider's API key; only the sidecar reads it.",
+    )
+    context_window: int = Field(
+        128_000, ge=256, description="The model's context window, in tokens."
+    )
     default_max_tokens: int = Field(
         4096, ge=1, description="Output tokens reserved when a request names no max_tokens."
     )
-    pricing: Pricing | None = Field(None, description="Overrides genai-prices.")
+    pricing: Pricing | None = Field(
+        None, description="Prices to charge, overriding the genai-prices table."
+    )
 
     @model_validator(mode="after")
     def _compatible_needs_url(self) -> ModelSpec:
@@ -98,17 +164,44 @@ class ModelSpec(ApiModel):
 
 
 class AgentTaskSpec(ApiModel):
-    agent: AgentSpec
-    task: TaskInput
-    model: ModelSpec
-    tools: list[ToolSpec] = Field(default_factory=list)
-    cost_envelope: CostEnvelope
-    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    context_budget: ContextBudget = Field(default_factory=ContextBudget)
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
-    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
-    active_deadline_seconds: int | None = Field(None, ge=1)
+    """An agent run on the harness: what it runs, what it may call, and what it may spend."""
+
+    agent: AgentSpec = Field(description="The agent's container.")
+    task: TaskInput = Field(description="What the agent is asked to do.")
+    model: ModelSpec = Field(description="The LLM, reached only through the sidecar.")
+    tools: list[ToolSpec] = Field(
+        default_factory=list,
+        description="Tools the agent may call through the sidecar; names must be unique.",
+        json_schema_extra={
+            "maxItems": 64,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(t, self.exists_one(u, u.name == t.name))",
+                    "message": "tool names must be unique: rename or remove the repeated tool",
+                }
+            ],
+        },
+    )
+    cost_envelope: CostEnvelope = Field(description="What the task may spend, in USD.")
+    retry_policy: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="How failed calls and failed pods are retried."
+    )
+    context_budget: ContextBudget = Field(
+        default_factory=ContextBudget, description="When and how the prompt is compacted."
+    )
+    checkpoint: CheckpointSpec = Field(
+        default_factory=CheckpointSpec,
+        description="The task's volume for checkpoints, spend ledger and call journal.",
+    )
+    observability: ObservabilitySpec = Field(
+        default_factory=ObservabilitySpec, description="Traces: where they go, what they hold."
+    )
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="Grading of finished tasks."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Wall-clock limit on the task, in seconds (unset: none)."
+    )
 
     @model_validator(mode="after")
     def _unique_tools(self) -> AgentTaskSpec:

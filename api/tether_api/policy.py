@@ -10,10 +10,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ._base import ApiModel
-from ._units import Duration, Money, parse_duration
+from ._units import MONEY_PATTERN, Duration, Money, parse_duration
 
 __all__ = [
     "FAILURE_CLASSES",
@@ -41,7 +41,24 @@ __all__ = [
 #   fields      the body lacks one of verify.requiredFields
 FAILURE_CLASSES = frozenset({"timeout", "connection", "empty", "malformed", "schema", "fields"})
 
-FailureClass = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+# The CRD mirrors _normalise_classes in CEL so the API server refuses what the sidecar would.
+_FAILURE_CLASS_CEL = {
+    "rule": "type(self) == int ? (self >= 100 && self <= 599) : "
+    "(self.trim().lowerAscii() in " + repr(sorted(FAILURE_CLASSES)) + " || "
+    "(self.trim().matches('^[0-9]{3}$') && int(self.trim()) >= 100 && int(self.trim()) <= 599))",
+    "message": "unknown retry class: use an HTTP status (100-599) or one of "
+    + ", ".join(sorted(FAILURE_CLASSES)),
+}
+FailureClass = Annotated[
+    int | str,
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "maxLength": 16,
+            "x-kubernetes-validations": [_FAILURE_CLASS_CEL],
+        }
+    ),
+]
 
 
 def _normalise_classes(values: list[int | str]) -> list[str]:
@@ -67,18 +84,43 @@ class CostEnvelope(ApiModel):
     """What the task may spend. The hard limit is a circuit breaker: a call whose worst-case cost
     would cross it is refused before it leaves the pod."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    # A malformed amount has its own error; don't add a conversion error to it.
+                    "rule": "!has(self.softLimitUSD) || "
+                    f"!self.softLimitUSD.matches(r'{MONEY_PATTERN}') || "
+                    f"!self.hardLimitUSD.matches(r'{MONEY_PATTERN}') || "
+                    "double(self.softLimitUSD) <= double(self.hardLimitUSD)",
+                    "message": "softLimitUSD must not exceed hardLimitUSD: "
+                    "lower the soft limit or raise the hard one",
+                    "fieldPath": ".softLimitUSD",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
     soft_limit_usd: Money | None = Field(
-        None, alias="softLimitUSD", description="Warn (metric, log, header) past this; USD."
+        None,
+        alias="softLimitUSD",
+        description="Past this many USD the sidecar warns (metric, log, response header); at "
+        "most hardLimitUSD. A decimal string, e.g. \"4.00\".",
     )
     hard_limit_usd: Money = Field(
-        alias="hardLimitUSD", description="Never spend more than this over the whole task; USD."
+        alias="hardLimitUSD",
+        description="Never spend more than this many USD over the whole task, pod restarts "
+        "included: a call whose worst-case cost would cross it is refused. A decimal string, "
+        "e.g. \"5.00\".",
     )
     max_tokens: int | None = Field(
         None, ge=1, description="Cap on input+output tokens over the whole task (none: no cap)."
     )
     on_hard_limit: OnHardLimit = Field(
         OnHardLimit.CHECKPOINT_AND_STOP,
-        description="What the task does when the hard limit is hit.",
+        description="What the task does when the hard limit is hit: Stop, or "
+        "CheckpointAndStop (a checkpoint is saved first).",
     )
 
     @model_validator(mode="after")
@@ -116,11 +158,14 @@ class CallRetry(ApiModel):
     )
     retry_on: list[FailureClass] = Field(
         default_factory=lambda: list(_DEFAULT_RETRY_ON),
-        description="Failure classes retried: HTTP statuses or timeout/connection/empty/malformed.",
+        description="Failure classes retried: HTTP statuses (100-599) or timeout, connection, "
+        "empty, malformed, schema, fields.",
+        json_schema_extra={"maxItems": 64},  # CRD only: CEL cost bound
     )
     non_retryable: list[FailureClass] = Field(
         default_factory=lambda: list(_DEFAULT_NON_RETRYABLE),
-        description="Failure classes never retried; wins over retryOn.",
+        description="Failure classes never retried; wins over retryOn. Same values as retryOn.",
+        json_schema_extra={"maxItems": 64},  # CRD only: CEL cost bound
     )
 
     @field_validator("retry_on", "non_retryable")
@@ -146,14 +191,35 @@ class CallRetry(ApiModel):
 class CallRetryOverride(ApiModel):
     """A tool's partial override of the task's call retry policy; unset fields inherit."""
 
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    initial_interval: Duration | None = None
-    backoff_coefficient: float | None = Field(None, ge=1.0, le=10.0)
-    maximum_interval: Duration | None = None
-    max_elapsed: Duration | None = None
-    jitter: float | None = Field(None, ge=0.0, le=1.0)
-    retry_on: list[FailureClass] | None = None
-    non_retryable: list[FailureClass] | None = None
+    max_attempts: int | None = Field(
+        None, ge=1, le=100, description="Attempts in all, the first included (unset: inherit)."
+    )
+    initial_interval: Duration | None = Field(
+        None, description="Wait before the first retry, e.g. \"500ms\" (unset: inherit)."
+    )
+    backoff_coefficient: float | None = Field(
+        None, ge=1.0, le=10.0, description="Growth of the wait per retry (unset: inherit)."
+    )
+    maximum_interval: Duration | None = Field(
+        None, description="Cap on one wait, e.g. \"30s\" (unset: inherit)."
+    )
+    max_elapsed: Duration | None = Field(
+        None, description="Cap on the whole call, waits included, e.g. \"2m\" (unset: inherit)."
+    )
+    jitter: float | None = Field(
+        None, ge=0.0, le=1.0, description="Fraction each wait may be shortened by at random "
+        "(unset: inherit)."
+    )
+    retry_on: list[FailureClass] | None = Field(
+        None,
+        description="Failure classes retried, replacing the task's list (unset: inherit).",
+        json_schema_extra={"maxItems": 64},  # CRD only: CEL cost bound
+    )
+    non_retryable: list[FailureClass] | None = Field(
+        None,
+        description="Failure classes never retried, replacing the task's list (unset: inherit).",
+        json_schema_extra={"maxItems": 64},  # CRD only: CEL cost bound
+    )
 
     @field_validator("retry_on", "non_retryable")
     @classmethod
@@ -165,6 +231,8 @@ class CallRetryOverride(ApiModel):
 
 
 class PodRetry(ApiModel):
+    """Retry of the whole pod: a failed pod is replaced and resumes from the last checkpoint."""
+
     backoff_limit: int = Field(3, ge=0, le=100, description="Failed pods before the task fails.")
     evictions_count_as_failures: bool = Field(
         False, description="Count evictions/preemptions against backoffLimit."
@@ -172,8 +240,17 @@ class PodRetry(ApiModel):
 
 
 class RetryPolicy(ApiModel):
-    calls: CallRetry = Field(default_factory=CallRetry)
-    pod: PodRetry = Field(default_factory=PodRetry)
+    """How failures are retried: single model/tool calls by the sidecar, whole pods by the
+    operator."""
+
+    calls: CallRetry = Field(
+        default_factory=CallRetry,
+        description="Retry of one model or tool call, inside the sidecar.",
+    )
+    pod: PodRetry = Field(
+        default_factory=PodRetry,
+        description="Retry of the whole pod by the operator.",
+    )
 
 
 class VerifySpec(ApiModel):
@@ -181,7 +258,8 @@ class VerifySpec(ApiModel):
 
     expect_status: list[int] = Field(
         default_factory=lambda: [200, 201, 202, 204],
-        description="Statuses that count as success.",
+        description="HTTP statuses (100-599) that count as success.",
+        json_schema_extra={"items": {"type": "integer", "minimum": 100, "maximum": 599}},
     )
     non_empty: bool = Field(True, description="An empty body is a failure (class empty).")
     required_fields: list[str] = Field(
@@ -217,10 +295,35 @@ class VerifySpec(ApiModel):
 
 
 class ToolSpec(ApiModel):
-    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$", description="Path segment.")
-    url: str = Field(pattern=r"^https?://", description="Where the sidecar sends the call.")
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    timeout: Duration = Field("30s", description="Per attempt.")
+    """A tool the agent calls at POST /tools/{name}; the sidecar forwards, verifies and retries."""
+
+    name: str = Field(
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$",
+        description="Unique name; the agent calls POST /tools/{name}. Letters, digits, _ . -; "
+        "at most 63 characters.",
+        json_schema_extra={"maxLength": 63},
+    )
+    url: str = Field(
+        pattern=r"^https?://",
+        description="Where the sidecar sends the call: an http:// or https:// URL.",
+        json_schema_extra={
+            "maxLength": 2048,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.startsWith('http://') || self.startsWith('https://')",
+                    "message": "url must start with http:// or https://, "
+                    "e.g. http://search.tools.svc:8080/query",
+                }
+            ],
+        },
+    )
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        "POST", description="HTTP method the sidecar uses for the call."
+    )
+    timeout: Duration = Field(
+        "30s", description="Time allowed for one attempt, e.g. \"30s\"; past it the attempt "
+        "fails with class timeout."
+    )
     side_effects: bool = Field(
         False,
         description="The call changes the world: never retried after it may have reached the "
@@ -231,8 +334,13 @@ class ToolSpec(ApiModel):
         description="Header the tool reads an idempotency key from (e.g. Idempotency-Key); "
         "the sidecar sends a stable key per call so retries are safe.",
     )
-    verify: VerifySpec = Field(default_factory=VerifySpec)
-    retry: CallRetryOverride | None = None
+    verify: VerifySpec = Field(
+        default_factory=VerifySpec,
+        description="Checks a response must pass to count as a success.",
+    )
+    retry: CallRetryOverride | None = Field(
+        None, description="Overrides of retryPolicy.calls for this tool; unset fields inherit."
+    )
 
 
 class ContextTiers(ApiModel):
@@ -245,27 +353,58 @@ class ContextTiers(ApiModel):
 
 
 class ContextBudget(ApiModel):
+    """How big the agent's prompt may grow before the sidecar compacts it."""
+
     max_tokens: int | None = Field(
         None, ge=256, description="Prompt budget in tokens (default: the model's contextWindow)."
     )
-    compact_at: float = Field(0.8, gt=0.0, le=1.0, description="Fraction of the budget.")
-    strategy: Literal["summarize", "truncate"] = "summarize"
-    keep_last_tool_results: int = Field(3, ge=0, description="Tool results kept verbatim.")
-    tiers: ContextTiers = Field(default_factory=ContextTiers)
+    compact_at: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Compact when the prompt reaches this fraction of maxTokens; above 0, at most "
+        "1.",
+    )
+    strategy: Literal["summarize", "truncate"] = Field(
+        "summarize",
+        description="How old messages are compacted: summarize (by the model) or truncate (drop).",
+    )
+    keep_last_tool_results: int = Field(
+        3, ge=0, description="The last N tool results are kept verbatim."
+    )
+    tiers: ContextTiers = Field(
+        default_factory=ContextTiers, description="Which messages are never compacted."
+    )
 
 
 class CheckpointSpec(ApiModel):
-    enabled: bool = True
-    size: str = Field("1Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="PVC size.")
-    storage_class_name: str | None = None
-    keep: int = Field(3, ge=1, le=100, description="Generations kept on the volume.")
+    """The volume where the agent's checkpoints, the spend ledger and the call journal live."""
+
+    enabled: bool = Field(
+        True, description="Give the task a volume for checkpoints, ledger and journal."
+    )
+    size: str = Field(
+        "1Gi",
+        pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$",
+        description="Size of the PersistentVolumeClaim, e.g. 1Gi.",
+    )
+    storage_class_name: str | None = Field(
+        None, description="StorageClass of the claim (unset: the cluster's default class)."
+    )
+    keep: int = Field(3, ge=1, le=100, description="Checkpoint generations kept on the volume.")
     max_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest checkpoint accepted, in bytes."
     )
 
 
 class ObservabilitySpec(ApiModel):
-    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint.")
+    """Where traces go and how much of a tool call they record."""
+
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint for traces, e.g. http://otel-collector:4318 (unset: "
+        "traces go only to the file on the task's volume).",
+    )
     tool_io: Literal["full", "redacted", "none"] = Field(
         "redacted",
         alias="toolIO",
@@ -274,6 +413,10 @@ class ObservabilitySpec(ApiModel):
 
 
 class EvaluationSpec(ApiModel):
-    sample_rate: float = Field(0.0, ge=0.0, le=1.0)
-    rubric: str | None = None
-    grader_model: str | None = None
+    """Grading of a sample of finished tasks by a model against a rubric."""
+
+    sample_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Fraction of tasks graded, 0 (none) to 1 (all)."
+    )
+    rubric: str | None = Field(None, description="Rubric the grader scores the result against.")
+    grader_model: str | None = Field(None, description="Model name of the grader.")

@@ -64,7 +64,9 @@ def with_totals(budget: Body, status: Body, now: datetime) -> Body:
     reserved = sum((_money(h["amountUSD"]) for h in holds), Decimal(0))
     limit = _money(budget["spec"]["limitUSD"])
     return {**status, "periodStart": iso, "spentUSD": f"{spent:f}", "reservations": holds,
-            "reservedUSD": f"{reserved:f}", "remainingUSD": f"{limit - spent - reserved:f}",
+            "reservedUSD": f"{reserved:f}",
+            # Never negative (the CRD refuses it): a limit lowered below the spend leaves 0.
+            "remainingUSD": f"{max(Decimal(0), limit - spent - reserved):f}",
             "observedGeneration": budget["metadata"].get("generation")}
 
 

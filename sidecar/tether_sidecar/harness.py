@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -187,8 +188,9 @@ class Harness:
             "replayed": self.replayed,
             "orphans": self.orphans,
             "lastCheckpoint": None if self.last_checkpoint is None else {
-                "step": self.last_checkpoint.step, "time": self.last_checkpoint.time,
-                "sha256": self.last_checkpoint.sha256},
+                "step": self.last_checkpoint.step, "sha256": self.last_checkpoint.sha256,
+                "time": datetime.fromtimestamp(self.last_checkpoint.time, UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ")},
             "checkpointProblem": self.checkpoint_problem,
         }
 
