@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# Shared helpers for hack/*.sh. Sourced, never executed.
+# Everything the scripts build or run lives under TETHER_CACHE (outside the repo),
+# so a fresh clone never carries a binary and `git status` stays clean.
+
+set -Eeuo pipefail
+# No silent exits under `set -e`: name the command and line that failed.
+trap 'echo "ERROR: ${BASH_SOURCE[0]}:$LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
+# shellcheck source=versions.env
+source "$HACK_DIR/versions.env"
+
+TETHER_CACHE="${TETHER_CACHE:-$HOME/.cache/tether}"
+K8S_BIN_DIR="${K8S_BIN_DIR:-$TETHER_CACHE/k8s-$K8S_VERSION/bin}"
+CLUSTER_DIR="${CLUSTER_DIR:-$TETHER_CACHE/cluster}"
+export PATH="/usr/local/go/bin:$PATH"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# sha256 of a file's content, or of several files concatenated (cache keys).
+sha_of() { cat "$@" | sha256sum | cut -c1-64; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "$1 needs root (it runs containerd and the kubelet); re-run with sudo"
+}
+
+# Install Debian packages only when one is missing, so re-runs cost nothing and
+# `apt-get update` runs at most once per script run.
+apt_ensure() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "Installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    || die "apt-get update failed; Debian's mirror must be reachable to install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    >/dev/null || die "apt-get install ${missing[*]} failed"
+}
