@@ -57,6 +57,9 @@ class AgentSpec(ApiModel):
     """The agent's container: it talks only to the sidecar on 127.0.0.1."""
 
     image: str = Field(description="The agent's container image, e.g. tether/agent:latest.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="As in a Pod: Always, IfNotPresent or Never (unset: Kubernetes' "
+        "default, Always for :latest).")
     command: list[str] = Field(
         default_factory=list,
         description="Entrypoint, replacing the image's ENTRYPOINT (unset: the image's).",

@@ -157,6 +157,8 @@ def pod(task: Body, attempt: int, settings: OperatorSettings,
         "resources": agent.get("resources") or {},
         "securityContext": _restricted(uid),
     }
+    if agent.get("imagePullPolicy"):
+        agent_container["imagePullPolicy"] = agent["imagePullPolicy"]
     if agent.get("command"):
         agent_container["command"] = list(agent["command"])
     if agent.get("args"):
