@@ -15,7 +15,10 @@ class OperatorSettings(BaseSettings):
                                description="Image of the harness sidecar.")
     image_pull_policy: str = Field("IfNotPresent", description="For the sidecar image.")
     sidecar_cpu: str = Field("100m", description="Sidecar CPU request.")
-    sidecar_memory: str = Field("128Mi", description="Sidecar memory request and limit.")
+    sidecar_memory: str = Field("192Mi", description="Sidecar memory request.")
+    sidecar_memory_limit: str = Field(
+        "384Mi", description="Sidecar memory limit: ~70 MB at rest, ~100 MB more once the "
+        "tokenizer loads for a long prompt.")
     run_as_user: int = Field(65532, description="UID of both containers (PSS restricted).")
     grace_seconds: int = Field(30, ge=1, description="Pod terminationGracePeriodSeconds.")
     sidecar_grace_seconds: float = Field(

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     ops_port: int = Field(9090, ge=0, le=65535, description="/metrics, /healthz, /readyz.")
     ops_host: str = Field("0.0.0.0", description="Where the ops port listens (probes, scrapes).")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body.")
-    upstream_client: Literal["aiohttp", "httpx"] = Field("aiohttp", description="See docs.")
+    upstream_client: Literal["aiohttp", "httpx", "fast"] = Field(
+        "fast", description="Outbound HTTP client; fast (ours, on httptools) was chosen by the "
+        "numbers in docs/benchmarks.md, aiohttp and httpx stay selectable.")
     attempt: int = Field(1, ge=1, description="Pod attempt number (the operator sets it).")
     summary_max_tokens: int = Field(1024, ge=64, description="Output cap of a summary call.")
     termination_log: Path = Field(Path("/dev/termination-log"),

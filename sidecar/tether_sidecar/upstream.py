@@ -215,4 +215,8 @@ def make_upstream(kind: str) -> Upstream:
         return AiohttpUpstream()
     if kind == "httpx":
         return HttpxUpstream()
-    raise ValueError(f"unknown upstream client {kind!r}: use aiohttp or httpx")
+    if kind == "fast":
+        from .upstream_fast import FastUpstream  # here: upstream_fast imports this module
+
+        return FastUpstream()
+    raise ValueError(f"unknown upstream client {kind!r}: use aiohttp, httpx or fast")

@@ -59,7 +59,7 @@ def build(info: dict[str, Any], results: dict[str, Any], names: list[str]) -> di
                          for size, raw in results["concurrent"].items()}
     verdict: dict[str, Any] = {"goal": GOAL}
     small = doc["sequential"].get("1KB", {})
-    for name in ("sidecar-aiohttp", "sidecar-httpx"):
+    for name in ("sidecar-aiohttp", "sidecar-httpx", "sidecar-fast"):
         s = small.get(name, {})
         if "added_p50_ms" in s:
             verdict[name] = {"p50_ok": s["added_p50_ms"] <= GOAL["added_p50_ms"],

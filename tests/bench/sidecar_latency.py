@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         stack.callback(_stop, floor)
         targets.append(Target("floor-aiohttp", floor_port))
         sidecars: dict[str, Sidecar] = {}
-        for client in ("aiohttp", "httpx"):
+        for client in ("aiohttp", "httpx", "fast"):
             sc = start_sidecar(work, up_port, client)
             stack.callback(sc.stop)
             sidecars[f"sidecar-{client}"] = sc
