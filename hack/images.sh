@@ -4,7 +4,7 @@
 #   tether/local-path-provisioner the provisioner binary from hack/k8s-binaries.sh
 #   tether/{base,sidecar,operator,agent,scripted-model,fault-tools}
 #       one Python image (Debian rootfs + /opt/tether venv with `pip install` of this
-#       repo, with the [operator] extra so the operator image has kopf); same layers,
+#       repo, with the [operator,agent] extras: kopf for the operator, openai for the agent); same layers,
 #       different default entrypoints.
 # All tags are :latest; pods use imagePullPolicy: Never. Cached under
 # ~/.cache/tether/images/<key>, where the key covers the repo's files, so a code
@@ -32,7 +32,7 @@ declare -A ENTRY_CANDIDATES=(
 
 # What `pip install` of the repo reads: the build config and the packaged code.
 # Tests, docs and hack/ are left out so editing them does not rebuild the images.
-WHEEL_INPUTS=(pyproject.toml README.md LICENSE api sidecar operator examples)
+WHEEL_INPUTS=(pyproject.toml README.md LICENSE api sidecar sdk cli operator examples)
 
 wheel_files() {  # NUL-separated, tracked + untracked (not ignored), sorted
   (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -z -- "${WHEEL_INPUTS[@]}" | sort -z)
@@ -108,7 +108,7 @@ mount --bind -o ro "$HOST_CA" "$B/rootfs/tmp/host-ca.pem"; CHROOT_MOUNTS+=("$B/r
 nice -n 10 env -u PIP_FIND_LINKS PIP_CERT=/tmp/host-ca.pem SSL_CERT_FILE=/tmp/host-ca.pem \
   REQUESTS_CA_BUNDLE=/tmp/host-ca.pem HOME=/root chroot "$B/rootfs" /bin/sh -ec '
   python3 -m venv /opt/tether
-  /opt/tether/bin/pip install -q --disable-pip-version-check "/tmp/tether-src[operator]"
+  /opt/tether/bin/pip install -q --disable-pip-version-check "/tmp/tether-src[operator,agent]"
   /opt/tether/bin/python -c "import importlib.metadata as m; print(\"Installed tether\", m.version(\"tether\"))"
 ' > "$WORK/pip.log" 2>&1 || { cat "$WORK/pip.log" >&2; die "pip install of the repo failed in the image rootfs (log above)"; }
 cleanup

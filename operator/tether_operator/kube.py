@@ -29,13 +29,13 @@ class Conflict(Exception):
 
 
 def _load() -> client.ApiClient:
+    conf = client.Configuration()
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    api = client.ApiClient()
-    api.configuration.connection_pool_maxsize = 32
-    return api
+        config.load_kube_config(client_configuration=conf)  # type: ignore[no-untyped-call]
+    conf.connection_pool_maxsize = 32  # as many as the worker threads that share it
+    return client.ApiClient(conf)
 
 
 class Kube:

@@ -106,6 +106,7 @@ class Reconciler:
 
     async def _patch(self, task: Body, patch: Body) -> None:
         meta = task["metadata"]
+        patch = {**patch, "observedGeneration": meta.get("generation", 0)}
         await self.kube.patch_task_status(meta["namespace"], meta["name"], patch,
                                           meta["resourceVersion"])
 
@@ -124,7 +125,9 @@ class Reconciler:
         for event in plan.events:
             await self.kube.event(task, *event)
         if plan.release_budget:
-            await self._release(task)
+            # Release with the spend this plan just recorded, not the (older) one read.
+            final = {**(task.get("status") or {}), **plan.status}
+            await self._release({**task, "status": final})
 
     async def _start_pod(self, task: Body, attempt: int) -> None:
         spec = task["spec"]

@@ -112,6 +112,10 @@ def ops_app(h: Harness) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         return _json(200 if h.ready else 503, {"ready": h.ready, "phase": h.phase})
 
+    async def status(_: web.Request) -> web.Response:
+        return _json(200, h.status())  # read-only: the operator polls it for live status
+
+    app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -1,0 +1,316 @@
+"""The operator on a real cluster: AgentTasks run, resume after eviction, stop at the hard limit,
+survive the operator being killed, and queue behind an AgentBudget.
+
+Needs the real node (marker ``node``). The scripted model and the fault tool server (test
+doubles) run in this process, bound to the node's InternalIP, which pods reach through the
+bridge (on this machine's cluster, 10.88.0.1). The operator runs as a child process.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client
+
+from tether_examples import fault_tools, scripted_model
+from tether_examples._serve import serve_in_thread
+
+from ._cluster import REPO_ROOT, Cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+GROUP, VERSION = "tether.dev", "v1alpha1"
+
+
+def steps_script(steps: int, delay: float = 0.0) -> dict[str, Any]:
+    turns: list[dict[str, Any]] = []
+    for i in range(steps - 1):
+        tool = "record" if i % 3 == 2 else "search"
+        turns.append({"content": f"step {i}", "delay": delay,
+                      "tool_calls": [{"id": f"call_{i}", "name": tool, "arguments": {"i": i}}],
+                      "usage": {"input_tokens": 200 + 10 * i, "output_tokens": 20}})
+    turns.append({"content": f"FINAL after {steps} steps", "usage": {"input_tokens": 500,
+                                                                      "output_tokens": 8}})
+    return {"model": "gpt-4o", "turns": turns}
+
+
+@dataclass
+class Doubles:
+    model: str
+    tools: str
+
+    def use(self, script: dict[str, Any]) -> None:
+        httpx.post(self.model + "/_scripted/reset", json={"script": script}).raise_for_status()
+        httpx.post(self.tools + "/_reset").raise_for_status()
+
+    def model_requests(self) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = httpx.get(self.model + "/_scripted/requests").json()
+        return got
+
+    def side_effects(self) -> list[Any]:
+        effects: list[Any] = httpx.get(self.tools + "/_hits").json()["side_effects"]
+        return effects
+
+
+@pytest.fixture(scope="module")
+def doubles(core: client.CoreV1Api, real_node: str) -> Iterator[Doubles]:
+    node = core.read_node(real_node)
+    host = os.environ.get("TETHER_E2E_HOST_IP") or next(
+        a.address for a in node.status.addresses if a.type == "InternalIP")
+    with serve_in_thread(scripted_model.build_app(steps_script(3)), host=host) as model, \
+            serve_in_thread(fault_tools.build_app(), host=host) as tools:
+        yield Doubles(model, tools)
+
+
+@pytest.fixture(scope="module")
+def crds(api: client.ApiClient) -> None:
+    """The generated CRDs, applied as they are committed (created or replaced)."""
+    ext = client.ApiextensionsV1Api(api)
+    for path in sorted((REPO_ROOT / "crds").glob("*.tether.dev.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        try:
+            old = ext.read_custom_resource_definition(crd["metadata"]["name"])
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            ext.create_custom_resource_definition(crd)
+        else:
+            crd["metadata"]["resourceVersion"] = old.metadata.resource_version
+            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        conds = [c for name in ("agenttasks.tether.dev", "agentbudgets.tether.dev")
+                 for c in ext.read_custom_resource_definition(name).status.conditions or []
+                 if c.type == "Established" and c.status == "True"]
+        if len(conds) == 2:
+            return
+        time.sleep(0.5)
+    raise AssertionError("CRDs not Established in 60 s")
+
+
+class Operator:
+    def __init__(self, cluster: Cluster, namespace: str, logdir: Path) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.log = logdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
+               "TETHER_OPERATOR_SIDECAR_IMAGE": "docker.io/tether/sidecar:latest",
+               "TETHER_OPERATOR_IMAGE_PULL_POLICY": "Never",
+               "TETHER_OPERATOR_STATUS_POLL_SECONDS": "1",
+               "TETHER_OPERATOR_BACKOFF_BASE_SECONDS": "1",
+               "TETHER_OPERATOR_METRICS_PORT": "0"}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tether_operator", "--namespace", self.namespace,
+                 "--liveness-port", "0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, crds: None, tmp_path: Path,
+             core: client.CoreV1Api) -> Iterator[Operator]:
+    core.patch_namespace(namespace, {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}})  # real PSS admission
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "model-creds"},
+                                              "stringData": {"api-key": "sk-e2e"}})
+    op = Operator(cluster, namespace, tmp_path)
+    op.start()
+    yield op
+    op.stop()
+    print(op.log.read_text(errors="replace")[-20000:])
+
+
+def agenttask(name: str, doubles: Doubles, hard: str = "5.00", labels: dict[str, str] | None = None,
+              **spec: Any) -> dict[str, Any]:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentTask",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "agent": {"image": "docker.io/tether/agent:latest", "imagePullPolicy": "Never",
+                      "command": ["python", "-m", "tether_examples.reference_agent"]},
+            "task": {"instructions": "Write the records."},
+            "model": {"provider": "openai", "name": "gpt-4o", "baseURL": doubles.model + "/v1",
+                      "credentialsSecretRef": {"name": "model-creds", "key": "api-key"}},
+            "tools": [{"name": "search", "url": doubles.tools + "/ok"},
+                      {"name": "record", "url": doubles.tools + "/side-effect",
+                       "sideEffects": True, "idempotencyHeader": "Idempotency-Key"}],
+            "costEnvelope": {"hardLimitUSD": hard},
+            "retryPolicy": {"calls": {"initialInterval": "50ms"}},
+            "checkpoint": {"size": "64Mi"},
+            **spec,
+        },
+    }
+    return body
+
+
+class Tasks:
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.ns = namespace
+
+    def create(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "agenttasks", body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        got: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "agenttasks", name)
+        return got
+
+    def wait(self, name: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 180.0
+             ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.get(name)
+            if pred(task.get("status") or {}):
+                return task
+            time.sleep(0.5)
+        raise AssertionError(f"agenttask {name} did not get there in {timeout}s: "
+                             f"{self.get(name).get('status')}")
+
+    def done(self, name: str, timeout: float = 240.0) -> dict[str, Any]:
+        return self.wait(name, lambda s: s.get("phase") in ("Succeeded", "Failed",
+                                                            "BudgetExceeded"), timeout)
+
+
+@pytest.fixture
+def tasks(api: client.ApiClient, namespace: str) -> Tasks:
+    return Tasks(api, namespace)
+
+
+def agent_answer(core: client.CoreV1Api, ns: str, pod: str) -> str:
+    log = str(core.read_namespaced_pod_log(pod, ns, container="agent"))
+    return next(line for line in log.splitlines() if line.startswith("FINAL"))
+
+
+def test_sample_task_succeeds_with_its_spend(operator: Operator, tasks: Tasks, doubles: Doubles,
+                                             core: client.CoreV1Api, namespace: str) -> None:
+    doubles.use(steps_script(4))
+    tasks.create(agenttask("sample", doubles))
+    task = tasks.done("sample")
+    st = task["status"]
+    assert st["phase"] == "Succeeded", st
+    assert st["step"] == 4 and Decimal(st["spentUSD"]) > 0 and st["attempt"] == 1
+    assert len(st["traceID"]) == 32 and st["lastCheckpoint"]["step"] == 4
+    assert agent_answer(core, namespace, st["podName"]) == "FINAL after 4 steps"
+    assert len(doubles.side_effects()) == 1
+    requests = doubles.model_requests()
+    assert all(r["authorization"] == "Bearer sk-e2e" for r in requests)  # the sidecar's key
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=sample")
+    assert any(e.reason == "Succeeded" for e in events.items)
+
+
+def test_eviction_resumes_from_the_checkpoint(operator: Operator, tasks: Tasks,
+                                              doubles: Doubles, core: client.CoreV1Api,
+                                              namespace: str) -> None:
+    steps = 12
+    doubles.use(steps_script(steps, delay=0.3))
+    tasks.create(agenttask("baseline", doubles))
+    base = tasks.done("baseline")["status"]
+    base_requests, base_effects = len(doubles.model_requests()), len(doubles.side_effects())
+    doubles.use(steps_script(steps, delay=0.3))
+
+    tasks.create(agenttask("evicted", doubles))
+    at = random.randint(2, steps - 3)
+    running = tasks.wait("evicted", lambda s: (s.get("step") or 0) >= at)["status"]
+    core.create_namespaced_pod_eviction(running["podName"], namespace, {
+        "metadata": {"name": running["podName"], "namespace": namespace}})
+    st = tasks.done("evicted")["status"]
+    assert st["phase"] == "Succeeded", st
+    assert st["evictions"] == 1 and st["attempt"] == 2 and st.get("failures", 0) == 0
+    assert agent_answer(core, namespace, st["podName"]) == f"FINAL after {steps} steps"
+    assert len(doubles.side_effects()) == base_effects  # each side effect exactly once
+    assert len(doubles.model_requests()) <= base_requests + 1  # at most the call in flight
+    # Spend is not counted twice: at most one extra call's hold over the uninterrupted run.
+    assert Decimal(st["spentUSD"]) <= Decimal(base["spentUSD"]) + Decimal("0.01")
+
+
+def test_too_small_envelope_ends_in_budget_exceeded_with_checkpoint_kept(
+        operator: Operator, tasks: Tasks, doubles: Doubles, core: client.CoreV1Api,
+        namespace: str) -> None:
+    doubles.use(steps_script(20))
+    tasks.create(agenttask("tight", doubles, hard="0.015"))
+    st = tasks.done("tight")["status"]
+    assert st["phase"] == "BudgetExceeded", st
+    assert Decimal(st["spentUSD"]) <= Decimal("0.015")
+    assert st["lastCheckpoint"]["step"] >= 1
+    pvcs = core.list_namespaced_persistent_volume_claim(namespace).items
+    assert [p.metadata.name for p in pvcs] == ["tight-state"]  # the checkpoint is kept
+
+
+def test_operator_killed_five_times_mid_reconcile(operator: Operator, tasks: Tasks,
+                                                  doubles: Doubles, core: client.CoreV1Api,
+                                                  namespace: str) -> None:
+    doubles.use(steps_script(10, delay=0.2))
+    tasks.create(agenttask("sturdy", doubles))
+    rng = random.Random()
+    for _ in range(5):
+        time.sleep(rng.uniform(0.2, 2.0))
+        operator.kill()
+        operator.start()
+    st = tasks.done("sturdy")["status"]
+    assert st["phase"] == "Succeeded", st
+    pods = core.list_namespaced_pod(namespace, label_selector="tether.dev/task=sturdy").items
+    attempts = [p.metadata.labels["tether.dev/attempt"] for p in pods]
+    assert len(attempts) == len(set(attempts)) == st["attempt"]  # one pod per attempt
+    assert st["step"] == 10 and Decimal(st["spentUSD"]) > 0
+
+
+def test_budget_admits_what_fits_and_queues_the_rest(
+        operator: Operator, tasks: Tasks, doubles: Doubles, api: client.ApiClient,
+        namespace: str) -> None:
+    doubles.use(steps_script(3, delay=0.5))
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "agentbudgets", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentBudget",
+        "metadata": {"name": "team"},
+        "spec": {"selector": {"matchLabels": {"team": "a"}}, "period": "Daily",
+                 "limitUSD": "3.00", "onExhausted": "Queue"}})
+    names = [f"q{i}" for i in range(10)]
+    for name in names:
+        tasks.create(agenttask(name, doubles, hard="1.00", labels={"team": "a"}))
+    most = 0
+    deadline = time.monotonic() + 400
+    core = client.CoreV1Api(api)
+    while time.monotonic() < deadline:
+        live = [p for p in core.list_namespaced_pod(namespace).items
+                if p.status.phase in ("Pending", "Running")]
+        most = max(most, len(live))  # pods alive at once: never more than the budget holds
+        phases = [(tasks.get(n).get("status") or {}).get("phase") for n in names]
+        if all(p == "Succeeded" for p in phases):
+            break
+        time.sleep(0.3)
+    assert all((tasks.get(n).get("status") or {}).get("phase") == "Succeeded" for n in names)
+    assert most <= 3
+    budget = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "agentbudgets",
+                                                 "team")["status"]
+    spent = sum(Decimal(tasks.get(n)["status"]["spentUSD"]) for n in names)
+    assert Decimal(budget["spentUSD"]) == spent <= Decimal("3.00")
+    assert budget["reservations"] == [] and Decimal(budget["reservedUSD"]) == 0
