@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per live poll otherwise
     settings = OperatorSettings()
     metrics = OperatorMetrics()
     if settings.metrics_port:

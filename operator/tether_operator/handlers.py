@@ -27,33 +27,33 @@ _LIVE_FIELDS = ("step", "spentUSD", "inputTokens", "outputTokens", "retries", "l
                 "traceID")
 
 
-async def poll_live(rec: Reconciler, http: httpx.AsyncClient) -> None:
-    """Live status from each running sidecar (its ops port), and a resync of every task."""
+async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> None:
+    """Live status from each running sidecar (its ops port); with ``resync``, also wake every
+    task that has not finished (the safety net under missed events)."""
     tasks = await rec.kube.list_tasks()
-    pods = {}
+    ips = {(p["metadata"]["namespace"], p["metadata"]["name"]): (p.get("status") or {}).get(
+        "podIP") for p in await rec.kube.task_pods()}
+    running = []
     for task in tasks:
         st = task.get("status") or {}
         if st.get("phase") in TERMINAL:
             continue
         ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
-        rec.wake(ns, name)  # the safety net: every live task is reconciled each round
-        if st.get("phase") == "Running" and st.get("podName"):
-            pods[(ns, name)] = (task, st["podName"])
+        if resync:
+            rec.wake(ns, name)
+        ip = ips.get((ns, st.get("podName") or ""))
+        if st.get("phase") == "Running" and ip:
+            running.append((task, ip))
     sem = asyncio.Semaphore(32)
 
-    async def one(task: dict[str, Any], pod_name: str) -> None:
+    async def one(task: dict[str, Any], ip: str) -> None:
         ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
         async with sem:
-            pod = next((p for p in await rec.kube.pods_of(ns, name)
-                        if p["metadata"]["name"] == pod_name), None)
-            ip = ((pod or {}).get("status") or {}).get("podIP")
-            if not ip:
-                return
             try:
                 live = (await http.get(
                     f"http://{ip}:{rec.settings.sidecar_ops_port}/status")).json()
             except (httpx.HTTPError, ValueError) as exc:
-                log.debug("No live status from %s/%s: %s", ns, pod_name, exc)
+                log.debug("No live status from agenttask %s/%s: %s", ns, name, exc)
                 return
         current = task.get("status") or {}
         changed = {k: live[k] for k in _LIVE_FIELDS if k in live and live[k] != current.get(k)}
@@ -62,7 +62,7 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient) -> None:
         if live.get("phase") == "BudgetExceeded":
             rec.wake(ns, name, live=live)
 
-    await asyncio.gather(*(one(t, p) for t, p in pods.values()))
+    await asyncio.gather(*(one(t, ip) for t, ip in running))
 
 
 def register(rec: Reconciler) -> None:
@@ -73,10 +73,14 @@ def register(rec: Reconciler) -> None:
         settings.persistence.finalizer = "tether.dev/kopf"  # unused: no deletion handlers
 
         async def loop() -> None:
+            last_resync = 0.0
             async with httpx.AsyncClient(timeout=2.0) as http:
                 while True:
+                    now = asyncio.get_running_loop().time()
+                    resync = now - last_resync >= rec.settings.resync_seconds
+                    last_resync = now if resync else last_resync
                     try:
-                        await poll_live(rec, http)
+                        await poll_live(rec, http, resync)
                     except Exception:  # the loop must outlive one bad round; it is logged
                         log.exception("Live status round failed")
                     await asyncio.sleep(rec.settings.status_poll_seconds)

@@ -74,6 +74,13 @@ class Kube:
         items: list[Body] = self._json(resp)["items"]
         return items
 
+    async def task_pods(self) -> list[Body]:
+        """Every pod the operator runs, in one call (the live-status round needs their IPs)."""
+        resp = await self._call(self.core.list_pod_for_all_namespaces,
+                                label_selector="tether.dev/task", _preload_content=False)
+        items: list[Body] = self._json(resp)["items"]
+        return items
+
     async def ensure(self, obj: Body) -> bool:
         """Create ``obj`` unless it exists; True when this call created it."""
         kind, ns = obj["kind"], obj["metadata"]["namespace"]

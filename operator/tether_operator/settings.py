@@ -24,6 +24,8 @@ class OperatorSettings(BaseSettings):
     sidecar_grace_seconds: float = Field(
         20.0, description="How long calls in flight may finish after SIGTERM (< grace_seconds).")
     status_poll_seconds: float = Field(5.0, gt=0, description="Live status poll of running pods.")
+    resync_seconds: float = Field(60.0, gt=0, description="Every task not finished is "
+                                  "reconciled at least this often, events or not.")
     queue_poll_seconds: float = Field(3.0, gt=0, description="Re-check of queued tasks.")
     backoff_base_seconds: float = Field(10.0, ge=0, description="First retry delay after a "
                                         "failed pod; doubles per failure.")
