@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: venv demo test lint unit bench clean
+.PHONY: venv demo test test-local lint unit bench clean
 .DEFAULT_GOAL := test
 
 $(STAMP): pyproject.toml
@@ -29,9 +29,14 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests/unit -q
 
-## The whole suite: lint, types, every test tier.
+## The whole suite: lint, types, every tier, on the local cluster (started here; needs root).
 test: lint
+	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) --no-print-directory cluster-up; fi
 	$(PY) -m pytest -q
+
+## Everything that needs no cluster (no root): unit, sidecar, crash, examples.
+test-local: lint
+	$(PY) -m pytest -q -m "not cluster and not node"
 
 ## Benchmarks (figures in docs/benchmarks.md); LiteLLM goes into its own venv, not this one.
 bench: venv

@@ -141,7 +141,8 @@ def main() -> None:
     nodes = [n.metadata.name for n in core.list_node().items]
     for n in nodes:
         core.patch_node(n, {"spec": {"unschedulable": True}})
-    jobs_ns, tasks_ns = "bench-jobs", "bench-tasks"
+    suffix = time.strftime("%H%M%S")  # a namespace from an earlier run may still be going
+    jobs_ns, tasks_ns = f"bench-jobs-{suffix}", f"bench-tasks-{suffix}"
     results: dict[str, Any] = {"count": args.count, "machine": {"nproc": os.cpu_count(),
                                                                 "loadavg": os.getloadavg()}}
     op = None
