@@ -25,29 +25,25 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 _LIVE_FIELDS = ("step", "spentUSD", "inputTokens", "outputTokens", "retries", "lastCheckpoint",
                 "traceID")
+_INDEXED = ("phase", "podName", *_LIVE_FIELDS)
 
 
 async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> None:
     """Live status from each running sidecar (its ops port); with ``resync``, also wake every
-    task that has not finished (the safety net under missed events)."""
-    tasks = await rec.kube.list_tasks()
-    ips = {(p["metadata"]["namespace"], p["metadata"]["name"]): (p.get("status") or {}).get(
-        "podIP") for p in await rec.kube.task_pods()}
+    task that has not finished (the safety net under missed events). Works from the indexes
+    the watch events keep, so a round costs no API list, however many tasks there are."""
     running = []
-    for task in tasks:
-        st = task.get("status") or {}
-        if st.get("phase") in TERMINAL:
+    for (ns, name), seen in list(rec.tasks.items()):
+        if seen.get("phase") in TERMINAL:
             continue
-        ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
         if resync:
             rec.wake(ns, name)
-        ip = ips.get((ns, st.get("podName") or ""))
-        if st.get("phase") == "Running" and ip:
-            running.append((task, ip))
+        ip = rec.pod_ips.get((ns, seen.get("podName") or ""))
+        if seen.get("phase") == "Running" and ip:
+            running.append((ns, name, seen, ip))
     sem = asyncio.Semaphore(32)
 
-    async def one(task: dict[str, Any], ip: str) -> None:
-        ns, name = task["metadata"]["namespace"], task["metadata"]["name"]
+    async def one(ns: str, name: str, seen: dict[str, Any], ip: str) -> None:
         async with sem:
             try:
                 live = (await http.get(
@@ -55,14 +51,13 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> N
             except (httpx.HTTPError, ValueError) as exc:
                 log.debug("No live status from agenttask %s/%s: %s", ns, name, exc)
                 return
-        current = task.get("status") or {}
-        changed = {k: live[k] for k in _LIVE_FIELDS if k in live and live[k] != current.get(k)}
+        changed = {k: live[k] for k in _LIVE_FIELDS if k in live and live[k] != seen.get(k)}
         if changed:
             await rec.kube.patch_task_status(ns, name, changed)
         if live.get("phase") == "BudgetExceeded":
             rec.wake(ns, name, live=live)
 
-    await asyncio.gather(*(one(t, ip) for t, ip in running))
+    await asyncio.gather(*(one(*item) for item in running))
 
 
 def register(rec: Reconciler) -> None:
@@ -88,22 +83,27 @@ def register(rec: Reconciler) -> None:
         asyncio.get_running_loop().create_task(loop())
 
     @kopf.on.event(GROUP, VERSION, "agenttasks")
-    async def on_task(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    async def on_task(type: str, namespace: str | None, name: str, status: Mapping[str, Any],
+                      **_: Any) -> None:
         assert namespace is not None  # AgentTask is namespaced
         if type == "DELETED":
             rec.metrics.task_phase(namespace, name, None)
+            rec.tasks.pop((namespace, name), None)
             return
+        rec.tasks[(namespace, name)] = {k: status.get(k) for k in _INDEXED}
         rec.wake(namespace, name)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_TASK: kopf.PRESENT})
-    async def on_pod(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    async def on_pod(type: str, labels: Mapping[str, str], namespace: str | None, name: str,
+                     status: Mapping[str, Any], **_: Any) -> None:
         assert namespace is not None
+        if type == "DELETED":
+            rec.pod_ips.pop((namespace, name), None)
+        else:
+            rec.pod_ips[(namespace, name)] = status.get("podIP")
         rec.wake(namespace, labels[LABEL_TASK])
 
     @kopf.on.event(GROUP, VERSION, "agentbudgets")
     async def on_budget(namespace: str | None, **_: Any) -> None:
         assert namespace is not None
-        for task in await rec.kube.list_tasks():
-            st = task.get("status") or {}
-            if task["metadata"]["namespace"] == namespace and st.get("phase") == "Pending":
-                rec.wake(namespace, task["metadata"]["name"])
+        rec.wake_queued(namespace)

@@ -62,22 +62,9 @@ class Kube:
         doc: Body = self._json(resp)
         return doc
 
-    async def list_tasks(self) -> list[Body]:
-        resp = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION,
-                                "agenttasks", _preload_content=False)
-        items: list[Body] = self._json(resp)["items"]
-        return items
-
     async def pods_of(self, ns: str, task: str) -> list[Body]:
         resp = await self._call(self.core.list_namespaced_pod, ns,
                                 label_selector=f"tether.dev/task={task}", _preload_content=False)
-        items: list[Body] = self._json(resp)["items"]
-        return items
-
-    async def task_pods(self) -> list[Body]:
-        """Every pod the operator runs, in one call (the live-status round needs their IPs)."""
-        resp = await self._call(self.core.list_pod_for_all_namespaces,
-                                label_selector="tether.dev/task", _preload_content=False)
         items: list[Body] = self._json(resp)["items"]
         return items
 

@@ -49,6 +49,15 @@ class Reconciler:
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._dirty: dict[Key, Body | None] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        # Kept by the watch events (handlers.py): what the live-status round needs, small.
+        self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
+        self.pod_ips: dict[Key, str | None] = {}
+
+    def wake_queued(self, ns: str) -> None:
+        """Room may have been made in a budget: re-check the tasks waiting in ``ns``."""
+        for (task_ns, name), seen in list(self.tasks.items()):
+            if task_ns == ns and seen.get("phase") in (None, "Pending"):
+                self.wake(ns, name)
 
     # --- scheduling: one run at a time per task, coalescing wake-ups ------------------------
 
@@ -238,11 +247,5 @@ class Reconciler:
         await self.kube.patch_task_finalizers(
             meta["namespace"], meta["name"],
             [f for f in meta.get("finalizers") or [] if f != FINALIZER], meta["resourceVersion"])
-        if meta.get("deletionTimestamp") is None:
-            # Wake queued tasks: room was just made in these budgets.
-            for other in await self.kube.list_tasks():
-                st = other.get("status") or {}
-                if other["metadata"]["namespace"] == meta["namespace"] and not _admitted(st) \
-                        and st.get("phase") not in TERMINAL:
-                    self.wake(meta["namespace"], other["metadata"]["name"])
+        self.wake_queued(meta["namespace"])  # room was just made in these budgets
 
