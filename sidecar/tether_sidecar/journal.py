@@ -70,6 +70,7 @@ class _Call:
     seq: int
     key: str
     kind: str
+    occ: int  # which occurrence of ``key`` this call was (a re-execution shares it)
     ended: dict[str, Any] | None = None
     aborted: bool = False
 
@@ -122,7 +123,7 @@ class Journal:
         self.seq = max(self.seq, int(doc.get("seq", 0)))
         kind = doc.get("t")
         if kind == "begin":
-            call = _Call(doc["seq"], doc["key"], doc["kind"])
+            call = _Call(doc["seq"], doc["key"], doc["kind"], int(doc.get("occ", 0)))
             self._calls[doc["id"]] = call
             self._by_key[doc["key"]].append(call)
             pending[doc["id"]] = doc
@@ -183,27 +184,30 @@ class Journal:
             self.cursor = journal_seq
 
     def occurrence(self, key: str) -> int:
-        """Claim the next occurrence number of ``key`` for a new call (1-based)."""
+        """Claim the occurrence number of ``key`` for a new call (1-based): the occurrences
+        recorded up to the resume point, plus the calls made with it since."""
         self._live_calls += 1
         if key not in self._seen:
-            self._seen[key] = sum(1 for c in self._by_key.get(key, ()) if c.seq <= self.cursor)
+            self._seen[key] = max((c.occ for c in self._by_key.get(key, ())
+                                   if c.seq <= self.cursor), default=0)
         self._seen[key] += 1
         return self._seen[key]
 
     def earlier(self, key: str, occurrence: int) -> tuple[str, dict[str, Any] | None] | None:
-        """What an earlier attempt did for this call: ("ended", end record) to replay,
-        ("in_flight", None) when it was sent and never finished, or None when never sent."""
-        calls = self._by_key.get(key, [])
-        if occurrence > len(calls):
-            return None
-        call = calls[occurrence - 1]
-        if call.ended is not None and call.ended.get("replayable", True):
-            return "ended", call.ended
-        return "in_flight", None  # sent, and never completed (or failed): outcome unknown
+        """What earlier attempts did for this occurrence of this call: ("ended", end record) to
+        replay, ("in_flight", None) when it was sent and never finished (or failed), or None
+        when it was never sent. A call re-executed after a crash has several records for one
+        occurrence; any that completed answers it."""
+        matches = [c for c in self._by_key.get(key, ()) if c.occ == occurrence]
+        for call in matches:
+            if call.ended is not None and call.ended.get("replayable", True):
+                return "ended", call.ended
+        return ("in_flight", None) if matches else None
 
-    def begin(self, call_id: str, kind: str, key: str, hold: Decimal | None = None,
-              side_effects: bool = False) -> None:
-        doc: dict[str, Any] = {"t": "begin", "id": call_id, "kind": kind, "key": key}
+    def begin(self, call_id: str, kind: str, key: str, occurrence: int,
+              hold: Decimal | None = None, side_effects: bool = False) -> None:
+        doc: dict[str, Any] = {"t": "begin", "id": call_id, "kind": kind, "key": key,
+                               "occ": occurrence}
         if hold is not None:
             doc["hold"] = format(hold, "f")
         self.append(doc)

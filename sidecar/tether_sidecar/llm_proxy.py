@@ -72,10 +72,10 @@ class LlmCall:
 
     # --- the journal's view of this call: begin, then end or abort ------------------------
 
-    def begin(self, key: str, res: Reservation) -> None:
+    def begin(self, key: str, occurrence: int, res: Reservation) -> None:
         call_id = self.h.next_call_id()
         try:
-            self.h.journal.begin(call_id, "llm", key, hold=res.usd)
+            self.h.journal.begin(call_id, "llm", key, occurrence, hold=res.usd)
         except SidecarError:
             self.h.ledger.release(res)
             raise
@@ -139,14 +139,15 @@ class LlmCall:
         body = self.dialect.summary_request(self.model.name, transcript(archived, self.dialect),
                                             self.h.settings.summary_max_tokens)
         key = call_key("llm", self.dialect.path, body)
-        earlier = self.h.journal.earlier(key, self.h.journal.occurrence(key))
+        occurrence = self.h.journal.occurrence(key)
+        earlier = self.h.journal.earlier(key, occurrence)
         if earlier is not None and earlier[1] is not None:  # summarised before a restart
             self.h.replayed += 1
             return self.dialect.reply_text(orjson.loads(stored_body(earlier[1])))
         sub = LlmCall(self.h, self.request, self.dialect)
         est = self.h.context.estimate(body, self.dialect, exact=True)
         res, est = sub.reserve(body, est, self.h.settings.summary_max_tokens)
-        sub.begin(key, res)
+        sub.begin(key, occurrence, res)
         span = self.h.tracing.start(f"chat {self.model.name}", {
             ATTR.OPERATION: "chat", ATTR.PROVIDER: self.dialect.name,
             ATTR.REQUEST_MODEL: self.model.name, "tether.purpose": "context_summary"})
@@ -279,7 +280,8 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
     body = parse_body(await request.read())
     call._check_body(body)
     key = call_key("llm", dialect.path, body)
-    earlier = h.journal.earlier(key, h.journal.occurrence(key))
+    occurrence = h.journal.occurrence(key)
+    earlier = h.journal.earlier(key, occurrence)
     if earlier is not None and earlier[1] is not None:
         return _replay(h, call, earlier[1])
     if h.phase == "BudgetExceeded":  # the breaker has tripped: every later call is a hit too
@@ -292,7 +294,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
     res, est = call.reserve(body, est, max_out)
     payload = orjson.dumps(body)
     h.llm_calls += 1
-    call.begin(key, res)
+    call.begin(key, occurrence, res)
     span = h.tracing.start(f"chat {call.model.name}", {
         ATTR.OPERATION: "chat", ATTR.PROVIDER: dialect.name, ATTR.REQUEST_MODEL: call.model.name,
         ATTR.REQUEST_MAX_TOKENS: max_out, ATTR.STREAM: bool(body.get("stream")),

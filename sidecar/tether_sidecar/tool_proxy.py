@@ -89,7 +89,7 @@ class ToolProxy:
             headers[tool.idempotency_header] = self.idempotency_key(key, occurrence)
         h.tool_calls += 1
         call_id = h.next_call_id()
-        h.journal.begin(call_id, "tool", key, side_effects=tool.side_effects)
+        h.journal.begin(call_id, "tool", key, occurrence, side_effects=tool.side_effects)
         mode = h.task.spec.observability.tool_io
         attrs = {ATTR.OPERATION: "execute_tool", ATTR.TOOL_NAME: name, ATTR.STEP: h.step + 1}
         if (shown := shape_of(raw, mode)) is not None:

@@ -89,7 +89,7 @@ def bench_journal(n: int, workdir: Path) -> dict[str, Any]:
         for side_effects, bucket in ((False, plain), (True, synced)):
             t0 = time.perf_counter()
             key = call_key("llm", "/chat/completions", request)
-            j.begin(f"{i}{side_effects}", "llm", key, hold=Decimal("0.01"),
+            j.begin(f"{i}{side_effects}", "llm", key, 1, hold=Decimal("0.01"),
                     side_effects=side_effects)
             j.end(f"{i}{side_effects}", key, status=200, headers={}, body=response,
                   usd=Decimal("0.005"), input_tokens=300, output_tokens=20)

@@ -22,10 +22,10 @@ def test_spend_and_orphans_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     j = Journal(path)
     j.open()
-    j.begin("a", "llm", "K1", hold=Decimal("0.10"))
+    j.begin("a", "llm", "K1", 1, hold=Decimal("0.10"))
     j.end("a", "K1", status=200, headers={}, body=b"{}", usd=Decimal("0.07"), input_tokens=5,
           output_tokens=7)
-    j.begin("b", "llm", "K2", hold=Decimal("0.10"))  # the process dies here
+    j.begin("b", "llm", "K2", 1, hold=Decimal("0.10"))  # the process dies here
     j2 = Journal(path)
     rec = j2.open()
     assert rec.spent_usd == Decimal("0.17") and rec.orphans == 1
@@ -41,7 +41,7 @@ def test_replay_counts_occurrences_from_the_resume_point(tmp_path: Path) -> None
     j.open()
     key = call_key("tool", "search", b'{"q": 1}')
     for n, body in enumerate([b"one", b"two", b"three"]):
-        j.begin(f"c{n}", "tool", key)
+        j.begin(f"c{n}", "tool", key, n + 1)
         j.end(f"c{n}", key, status=200, headers={}, body=body)
         if n == 0:
             resume_at = j.seq  # a checkpoint taken after the first call
@@ -57,11 +57,32 @@ def test_replay_counts_occurrences_from_the_resume_point(tmp_path: Path) -> None
     assert third is None  # never made: goes live
 
 
+def test_a_call_re_executed_after_a_crash_is_still_one_occurrence(tmp_path: Path) -> None:
+    """Found by the crash test: killed mid-call, re-executed and completed in the next
+    attempt, killed again before the checkpoint; the third attempt must replay it."""
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.open()
+    j.begin("a1", "llm", "K", 1, hold=Decimal("0.10"))  # attempt 1 dies here
+    j2 = Journal(path)
+    j2.open()
+    j2.resume_from(0)
+    occ = j2.occurrence("K")
+    assert j2.earlier("K", occ) == ("in_flight", None)
+    j2.begin("a2", "llm", "K", occ, hold=Decimal("0.10"))
+    j2.end("a2", "K", status=200, headers={}, body=b"answer", usd=Decimal("0.07"))
+    j3 = Journal(path)  # attempt 2 died before its checkpoint
+    j3.open()
+    j3.resume_from(0)
+    got = j3.earlier("K", j3.occurrence("K"))
+    assert got is not None and got[1] is not None and got[1]["text"] == "answer"
+
+
 def test_call_in_flight_at_the_crash_is_reported_as_such(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     j = Journal(path)
     j.open()
-    j.begin("x", "tool", "K", side_effects=True)
+    j.begin("x", "tool", "K", 1, side_effects=True)
     j2 = Journal(path)
     j2.open()
     assert j2.earlier("K", j2.occurrence("K")) == ("in_flight", None)
@@ -71,7 +92,7 @@ def test_torn_tail_is_dropped_and_corrupt_middle_refused(tmp_path: Path) -> None
     path = tmp_path / "journal.jsonl"
     j = Journal(path)
     j.open()
-    j.begin("a", "llm", "K", hold=Decimal("0.01"))
+    j.begin("a", "llm", "K", 1, hold=Decimal("0.01"))
     j.close()
     with path.open("ab") as f:
         f.write(b'{"t": "end", "id": "a", "us')  # killed mid-write
