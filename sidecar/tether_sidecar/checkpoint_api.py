@@ -14,16 +14,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .errors import BadRequest, SidecarError
+from .errors import BadRequest, NoCheckpoint
 from .harness import Harness
 from .tracing import ATTR
 
 __all__ = ["CheckpointApi"]
-
-
-class NoCheckpoint(SidecarError):
-    status = 404
-    error_class = "no_checkpoint"
 
 
 class CheckpointApi:

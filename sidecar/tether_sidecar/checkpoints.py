@@ -23,24 +23,13 @@ from typing import Any
 
 import orjson
 
-from .errors import SidecarError
+from .errors import CheckpointCorrupt, StorageFailed, StorageTooLarge
 
-__all__ = ["Checkpoint", "CheckpointStore", "StorageFailed"]
+__all__ = ["Checkpoint", "CheckpointStore"]
 
 log = logging.getLogger(__name__)
 _MAGIC = b"TETHER-CKPT 1 "
 _NAME = re.compile(r"^ckpt-(\d{10})\.json$")
-
-
-class StorageFailed(SidecarError):
-    # 507 Insufficient Storage (RFC 4918 §11.5): the state could not be stored.
-    status = 507
-    error_class = "checkpoint_write_failed"
-
-
-class CheckpointCorrupt(SidecarError):
-    status = 500
-    error_class = "checkpoint_corrupt"
 
 
 @dataclass(frozen=True)
@@ -154,8 +143,3 @@ class CheckpointStore:
             (self.dir / f"ckpt-{old:010d}.json").unlink(missing_ok=True)
         digest = data[len(_MAGIC):len(_MAGIC) + 64].decode()
         return Checkpoint(gen, step, time.time(), journal_seq, digest, state, len(data))
-
-
-class StorageTooLarge(SidecarError):
-    status = 413
-    error_class = "checkpoint_too_large"

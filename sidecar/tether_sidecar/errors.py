@@ -7,7 +7,12 @@
     ├── ToolCallFailed           502  retryable_exhausted | non_retryable | verification_failed
     ├── ModelCallFailed          upstream status; retryable_exhausted | non_retryable
     ├── BudgetExceeded           402  budget_exceeded (hard limit or token cap)
-    └── ContextBudgetExceeded    400  context_budget_exceeded
+    ├── ContextBudgetExceeded    400  context_budget_exceeded
+    ├── NoCheckpoint             404  no_checkpoint (a fresh start)
+    ├── StorageTooLarge          413  checkpoint_too_large
+    ├── CheckpointCorrupt        500  checkpoint_corrupt (every generation damaged)
+    ├── StorageFailed            507  checkpoint_write_failed (the volume is full or failing)
+    └── JournalWriteFailed       507  journal_write_failed (a call it cannot record is refused)
     StartupError                 the sidecar cannot start as configured (exit code 2)
 
 Foreign errors (aiohttp, httpx, OS) are mapped at the boundary where they occur, with
@@ -21,12 +26,17 @@ from typing import Any
 __all__ = [
     "BadRequest",
     "BudgetExceeded",
+    "CheckpointCorrupt",
     "ContextBudgetExceeded",
+    "JournalWriteFailed",
     "ModelCallFailed",
+    "NoCheckpoint",
     "NotFound",
     "PayloadTooLarge",
     "SidecarError",
     "StartupError",
+    "StorageFailed",
+    "StorageTooLarge",
     "ToolCallFailed",
 ]
 
@@ -90,3 +100,32 @@ class ContextBudgetExceeded(SidecarError):
 
 class StartupError(Exception):
     """Configuration that cannot work; the message says what to change."""
+
+
+class NoCheckpoint(SidecarError):
+    status = 404
+    error_class = "no_checkpoint"
+
+
+class StorageTooLarge(SidecarError):
+    status = 413
+    error_class = "checkpoint_too_large"
+
+
+class CheckpointCorrupt(SidecarError):
+    status = 500
+    error_class = "checkpoint_corrupt"
+
+
+class StorageFailed(SidecarError):
+    # 507 Insufficient Storage (RFC 4918 §11.5): the state could not be stored.
+    status = 507
+    error_class = "checkpoint_write_failed"
+
+
+class JournalWriteFailed(SidecarError):
+    """Without its journal record a call could be paid twice or repeat a side effect after a
+    restart, so it is refused instead."""
+
+    status = 507
+    error_class = "journal_write_failed"

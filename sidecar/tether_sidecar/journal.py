@@ -32,9 +32,9 @@ from typing import Any
 
 import orjson
 
-from .errors import SidecarError, StartupError
+from .errors import JournalWriteFailed, StartupError
 
-__all__ = ["Journal", "JournalWriteFailed", "Recovered", "call_key"]
+__all__ = ["Journal", "Recovered", "call_key"]
 
 log = logging.getLogger(__name__)
 _MAX_STORED_BODY = 1024 * 1024  # larger responses are journalled without a body: not replayable
@@ -44,14 +44,6 @@ def call_key(kind: str, target: str, body: Any) -> str:
     canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if not isinstance(
         body, bytes) else body
     return hashlib.sha256(kind.encode() + b"\0" + target.encode() + b"\0" + canonical).hexdigest()
-
-
-class JournalWriteFailed(SidecarError):
-    """Without its journal record a call could be paid twice or repeat a side effect after a
-    restart, so it is refused instead (507 Insufficient Storage, RFC 4918 §11.5)."""
-
-    status = 507
-    error_class = "journal_write_failed"
 
 
 @dataclass

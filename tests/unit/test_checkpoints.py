@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tether_sidecar.checkpoints import CheckpointCorrupt, CheckpointStore, StorageTooLarge
+from tether_sidecar.checkpoints import CheckpointStore
+from tether_sidecar.errors import CheckpointCorrupt, StorageTooLarge
 
 
 def store(tmp_path: Path, keep: int = 3, max_bytes: int = 1 << 20) -> CheckpointStore:
