@@ -238,7 +238,7 @@ def test_eviction_resumes_from_the_checkpoint(operator: Operator, tasks: Tasks,
     doubles.use(steps_script(steps, delay=0.3))
 
     tasks.create(agenttask("evicted", doubles))
-    at = random.randint(2, steps - 3)
+    at = random.randint(2, steps - 5)  # leave steps to run after the live status shows it
     running = tasks.wait("evicted", lambda s: (s.get("step") or 0) >= at)["status"]
     core.create_namespaced_pod_eviction(running["podName"], namespace, {
         "metadata": {"name": running["podName"], "namespace": namespace}})
