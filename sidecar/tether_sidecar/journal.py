@@ -53,8 +53,6 @@ class Recovered:
     output_tokens: int = 0
     orphans: int = 0
     orphan_usd: Decimal = Decimal(0)
-    calls: int = 0
-    attempts_seen: int = 0
 
 
 @dataclass
@@ -64,7 +62,6 @@ class _Call:
     kind: str
     occ: int  # which occurrence of ``key`` this call was (a re-execution shares it)
     ended: dict[str, Any] | None = None
-    aborted: bool = False
 
 
 @dataclass
@@ -119,14 +116,11 @@ class Journal:
             self._calls[doc["id"]] = call
             self._by_key[doc["key"]].append(call)
             pending[doc["id"]] = doc
-            rec.calls += 1
         elif kind in ("end", "abort", "orphan"):
             begin = pending.pop(doc["id"], None)
             known = self._calls.get(doc["id"])
             if kind == "end" and known is not None:
                 known.ended = doc
-            elif kind == "abort" and known is not None:
-                known.aborted = True
             if begin is None:
                 log.warning("Journal %s: %s record for unknown call %s", self.path, kind,
                             doc["id"])
@@ -134,8 +128,6 @@ class Journal:
                 rec.spent_usd += Decimal(doc["usd"])
             rec.input_tokens += int(doc.get("in", 0))
             rec.output_tokens += int(doc.get("out", 0))
-        elif kind == "attempt":
-            rec.attempts_seen = max(rec.attempts_seen, int(doc.get("attempt", 0)))
 
     def append(self, doc: dict[str, Any]) -> int:
         doc["seq"] = self.seq + 1

@@ -79,6 +79,12 @@ class Ledger:
         self.reserved_tokens += tokens
         return res
 
+    def refuse(self) -> BudgetExceeded:
+        """The breaker has tripped: count the refused call as a hard-limit hit."""
+        self.hard_hits += 1
+        return BudgetExceeded("the task's hard limit was reached; no further model calls",
+                              spentUSD=usd(self.spent_usd))
+
     def settle(
         self, res: Reservation, cost: Decimal, input_tokens: int, output_tokens: int
     ) -> bool:

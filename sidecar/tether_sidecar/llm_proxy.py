@@ -96,7 +96,7 @@ class LlmCall:
         self.h.journal.abort(self.call_id, reason,
                              usd=self.settled[0] if self.settled else None)
 
-    def _check_body(self, body: dict[str, Any]) -> None:
+    def check_body(self, body: dict[str, Any]) -> None:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             raise BadRequest("messages: a non-empty list is required")
         asked = body.get("model")
@@ -278,17 +278,15 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
             f"{'/v1/messages' if h.dialect.name == 'anthropic' else '/v1/chat/completions'}")
     call = LlmCall(h, request, dialect)
     body = parse_body(await request.read())
-    call._check_body(body)
+    call.check_body(body)
     key = call_key("llm", dialect.path, body)
     occurrence = h.journal.occurrence(key)
     earlier = h.journal.earlier(key, occurrence)
     if earlier is not None and earlier[1] is not None:
         return _replay(h, call, earlier[1])
     if h.phase == "BudgetExceeded":  # the breaker has tripped: every later call is a hit too
-        h.ledger.hard_hits += 1
         h.metrics.limit_hit("hard")
-        raise BudgetExceeded("the task's hard limit was reached; no further model calls",
-                             spentUSD=format(h.ledger.spent_usd, "f"))
+        raise h.ledger.refuse()
     max_out, injected = _prepare(h, call, body)
     est, compaction = await h.context.fit(body, dialect, call.summarize)
     res, est = call.reserve(body, est, max_out)
