@@ -1,22 +1,27 @@
-"""The one module that talks to the API server (the official ``kubernetes`` client).
+"""The one module that talks to the API server: a small asyncio client on aiohttp.
 
 Reads return plain dicts exactly as the API server sends them (camelCase), so the pure modules
-work on the same shapes as ``kubectl get -o json``. The client is synchronous; calls run in
-worker threads so the operator's event loop keeps serving events.
+work on the same shapes as ``kubectl get -o json``. Credentials come from credentials.py (the
+same ones kopf's watches use) and are loaded again when they expire or the server says 401.
+Every failure is an ``ApiError`` with the status and the server's message (status 0: the
+server could not be reached); ``Conflict`` is the 409 of an optimistic-concurrency write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+import aiohttp
+import kopf
+import orjson
 
-__all__ = ["GROUP", "VERSION", "Conflict", "Kube"]
+from .credentials import load
+
+__all__ = ["GROUP", "VERSION", "ApiError", "Conflict", "Kube"]
 
 log = logging.getLogger(__name__)
 GROUP, VERSION = "tether.dev", "v1alpha1"
@@ -24,71 +29,113 @@ MERGE = "application/merge-patch+json"
 Body = dict[str, Any]
 
 
-class Conflict(Exception):
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+class Conflict(ApiError):
     """The object changed since it was read (optimistic concurrency): read again and retry."""
 
 
-def _load() -> client.ApiClient:
-    conf = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-    conf.connection_pool_maxsize = 32  # as many as the worker threads that share it
-    return client.ApiClient(conf)
+def _custom(ns: str, plural: str, name: str = "", sub: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}"
+    return path + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+
+_CORE = {"Pod": "pods", "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts",
+         "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events"}
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient | None = None) -> None:
-        self.api = api or _load()
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+    def __init__(self, info: kopf.ConnectionInfo | None = None, *,
+                 connections: int = 32, timeout: float = 30.0) -> None:
+        self._info = info
+        self._connections, self._timeout = connections, timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
 
-    @staticmethod
-    def _json(resp: Any) -> Any:
-        return json.loads(resp.data)
+    async def _login(self, force: bool = False) -> tuple[aiohttp.ClientSession, str]:
+        async with self._lock:
+            info = self._info
+            stale = info is None or force or (
+                info.expiration is not None and info.expiration <= datetime.now(UTC))
+            if stale:
+                info = self._info = await asyncio.to_thread(load)  # exec plugins block
+            assert info is not None
+            if stale or self._session is None:
+                if self._session is not None:
+                    await self._session.close()
+                self._session = aiohttp.ClientSession(
+                    base_url=info.server.rstrip("/"),
+                    connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(),
+                                                   limit=self._connections),
+                    headers=info.as_http_headers(),
+                    timeout=aiohttp.ClientTimeout(total=self._timeout))
+            return self._session, info.server
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      content_type: str = "application/json", **params: str) -> Any:
+        """One API call; the decoded JSON answer. Logs in again once on a 401."""
+        data = orjson.dumps(body) if body is not None else None
+        for attempt in (1, 2):
+            session, server = await self._login(force=attempt == 2)
+            try:
+                async with session.request(
+                        method, path, data=data, params=params or None,
+                        headers={"Content-Type": content_type} if data else None) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ApiError(0, "Unreachable", f"{method} {server}{path}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+            if status == 401 and attempt == 1:
+                continue
+            if status >= 400:
+                try:
+                    doc = orjson.loads(raw)
+                    reason, message = doc.get("reason", ""), doc.get("message", "")
+                except orjson.JSONDecodeError:
+                    reason, message = "", raw[:300].decode(errors="replace")
+                cls = Conflict if status == 409 else ApiError
+                raise cls(status, reason or resp.reason or "", message)
+            return orjson.loads(raw) if raw else None
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def get_task(self, ns: str, name: str) -> Body | None:
         try:
-            resp = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, ns,
-                                    "agenttasks", name, _preload_content=False)
-        except ApiException as exc:
+            doc: Body = await self.request("GET", _custom(ns, "agenttasks", name))
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        doc: Body = self._json(resp)
         return doc
 
     async def pods_of(self, ns: str, task: str) -> list[Body]:
-        resp = await self._call(self.core.list_namespaced_pod, ns,
-                                label_selector=f"tether.dev/task={task}", _preload_content=False)
-        items: list[Body] = self._json(resp)["items"]
+        doc = await self.request("GET", f"/api/v1/namespaces/{ns}/pods",
+                                 labelSelector=f"tether.dev/task={task}")
+        items: list[Body] = doc["items"]
         return items
 
     async def ensure(self, obj: Body) -> bool:
         """Create ``obj`` unless it exists; True when this call created it."""
-        kind, ns = obj["kind"], obj["metadata"]["namespace"]
-        create = {"Pod": self.core.create_namespaced_pod,
-                  "ConfigMap": self.core.create_namespaced_config_map,
-                  "ServiceAccount": self.core.create_namespaced_service_account,
-                  "PersistentVolumeClaim":
-                      self.core.create_namespaced_persistent_volume_claim}[kind]
+        ns = obj["metadata"]["namespace"]
         try:
-            await self._call(create, ns, obj, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
+            await self.request("POST", f"/api/v1/namespaces/{ns}/{_CORE[obj['kind']]}", obj)
+        except Conflict:
+            return False
         return True
 
     async def delete_pod(self, ns: str, name: str) -> None:
         try:
-            await self._call(self.core.delete_namespaced_pod, name, ns,
-                             _preload_content=False)
-        except ApiException as exc:
+            await self.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{quote(name)}")
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
@@ -98,55 +145,34 @@ class Kube:
         body: Body = {"status": patch}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                             ns, "agenttasks", name, body, _content_type=MERGE,
-                             _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(f"agenttask {ns}/{name} changed") from exc
-            raise
+        await self.request("PATCH", _custom(ns, "agenttasks", name, "status"), body, MERGE)
 
     async def patch_task_finalizers(self, ns: str, name: str, finalizers: list[str],
                                     resource_version: str) -> None:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         try:
-            await self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, ns,
-                             "agenttasks", name, body, _content_type=MERGE,
-                             _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(f"agenttask {ns}/{name} changed") from exc
+            await self.request("PATCH", _custom(ns, "agenttasks", name), body, MERGE)
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
     async def list_budgets(self, ns: str) -> list[Body]:
-        resp = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, ns,
-                                "agentbudgets", _preload_content=False)
-        items: list[Body] = self._json(resp)["items"]
+        items: list[Body] = (await self.request("GET", _custom(ns, "agentbudgets")))["items"]
         return items
 
     async def get_budget(self, ns: str, name: str) -> Body:
-        resp = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, ns,
-                                "agentbudgets", name, _preload_content=False)
-        doc: Body = self._json(resp)
+        doc: Body = await self.request("GET", _custom(ns, "agentbudgets", name))
         return doc
 
     async def replace_budget_status(self, budget: Body, status: Body) -> None:
         """Write the whole status, only if nobody changed the budget since it was read."""
+        meta = budget["metadata"]
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentBudget",
-                "metadata": {"name": budget["metadata"]["name"],
-                             "namespace": budget["metadata"]["namespace"],
-                             "resourceVersion": budget["metadata"]["resourceVersion"]},
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                             "resourceVersion": meta["resourceVersion"]},
                 "spec": budget["spec"], "status": status}
-        try:
-            await self._call(self.custom.replace_namespaced_custom_object_status, GROUP,
-                             VERSION, budget["metadata"]["namespace"], "agentbudgets",
-                             budget["metadata"]["name"], body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(f"agentbudget {budget['metadata']['name']} changed") from exc
-            raise
+        await self.request("PUT", _custom(meta["namespace"], "agentbudgets", meta["name"],
+                                          "status"), body)
 
     async def event(self, task: Body, type_: str, reason: str, message: str) -> None:
         meta = task["metadata"]
@@ -159,8 +185,7 @@ class Kube:
                 "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                 "source": {"component": "tether-operator"}}
         try:
-            await self._call(self.core.create_namespaced_event, meta["namespace"], body,
-                             _preload_content=False)
-        except ApiException as exc:  # an event is a courtesy; its loss must not stop the work
+            await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
+        except ApiError as exc:  # an event is a courtesy; its loss must not stop the work
             log.warning("Could not post event %s on agenttask %s/%s: %s", reason,
-                        meta["namespace"], meta["name"], exc.reason)
+                        meta["namespace"], meta["name"], exc)

@@ -35,6 +35,10 @@ class OperatorMetrics:
         self.resumes = Counter("tether_task_resumes", "Pods started for an attempt after the "
                                "first (resuming from the checkpoint).", ["namespace", "task"],
                                registry=self.registry)
+        self.leader = Gauge("tether_operator_leader", "1 on the replica that leads (holds the "
+                            "Lease), 0 on a standby.", registry=self.registry)
+        self.queue_depth = Gauge("tether_operator_queue_depth", "Tasks woken and waiting for a "
+                                 "reconcile worker.", registry=self.registry)
         self.budget_spent = Gauge("tether_budget_spent_usd", "Settled spend in the budget's "
                                   "period, USD.", ["namespace", "budget"], registry=self.registry)
         self.budget_reserved = Gauge("tether_budget_reserved_usd", "Held for running tasks, USD.",

@@ -16,11 +16,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from . import budgets, manifests
 from .decide import TERMINAL, Observed, Plan, decide, iso
-from .kube import Conflict, Kube
+from .kube import ApiError, Conflict, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
 
@@ -46,9 +44,16 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.metrics = metrics
-        self._running: dict[Key, asyncio.Task[None]] = {}
-        self._dirty: dict[Key, Body | None] = {}
+        # The work queue (as controller-runtime's): a key is queued at most once, run by one
+        # worker at a time; woken while running, it runs once more after. ``workers`` bounds
+        # how many task bodies are in memory at once, however many tasks wake together.
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._busy: set[Key] = set()
+        self._again: set[Key] = set()
+        self._live: dict[Key, Body] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._workers: list[asyncio.Task[None]] = []
         # Kept by the watch events (handlers.py): what the live-status round needs, small.
         self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
         self.pod_ips: dict[Key, str | None] = {}
@@ -59,7 +64,7 @@ class Reconciler:
             if task_ns == ns and seen.get("phase") in (None, "Pending"):
                 self.wake(ns, name)
 
-    # --- scheduling: one run at a time per task, coalescing wake-ups ------------------------
+    # --- scheduling: a bounded work queue, one run at a time per task -----------------------
 
     def wake(self, ns: str, name: str, live: Body | None = None, delay: float = 0.0) -> None:
         key = (ns, name)
@@ -70,26 +75,45 @@ class Reconciler:
             self._timers[key] = asyncio.get_running_loop().call_later(
                 delay, lambda: self.wake(ns, name))
             return
-        self._dirty[key] = live if live is not None else self._dirty.get(key)
-        if key not in self._running:
-            self._running[key] = asyncio.create_task(self._drain(key))
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._worker())
+                             for _ in range(self.settings.workers)]
+        if live is not None:
+            self._live[key] = live
+        if key in self._busy:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
 
-    async def _drain(self, key: Key) -> None:
-        try:
-            while key in self._dirty:
-                live = self._dirty.pop(key)
-                try:
-                    requeue = await self.reconcile(*key, live=live)
-                except Conflict:
-                    requeue = 0.2
-                except ApiException as exc:
-                    log.warning("Reconciling agenttask %s/%s failed: %s %s; retrying", *key,
-                                exc.status, exc.reason)
-                    requeue = 5.0
-                if requeue is not None:
-                    self.wake(*key, delay=max(requeue, 0.05))
-        finally:
-            self._running.pop(key, None)
+    @property
+    def backlog(self) -> int:
+        """Tasks waiting for a worker (a gauge for the operator's metrics)."""
+        return len(self._queued)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._busy.add(key)
+            requeue: float | None = None
+            try:
+                requeue = await self.reconcile(*key, live=self._live.pop(key, None))
+            except Conflict:
+                requeue = 0.2
+            except ApiError as exc:
+                log.warning("Reconciling agenttask %s/%s failed: %s; retrying", *key, exc)
+                requeue = 5.0
+            except Exception:  # a bug must not kill the worker; logged, retried later
+                log.exception("Reconciling agenttask %s/%s failed", *key)
+                requeue = 30.0
+            finally:
+                self._busy.discard(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.wake(*key)
+            elif requeue is not None:
+                self.wake(*key, delay=max(requeue, 0.05))
 
     # --- one reconcile ----------------------------------------------------------------------
 
@@ -243,7 +267,8 @@ class Reconciler:
         for budget in await self.kube.list_budgets(meta["namespace"]):
             result = await self._cas(budget, lambda b: budgets.release(b, meta["uid"], spent, now))
             if result is False:
-                raise Conflict(f"budget {budget['metadata']['name']} kept changing")
+                raise Conflict(409, "Conflict",
+                               f"budget {budget['metadata']['name']} kept changing")
         await self.kube.patch_task_finalizers(
             meta["namespace"], meta["name"],
             [f for f in meta.get("finalizers") or [] if f != FINALIZER], meta["resourceVersion"])

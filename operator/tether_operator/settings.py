@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["OperatorSettings"]
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    return _SA_NAMESPACE.read_text().strip() if _SA_NAMESPACE.exists() else "default"
 
 
 class OperatorSettings(BaseSettings):
@@ -30,5 +41,28 @@ class OperatorSettings(BaseSettings):
     backoff_base_seconds: float = Field(10.0, ge=0, description="First retry delay after a "
                                         "failed pod; doubles per failure.")
     backoff_max_seconds: float = Field(300.0, ge=0, description="Cap on that delay.")
-    metrics_port: int = Field(8000, description="Prometheus metrics of the operator; 0 = off.")
+    workers: int = Field(16, ge=1, description="Tasks reconciled at once; more wait in the "
+                         "work queue (bounds memory when a thousand tasks arrive together).")
+    ops_port: int = Field(8000, description="/metrics, /healthz and /readyz; 0 = off.")
+    ops_host: str = Field("0.0.0.0", description="Address the ops port binds.")
+    leader_election: bool = Field(True, description="Run as one leader and standbys on a "
+                                  "Lease; off only when a single replica is guaranteed.")
+    lease_name: str = Field("tether-operator", description="The coordination.k8s.io Lease.")
+    lease_namespace: str = Field(default_factory=_own_namespace, description="Its namespace: "
+                                 "the operator's own (POD_NAMESPACE, else the service "
+                                 "account's), else default.")
+    lease_seconds: float = Field(15.0, gt=0, description="A standby takes over after seeing "
+                                 "the Lease unrenewed this long.")
+    lease_deadline_seconds: float = Field(10.0, gt=0, description="A leader that cannot renew "
+                                          "this long stops leading (< lease_seconds).")
+    lease_renew_seconds: float = Field(2.0, gt=0, description="How often the leader renews.")
     sidecar_ops_port: int = Field(9090, description="The sidecar's ops port (status, metrics).")
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        if not self.lease_renew_seconds < self.lease_deadline_seconds < self.lease_seconds:
+            raise ValueError(
+                "need TETHER_OPERATOR_LEASE_RENEW_SECONDS < LEASE_DEADLINE_SECONDS < "
+                f"LEASE_SECONDS, got {self.lease_renew_seconds} < "
+                f"{self.lease_deadline_seconds} < {self.lease_seconds}")
+        return self

@@ -8,12 +8,16 @@ bridge (on this machine's cluster, 10.88.0.1). The operator runs as a child proc
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -101,10 +105,21 @@ def crds(api: client.ApiClient) -> None:
     raise AssertionError("CRDs not Established in 60 s")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class Operator:
-    def __init__(self, cluster: Cluster, namespace: str, logdir: Path) -> None:
+    """One replica, run as a process the way its Deployment runs it (leader election on)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, logdir: Path, name: str = "operator"
+                 ) -> None:
         self.cluster, self.namespace = cluster, namespace
-        self.log = logdir / "operator.log"
+        self.log = logdir / f"{name}.log"
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -113,25 +128,53 @@ class Operator:
                "TETHER_OPERATOR_IMAGE_PULL_POLICY": "Never",
                "TETHER_OPERATOR_STATUS_POLL_SECONDS": "1",
                "TETHER_OPERATOR_BACKOFF_BASE_SECONDS": "1",
-               "TETHER_OPERATOR_METRICS_PORT": "0"}
+               "TETHER_OPERATOR_OPS_HOST": "127.0.0.1",
+               "TETHER_OPERATOR_OPS_PORT": str(self.port),
+               # The Lease in the test's namespace, with short timings: a killed leader's
+               # successor waits LEASE_SECONDS for it, five times in the kill test.
+               "TETHER_OPERATOR_LEASE_NAMESPACE": self.namespace,
+               "TETHER_OPERATOR_LEASE_SECONDS": "4",
+               "TETHER_OPERATOR_LEASE_DEADLINE_SECONDS": "3",
+               "TETHER_OPERATOR_LEASE_RENEW_SECONDS": "1"}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tether_operator", "--namespace", self.namespace,
-                 "--liveness-port", "0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                [sys.executable, "-m", "tether_operator", "--namespace", self.namespace],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def probe(self, path: str) -> tuple[int, dict[str, Any]]:
+        """The ops port's answer to /healthz or /readyz; (0, {}) while nothing listens."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return 0, {}
+
+    def wait_role(self, role: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, body = self.probe("/readyz")
+            if code == 200 and body.get("role") == role:
+                return body
+            time.sleep(0.3)
+        raise AssertionError(f"{self.log.stem} not a ready {role} in {timeout}s: "
+                             f"{self.probe('/readyz')}")
 
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return self.proc.returncode if self.proc is not None else None
 
 
 @pytest.fixture
@@ -275,12 +318,48 @@ def test_operator_killed_five_times_mid_reconcile(operator: Operator, tasks: Tas
         time.sleep(rng.uniform(0.2, 2.0))
         operator.kill()
         operator.start()
+    operator.wait_role("leader")  # the successor took the dead one's Lease over
     st = tasks.done("sturdy")["status"]
     assert st["phase"] == "Succeeded", st
     pods = core.list_namespaced_pod(namespace, label_selector="tether.dev/task=sturdy").items
     attempts = [p.metadata.labels["tether.dev/attempt"] for p in pods]
     assert len(attempts) == len(set(attempts)) == st["attempt"]  # one pod per attempt
     assert st["step"] == 10 and Decimal(st["spentUSD"]) > 0
+
+
+def test_second_replica_takes_over(operator: Operator, tasks: Tasks, doubles: Doubles,
+                                   core: client.CoreV1Api, api: client.ApiClient,
+                                   namespace: str, tmp_path: Path) -> None:
+    """Two replicas: one leads, one stands by (both ready); the leader is SIGKILLed mid-task;
+    the standby takes the Lease over and finishes the task: one pod, status intact. Then a
+    clean SIGTERM hands the Lease back to the restarted first replica."""
+    operator.wait_role("leader")
+    standby = Operator(operator.cluster, namespace, tmp_path, "standby")
+    standby.start()
+    try:
+        assert "standing by" in standby.wait_role("standby")["reason"]
+        assert standby.probe("/healthz")[0] == 200
+        doubles.use(steps_script(10, delay=0.3))
+        tasks.create(agenttask("handover", doubles))
+        before = tasks.wait("handover", lambda s: (s.get("step") or 0) >= 3)["status"]
+        operator.kill()
+        standby.wait_role("leader", timeout=30)
+        st = tasks.done("handover")["status"]
+        assert st["phase"] == "Succeeded", st
+        assert st["attempt"] == 1 and st["step"] == 10 and st["podName"] == before["podName"]
+        assert Decimal(st["spentUSD"]) >= Decimal(before["spentUSD"]) > 0
+        pods = core.list_namespaced_pod(namespace, label_selector="tether.dev/task=handover")
+        assert [p.metadata.name for p in pods.items] == [before["podName"]]  # no duplicate
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("tether-operator",
+                                                                      namespace)
+        assert lease.spec.lease_transitions >= 1
+        operator.start()
+        operator.wait_role("standby")
+        assert standby.stop() == 0  # SIGTERM: a clean stop that hands the Lease back
+        operator.wait_role("leader", timeout=30)
+    finally:
+        standby.stop()
+        print(standby.log.read_text(errors="replace")[-8000:])
 
 
 def test_budget_admits_what_fits_and_queues_the_rest(
