@@ -54,28 +54,40 @@ class Kube:
         self._info = info
         self._connections, self._timeout = connections, timeout
         self._session: aiohttp.ClientSession | None = None
+        self._tls: tuple[Any, ...] | None = None
+        self._retired: list[tuple[float, aiohttp.ClientSession]] = []
         self._lock = asyncio.Lock()
 
-    async def _login(self, force: bool = False) -> tuple[aiohttp.ClientSession, str]:
+    async def _login(self, force: bool = False
+                     ) -> tuple[aiohttp.ClientSession, str, dict[str, str]]:
+        """The session, server and auth headers to use, reloading expired credentials. A
+        refreshed token changes only the headers; new TLS material a new session (the old
+        one is closed once the calls in flight on it are done)."""
         async with self._lock:
             info = self._info
-            stale = info is None or force or (
-                info.expiration is not None and info.expiration <= datetime.now(UTC))
-            if stale:
+            if info is None or force or (
+                    info.expiration is not None and info.expiration <= datetime.now(UTC)):
                 info = self._info = await asyncio.to_thread(load)  # exec plugins block
-            assert info is not None
-            if stale or self._session is None:
+            tls = (info.server, info.ca_path, info.ca_data, info.insecure,
+                   info.certificate_path, info.certificate_data, info.private_key_path,
+                   info.private_key_data)
+            now = asyncio.get_running_loop().time()
+            if self._session is None or tls != self._tls:
                 if self._session is not None:
-                    await self._session.close()
-                self._session = aiohttp.ClientSession(
-                    base_url=info.server.rstrip("/"),
+                    self._retired.append((now, self._session))
+                self._session, self._tls = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(),
                                                    limit=self._connections),
-                    headers=info.as_http_headers(),
-                    timeout=aiohttp.ClientTimeout(total=self._timeout))
-            return self._session, info.server
+                    timeout=aiohttp.ClientTimeout(total=self._timeout)), tls
+            while self._retired and self._retired[0][0] + self._timeout < now:
+                await self._retired.pop(0)[1].close()
+            # The server may have a path (behind a proxy): paths are appended to it.
+            return self._session, info.server.rstrip("/"), info.as_http_headers()
 
     async def close(self) -> None:
+        for _, old in self._retired:
+            await old.close()
+        self._retired.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -85,11 +97,12 @@ class Kube:
         """One API call; the decoded JSON answer. Logs in again once on a 401."""
         data = orjson.dumps(body) if body is not None else None
         for attempt in (1, 2):
-            session, server = await self._login(force=attempt == 2)
+            session, server, headers = await self._login(force=attempt == 2)
+            if data is not None:
+                headers = {**headers, "Content-Type": content_type}
             try:
-                async with session.request(
-                        method, path, data=data, params=params or None,
-                        headers={"Content-Type": content_type} if data else None) as resp:
+                async with session.request(method, server + path, data=data,
+                                           params=params or None, headers=headers) as resp:
                     raw = await resp.read()
                     status = resp.status
             except (aiohttp.ClientError, TimeoutError) as exc:

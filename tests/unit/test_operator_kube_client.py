@@ -1,0 +1,91 @@
+"""The operator's API client against a real HTTP server on 127.0.0.1 standing in for the API
+server's edge cases that a real one will not produce on demand: a rotated token answered by
+401, a 5xx with a non-JSON body, a 409 on create."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp import web
+
+from tether_operator.kube import ApiError, Kube
+
+TASK = "/apis/tether.dev/v1alpha1/namespaces/ns/agenttasks/t"
+
+
+@pytest.fixture
+async def server(unused_tcp_port: int) -> AsyncIterator[tuple[str, list[str]]]:
+    seen: list[str] = []
+
+    async def task(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if request.headers.get("Authorization") != "Bearer new":
+            return web.json_response({"kind": "Status", "reason": "Unauthorized",
+                                      "message": "token expired"}, status=401)
+        return web.json_response({"metadata": {"name": "t"}})
+
+    async def broken(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="<html>upstream connect error</html>")
+
+    async def exists(_: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "reason": "AlreadyExists",
+                                  "message": "pods \"p\" already exists"}, status=409)
+
+    app = web.Application()
+    app.router.add_get(TASK, task)
+    app.router.add_get("/apis/tether.dev/v1alpha1/namespaces/ns/agentbudgets", broken)
+    app.router.add_post("/api/v1/namespaces/ns/pods", exists)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    yield f"http://127.0.0.1:{unused_tcp_port}", seen
+    await runner.cleanup()
+
+
+@pytest.fixture
+def token_file(tmp_path: Path, server: tuple[str, list[str]],
+               monkeypatch: pytest.MonkeyPatch) -> Path:
+    token = tmp_path / "token"
+    token.write_text("old")
+    (tmp_path / "config").write_text(yaml.safe_dump({
+        "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": server[0]}}],
+        "users": [{"name": "u", "user": {"tokenFile": str(token)}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return token
+
+
+async def test_a_401_reloads_the_rotated_token_once(server: tuple[str, list[str]],
+                                                    token_file: Path) -> None:
+    kube = Kube()
+    try:
+        session, _, _ = await kube._login()  # logged in with "old"
+        token_file.write_text("new")  # rotated on disk, as the kubelet does
+        assert await kube.get_task("ns", "t") == {"metadata": {"name": "t"}}
+        assert server[1] == ["Bearer old", "Bearer new"]  # one refusal, one retry
+        assert (await kube._login())[0] is session  # same TLS: the session is kept
+        token_file.write_text("revoked")
+        await kube._login(force=True)
+        with pytest.raises(ApiError) as err:  # still refused after the reload: an error
+            await kube.get_task("ns", "t")
+        assert err.value.status == 401 and "token expired" in str(err.value)
+    finally:
+        await kube.close()
+
+
+async def test_errors_keep_status_and_body(server: tuple[str, list[str]],
+                                           token_file: Path) -> None:
+    kube = Kube()
+    try:
+        with pytest.raises(ApiError) as err:
+            await kube.list_budgets("ns")
+        assert err.value.status == 503 and "upstream connect error" in err.value.message
+        pod = {"kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}}
+        assert await kube.ensure(pod) is False  # 409 on create: it exists, not an error
+    finally:
+        await kube.close()
