@@ -5,7 +5,8 @@
 Settings are TETHER_OPERATOR_* variables (settings.py). With leader election on (the default),
 any number of replicas may run: one leads (runs kopf and the reconcilers), the others stand by
 and take over within the Lease duration. Exit codes: 0 on SIGTERM/SIGINT, 1 when leadership is
-lost or kopf stops on its own (the pod restarts and comes back as a standby).
+lost or kopf stops on its own (the pod restarts and comes back as a standby); 2 for invalid
+settings or no usable credentials (the message says which).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import time
 import uuid
 
 import kopf
+from pydantic import ValidationError
 
+from .credentials import CredentialsError
 from .handlers import register
 from .kube import Kube
 from .leader import Lease
@@ -55,6 +58,7 @@ async def run(namespaces: list[str], settings: OperatorSettings) -> int:
             if not acquiring.done():
                 acquiring.cancel()
                 return 0
+            acquiring.result()  # raises what stopped it, e.g. unusable credentials
         rec = Reconciler(kube, settings, metrics)
         metrics.queue_depth.set_function(lambda: rec.backlog)
 
@@ -100,7 +104,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per live poll otherwise
-    sys.exit(asyncio.run(run(args.namespace or [], OperatorSettings())))
+    try:
+        settings = OperatorSettings()
+    except ValidationError as exc:
+        print(f"tether-operator: invalid settings: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(asyncio.run(run(args.namespace or [], settings)))
+    except CredentialsError as exc:
+        print(f"tether-operator: cannot log in to the API server: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ def _kubeconfig(context: str | None) -> kopf.ConnectionInfo:
     env = os.environ.get("KUBECONFIG")
     paths = [Path(p) for p in env.split(os.pathsep) if p] if env else [
         Path.home() / ".kube" / "config"]
+    if not any(p.exists() for p in paths):
+        raise CredentialsError(f"not in a cluster, and no kubeconfig at "
+                               f"{', '.join(map(str, paths))}: set KUBECONFIG")
     conf = _merged(paths)
     name = context or conf["current-context"]
     if not name:

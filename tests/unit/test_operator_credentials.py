@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,3 +147,17 @@ def test_inline_data_passes_through_to_the_ssl_context(tmp_path: Path,
     with pytest.raises(ssl.SSLError):
         info.as_ssl_context()  # the data reached OpenSSL (and is rejected there)
     json.dumps(info.as_http_headers())  # the headers are plain strings
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"KUBECONFIG": "/nonexistent/config"}, "no kubeconfig at /nonexistent/config"),
+    ({"KUBECONFIG": "/nonexistent/config", "TETHER_OPERATOR_LEASE_SECONDS": "1"},
+     "LEASE_RENEW_SECONDS < LEASE_DEADLINE_SECONDS < LEASE_SECONDS"),
+])
+def test_operator_exits_2_naming_what_is_wrong(env: dict[str, str], message: str) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("TETHER_OPERATOR_", "KUBERNETES_SERVICE"))}
+    done = subprocess.run([sys.executable, "-m", "tether_operator"], env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
