@@ -70,6 +70,9 @@ async def run(namespaces: list[str], settings: OperatorSettings) -> int:
         health.kopf_task = asyncio.create_task(kopf.operator(
             clusterwide=not namespaces, namespaces=namespaces,
             standalone=True,  # one leader by our Lease, not by kopf's peering
+            # kopf would ask getpass for a user name, which a UID without a passwd entry
+            # (65532 in our image) does not have.
+            identity=identity,  # type: ignore[arg-type]  # kopf types it as a NewType of str
             ready_flag=health.kopf_ready, stop_flag=kopf_stop))
         watched = [health.kopf_task, asyncio.create_task(stopping.wait())]
         if lease is not None:

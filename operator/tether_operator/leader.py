@@ -109,7 +109,7 @@ class Lease:
                     return
             except ApiError as exc:
                 log.warning("Could not read the lease: %s", exc)
-            if self.holder != waiting_for:
+            if self.holder != waiting_for and self.holder is not None:
                 waiting_for = self.holder
                 log.info("Standing by: the lease is held by %s", self.holder)
             await asyncio.sleep(self.renew * random.uniform(0.8, 1.2))

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tether_api.envcheck import reject_unknown
+
 __all__ = ["OperatorSettings"]
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -58,8 +60,12 @@ class OperatorSettings(BaseSettings):
     lease_renew_seconds: float = Field(2.0, gt=0, description="How often the leader renews.")
     sidecar_ops_port: int = Field(9090, description="The sidecar's ops port (status, metrics).")
 
+    context: str | None = Field(None, description="Out of a cluster: the kubeconfig context "
+                                "to use instead of the current one.")
+
     @model_validator(mode="after")
-    def _lease_timing(self) -> OperatorSettings:
+    def _checks(self) -> OperatorSettings:
+        reject_unknown("TETHER_OPERATOR_", type(self).model_fields)
         if not self.lease_renew_seconds < self.lease_deadline_seconds < self.lease_seconds:
             raise ValueError(
                 "need TETHER_OPERATOR_LEASE_RENEW_SECONDS < LEASE_DEADLINE_SECONDS < "

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tether_api.envcheck import reject_unknown
 
 __all__ = ["Settings"]
 
@@ -31,3 +33,8 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(20.0, ge=0, description="On SIGTERM, how long calls in flight "
                                  "may take to finish before they are recorded as aborted.")
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _no_unknown_env(self) -> Settings:
+        reject_unknown("TETHER_SIDECAR_", type(self).model_fields)
+        return self
