@@ -86,6 +86,7 @@ lease_seconds: free
 lease_deadline_seconds: free
 lease_renew_seconds: free
 sidecar_ops_port: free
+context: chart
 {{- end }}
 
 {{/* operator.settings as env vars, after refusing unknown names and chart-managed ones. */}}
@@ -97,7 +98,7 @@ sidecar_ops_port: free
 {{- fail (printf "operator.settings.%s: no such operator setting; known: %s" $key (keys $known | sortAlpha | join ", ")) }}
 {{- end }}
 {{- if eq (get $known $name) "chart" }}
-{{- fail (printf "operator.settings.%s is set by the chart: use %s instead" $key (get (dict "sidecar_image" "sidecarImage" "ops_port" "opsPort" "leader_election" "leaderElection.enabled" "lease_name" "leaderElection.leaseName" "lease_namespace" "the release namespace (the Lease lives there)") $name)) }}
+{{- fail (printf "operator.settings.%s is set by the chart: use %s instead" $key (get (dict "sidecar_image" "sidecarImage" "ops_port" "opsPort" "leader_election" "leaderElection.enabled" "lease_name" "leaderElection.leaseName" "lease_namespace" "the release namespace (the Lease lives there)" "context" "no setting (in a cluster the operator logs in with its service account)") $name)) }}
 {{- end }}
 - name: TETHER_OPERATOR_{{ $name | upper }}
   value: {{ $value | toString | quote }}
