@@ -213,7 +213,7 @@ def test_deployment_defaults(render: Render) -> None:
                                       "limits": {"memory": "256Mi"}}
     downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
                 for e in container["env"] if "valueFrom" in e}
-    assert downward == {"POD_NAMESPACE": "metadata.namespace", "POD_ID": "metadata.name"}
+    assert downward == {"POD_NAMESPACE": "metadata.namespace"}
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
