@@ -40,6 +40,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise CredentialsError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+
+
 def load(context: str | None = None) -> kopf.ConnectionInfo:
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get(
         "KUBERNETES_SERVICE_PORT", "443")
@@ -53,7 +60,7 @@ def _in_cluster(host: str, port: str) -> kopf.ConnectionInfo:
     namespace = SA_DIR / "namespace"
     return kopf.ConnectionInfo(
         server=server, ca_path=str(SA_DIR / "ca.crt"), scheme="Bearer",
-        token=(SA_DIR / "token").read_text().strip(),
+        token=_read(SA_DIR / "token", "service-account token"),
         default_namespace=namespace.read_text().strip() if namespace.exists() else None,
         expiration=_now() + TOKEN_REREAD)
 
@@ -66,7 +73,7 @@ def _merged(paths: list[Path]) -> dict[str, Any]:
         if not path.exists():
             continue
         try:
-            doc = yaml.safe_load(path.read_text()) or {}
+            doc = yaml.safe_load(_read(path, "kubeconfig")) or {}
         except yaml.YAMLError as exc:
             raise CredentialsError(f"kubeconfig {path} is not valid YAML: {exc}") from exc
         merged["current-context"] = merged["current-context"] or doc.get("current-context")
@@ -112,7 +119,7 @@ def _kubeconfig(context: str | None) -> kopf.ConnectionInfo:
         "private_key_data": user.get("client-key-data")}
     expiration = _now() + STATIC_REREAD
     if user.get("tokenFile"):
-        creds["token"] = Path(path(user["tokenFile"], udir) or "").read_text().strip()
+        creds["token"] = _read(udir / user["tokenFile"], "tokenFile")
         expiration = _now() + TOKEN_REREAD
     if user.get("exec"):
         creds, expiration = _exec(user["exec"], cluster)

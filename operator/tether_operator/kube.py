@@ -19,7 +19,7 @@ import aiohttp
 import kopf
 import orjson
 
-from .credentials import load
+from .credentials import CredentialsError, load
 
 __all__ = ["GROUP", "VERSION", "ApiError", "Conflict", "Kube"]
 
@@ -67,7 +67,14 @@ class Kube:
             info = self._info
             if info is None or force or (
                     info.expiration is not None and info.expiration <= datetime.now(UTC)):
-                info = self._info = await asyncio.to_thread(load)  # exec plugins block
+                try:
+                    fresh = await asyncio.to_thread(load)  # exec plugins block
+                except CredentialsError as exc:
+                    if info is None:
+                        raise  # never logged in: the configuration is wrong (exit 2)
+                    # Worked before (a plugin's hiccup, a file mid-rotation): retry later.
+                    raise ApiError(0, "Credentials", f"reloading credentials: {exc}") from exc
+                info = self._info = fresh
             tls = (info.server, info.ca_path, info.ca_data, info.insecure,
                    info.certificate_path, info.certificate_data, info.private_key_path,
                    info.private_key_data)
@@ -114,7 +121,7 @@ class Kube:
                 try:
                     doc = orjson.loads(raw)
                     reason, message = doc.get("reason", ""), doc.get("message", "")
-                except orjson.JSONDecodeError:
+                except (orjson.JSONDecodeError, AttributeError):  # not a Status object
                     reason, message = "", raw[:300].decode(errors="replace")
                 cls = Conflict if status == 409 else ApiError
                 raise cls(status, reason or resp.reason or "", message)

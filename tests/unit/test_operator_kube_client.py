@@ -89,3 +89,18 @@ async def test_errors_keep_status_and_body(server: tuple[str, list[str]],
         assert await kube.ensure(pod) is False  # 409 on create: it exists, not an error
     finally:
         await kube.close()
+
+
+async def test_credentials_lost_after_login_are_retried_not_fatal(
+        server: tuple[str, list[str]], token_file: Path) -> None:
+    kube = Kube()
+    try:
+        await kube._login()
+        token_file.unlink()  # mid-rotation: gone for a moment
+        with pytest.raises(ApiError) as err:
+            await kube._login(force=True)
+        assert err.value.status == 0 and "reloading credentials" in str(err.value)
+        token_file.write_text("new")
+        assert await kube.get_task("ns", "t") == {"metadata": {"name": "t"}}
+    finally:
+        await kube.close()
