@@ -37,7 +37,7 @@ log = logging.getLogger("tether_operator")
 
 
 async def run(namespaces: list[str], settings: OperatorSettings) -> int:
-    kube, metrics = Kube(), OperatorMetrics()
+    kube, metrics = Kube(context=settings.context), OperatorMetrics()
     identity = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     lease = Lease(kube, settings.lease_namespace, settings.lease_name, identity,
                   duration=settings.lease_seconds, renew=settings.lease_renew_seconds,

@@ -6,9 +6,10 @@ is installed). Returns a ``kopf.ConnectionInfo`` with an ``expiration``: kopf lo
 when it passes, and so does ``Kube``.
 
 Supported, as kubectl reads them: ``$KUBECONFIG`` (a list of files, first occurrence wins) or
-``~/.kube/config``; current context or ``TETHER_OPERATOR_CONTEXT``; server, CA file or data,
-insecure-skip-tls-verify; user token, tokenFile, client certificate and key (file or data),
-username and password, and ``exec`` credential plugins (EKS, GKE, AKS...) with their expiry.
+``~/.kube/config``; its current context or the one named (the ``context`` setting); server,
+CA file or data, insecure-skip-tls-verify; user token, tokenFile, client certificate and key
+(file or data), username and password, and ``exec`` credential plugins (EKS, GKE, AKS...) with
+their expiry.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def load(context: str | None = None) -> kopf.ConnectionInfo:
         "KUBERNETES_SERVICE_PORT", "443")
     if host and (SA_DIR / "token").exists() and not os.environ.get("KUBECONFIG"):
         return _in_cluster(host, port)
-    return _kubeconfig(context or os.environ.get("TETHER_OPERATOR_CONTEXT"))
+    return _kubeconfig(context)
 
 
 def _in_cluster(host: str, port: str) -> kopf.ConnectionInfo:

@@ -65,7 +65,8 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
     """Wire ``rec`` to kopf; ``tick`` is called after every live-status round (liveness)."""
     @kopf.on.login()
     async def login(**_: Any) -> kopf.ConnectionInfo:
-        return await asyncio.to_thread(credentials.load)  # the same loader as rec.kube's
+        # The same loader and context as rec.kube's.
+        return await asyncio.to_thread(credentials.load, rec.settings.context)
 
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -49,9 +49,9 @@ _CORE = {"Pod": "pods", "ConfigMap": "configmaps", "ServiceAccount": "serviceacc
 
 
 class Kube:
-    def __init__(self, info: kopf.ConnectionInfo | None = None, *,
+    def __init__(self, info: kopf.ConnectionInfo | None = None, *, context: str | None = None,
                  connections: int = 32, timeout: float = 30.0) -> None:
-        self._info = info
+        self._info, self._context = info, context
         self._connections, self._timeout = connections, timeout
         self._session: aiohttp.ClientSession | None = None
         self._tls: tuple[Any, ...] | None = None
@@ -68,7 +68,7 @@ class Kube:
             if info is None or force or (
                     info.expiration is not None and info.expiration <= datetime.now(UTC)):
                 try:
-                    fresh = await asyncio.to_thread(load)  # exec plugins block
+                    fresh = await asyncio.to_thread(load, self._context)  # plugins block
                 except CredentialsError as exc:
                     if info is None:
                         raise  # never logged in: the configuration is wrong (exit 2)

@@ -36,7 +36,6 @@ def kubeconfig(path: Path, user: dict[str, Any], cluster: dict[str, Any] | None 
 @pytest.fixture(autouse=True)
 def outside_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("TETHER_OPERATOR_CONTEXT", raising=False)
 
 
 def test_client_certificate_paths_are_relative_to_their_kubeconfig(
@@ -161,3 +160,17 @@ def test_operator_exits_2_naming_what_is_wrong(env: dict[str, str], message: str
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_context_setting_picks_another_context(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config").write_text(yaml.safe_dump({
+        "current-context": "dev",
+        "clusters": [{"name": "d", "cluster": {"server": "https://dev:6443"}},
+                     {"name": "p", "cluster": {"server": "https://prod:6443"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "dev", "context": {"cluster": "d", "user": "u"}},
+                     {"name": "prod", "context": {"cluster": "p", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    assert load().server == "https://dev:6443"
+    assert load("prod").server == "https://prod:6443"
