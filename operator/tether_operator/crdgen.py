@@ -315,21 +315,27 @@ def _check(out_dir: Path, files: dict[str, str]) -> int:
     return 0
 
 
+DIRS = (Path("crds"), Path("charts/tether/crds"))  # the chart ships its own copies
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tether_operator.crdgen",
                                      description="Generate the tether CRDs from tether_api.")
-    parser.add_argument("--dir", type=Path, default=Path("crds"),
-                        help="where the CRD files live (default: ./crds)")
+    parser.add_argument("--dir", type=Path, action="append",
+                        help="where the CRD files live, repeatable (default: ./crds and the "
+                        "chart's charts/tether/crds)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 with a diff when the files differ")
     args = parser.parse_args(argv)
     files = generate()
+    dirs: list[Path] = args.dir or list(DIRS)
     if args.check:
-        return _check(args.dir, files)
-    args.dir.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (args.dir / name).write_text(text, encoding="utf-8")
-        print(f"Wrote {args.dir / name}")
+        return max(_check(d, files) for d in dirs)
+    for out in dirs:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text, encoding="utf-8")
+            print(f"Wrote {out / name}")
     return 0
 
 

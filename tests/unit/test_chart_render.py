@@ -114,15 +114,15 @@ def test_lint_strict(values: Doc, tmp_path: Path) -> None:
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
-    """charts/tether/crds/ holds copies (a packaged chart cannot link outside itself). After
-    `python -m tether_operator.crdgen`: cp crds/*.tether.dev.yaml charts/tether/crds/"""
+    """charts/tether/crds/ holds copies (a packaged chart cannot link outside itself), written
+    by `python -m tether_operator.crdgen` together with crds/."""
     sources = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.tether.dev.yaml")}
     copies = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
     assert sources, "no generated CRDs in crds/"
     assert sorted(copies) == sorted(sources)
     stale = [name for name in sources if copies[name] != sources[name]]
     assert not stale, (f"charts/tether/crds/ differs from crds/ for {stale}: run "
-                       "cp crds/*.tether.dev.yaml charts/tether/crds/")
+                       "`python -m tether_operator.crdgen`")
 
 
 def test_setting_names_in_the_chart_are_the_operators() -> None:
