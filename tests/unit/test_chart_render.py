@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,13 @@ def test_chart_crds_are_the_generated_ones() -> None:
     stale = [name for name in sources if copies[name] != sources[name]]
     assert not stale, (f"charts/tether/crds/ differs from crds/ for {stale}: run "
                        "`python -m tether_operator.crdgen`")
+
+
+def test_values_schema_is_generated_from_values_yaml() -> None:
+    """values.schema.json is written by hack/chart_schema.py; stale, this fails."""
+    out = subprocess.run([sys.executable, str(REPO / "hack" / "chart_schema.py"), "--check"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
 
 
 def test_setting_names_in_the_chart_are_the_operators() -> None:
@@ -262,6 +270,11 @@ def test_rendered_environment_loads_as_operator_settings(render: Render,
     ({"replicas": 2, "podDisruptionBudget": {"minAvailable": 2}}, "minAvailable must be below"),
     ({"watchNamespaces": ["team-*"]}, "is not a namespace name"),
     ({"metrics": {"prometheusRule": {"enabled": True}}}, "needs metrics.serviceMonitor"),
+    # values.schema.json: typos and wrong types stop the install, naming the value
+    ({"image": {"pulPolicy": "Never"}}, "additional properties 'pulPolicy' not allowed"),
+    ({"replicas": "two"}, "at '/replicas': got string, want integer"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "value must be one of"),
+    ({"replica": 3}, "additional properties 'replica' not allowed"),
 ])
 def test_bad_values_are_refused(values: Doc, message: str, tmp_path: Path) -> None:
     assert message in failure(values, tmp_path)
