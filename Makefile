@@ -1,5 +1,6 @@
 # tether — the two commands a newcomer needs are `make demo` and `make test`.
-# Everything they need is installed by the targets themselves (a venv in .venv).
+# Everything they need is installed by the targets themselves (a venv in .venv; promtool, the
+# Kubernetes binaries and the node images under ~/.cache/tether).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -27,16 +28,16 @@ lint: venv
 	$(VENV)/bin/mypy
 
 unit: venv
-	$(PY) -m pytest tests/unit -q
+	PROMTOOL="$$(hack/promtool.sh)" $(PY) -m pytest tests/unit -q
 
 ## The whole suite: lint, types, every tier, on the local cluster (started here; needs root).
 test: lint
 	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) --no-print-directory cluster-up; fi
-	$(PY) -m pytest -q
+	PROMTOOL="$$(hack/promtool.sh)" $(PY) -m pytest -q
 
 ## Everything that needs no cluster (no root): unit, sidecar, crash, examples.
 test-local: lint
-	$(PY) -m pytest -q -m "not cluster and not node"
+	PROMTOOL="$$(hack/promtool.sh)" $(PY) -m pytest -q -m "not cluster and not node"
 
 ## Benchmarks (figures in docs/benchmarks.md); LiteLLM goes into its own venv, not this one.
 bench: venv
