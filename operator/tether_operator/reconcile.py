@@ -72,8 +72,7 @@ class Reconciler:
             old = self._timers.pop(key, None)
             if old is not None:
                 old.cancel()
-            self._timers[key] = asyncio.get_running_loop().call_later(
-                delay, lambda: self.wake(ns, name))
+            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
             return
         if not self._workers:
             self._workers = [asyncio.create_task(self._worker())
@@ -85,6 +84,10 @@ class Reconciler:
         elif key not in self._queued:
             self._queued.add(key)
             self._queue.put_nowait(key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)  # a fired timer is forgotten: no entry per finished task
+        self.wake(*key)
 
     @property
     def backlog(self) -> int:

@@ -102,3 +102,11 @@ async def test_health_follows_kopf_and_the_live_loop() -> None:
     health.kopf_task.cancel()
     await asyncio.sleep(0)
     assert health.liveness() == (False, "kopf has stopped")
+
+
+async def test_fired_timers_are_forgotten() -> None:
+    rec = Recorder(workers=1)
+    rec.wake("ns", "t", delay=0.05)
+    assert ("ns", "t") in rec._timers
+    await until(lambda: rec.runs == [("ns", "t")], "the delayed run")
+    assert rec._timers == {}
