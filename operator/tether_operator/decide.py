@@ -69,16 +69,17 @@ def attempt_of(pod: Body) -> int:
 
 
 def sidecar_summary(pod: Body) -> Body:
-    """The sidecar's final summary from its termination message ({} if it wrote none)."""
+    """The sidecar's final summary from its termination message ({} if it wrote none;
+    ``{"unreadable": why}`` if it is not a JSON object, which ``_finish`` reports)."""
     for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
         if cs.get("name") == SIDECAR:
             message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
             if message:
                 try:
                     doc = json.loads(message)
-                except ValueError:
-                    return {}
-                return doc if isinstance(doc, dict) else {}
+                except ValueError as exc:
+                    return {"unreadable": f"not JSON ({exc})"}
+                return doc if isinstance(doc, dict) else {"unreadable": "not a JSON object"}
     return {}
 
 
@@ -104,6 +105,9 @@ def condition(type_: str, ok: bool, reason: str, message: str, now: datetime) ->
 
 
 def _finish(phase: str, message: str, now: datetime, summary: Body, reason: str) -> Plan:
+    if summary.get("unreadable"):
+        message += (f"; the sidecar's final summary was unreadable ({summary['unreadable']}): "
+                    "spend and step are the last live figures")
     status = {"phase": phase, "message": message, "completionTime": iso(now),
               **{k: summary[k] for k in _SUMMARY_FIELDS if summary.get(k) is not None}}
     status["conditions"] = [condition("Complete", phase == "Succeeded", reason, message, now)]

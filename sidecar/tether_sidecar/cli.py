@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -112,6 +113,23 @@ async def _flush_journal(h: Harness) -> None:
             log.error("Task %s: %s", h.name, exc.reason)
 
 
+# Kubernetes keeps at most 4 KiB of a termination message; what the operator reads of it.
+TERMINATION_LIMIT = 4096
+_ESSENTIAL = ("phase", "step", "spentUSD", "hardLimitUSD", "inputTokens", "outputTokens",
+              "retries", "lastCheckpoint", "traceID", "abortedCalls")
+
+
+def termination_message(doc: dict[str, Any]) -> bytes:
+    """``doc`` as JSON within Kubernetes' limit: whole if it fits, else only the fields the
+    operator reads — never JSON cut short, which the operator could not read at all."""
+    data = orjson.dumps(doc)
+    if len(data) <= TERMINATION_LIMIT:
+        return data
+    log.warning("Termination summary is %d bytes, over %d: writing only %s", len(data),
+                TERMINATION_LIMIT, ", ".join(_ESSENTIAL))
+    return orjson.dumps({k: doc[k] for k in _ESSENTIAL if k in doc})
+
+
 def write_summary(h: Harness, aborted: int) -> None:
     """The final word for the operator: Kubernetes shows the termination message (≤ 4 KiB)
     in the container's status after it ends."""
@@ -119,7 +137,7 @@ def write_summary(h: Harness, aborted: int) -> None:
     doc["abortedCalls"] = aborted
     path = h.settings.termination_log
     try:
-        path.write_bytes(orjson.dumps(doc)[:4096])
+        path.write_bytes(termination_message(doc))
     except OSError as exc:
         log.error("Cannot write the termination summary to %s: %s", path, exc.strerror)
 

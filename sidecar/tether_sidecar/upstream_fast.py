@@ -23,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 from .http1 import Http1Connection, Http1Response
 from .upstream import TransportError, UpstreamResponse
+
+_T = TypeVar("_T")
 
 __all__ = ["FastUpstream"]
 
@@ -185,6 +188,22 @@ class _Call:
             await resp.head()
         return resp
 
+    async def fetch(self) -> tuple[Http1Response, bytes]:
+        resp = await self.open()
+        return resp, await resp.body()
+
+    async def within(self, timeout: float, step: Awaitable[_T]) -> _T:
+        """``step`` within ``timeout``; on a timeout or any failure the connection is dropped."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await step
+        except TimeoutError as exc:
+            self.abandon()
+            raise _timed_out(self, timeout) from exc
+        except BaseException:
+            self.abandon()
+            raise
+
     def _send(self, conn: Http1Connection) -> Http1Response:
         self.sent = True
         return conn.request(self.head, self.body, self.method == "HEAD", self.streaming)
@@ -288,31 +307,14 @@ class FastUpstream:
     async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                    timeout: float) -> UpstreamResponse:
         call = self._call(method, url, headers, body, streaming=False)
-        try:
-            async with asyncio.timeout(timeout):  # connect + write + the whole response
-                resp = await call.open()
-                data = await resp.body()
-        except TimeoutError as exc:
-            call.abandon()
-            raise _timed_out(call, timeout) from exc
-        except BaseException:
-            call.abandon()
-            raise
+        resp, data = await call.within(timeout, call.fetch())  # connect, write, whole response
         call.finish()
         return UpstreamResponse(resp.status, resp.headers, data)
 
     async def stream(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                      timeout: float) -> _FastStream:
         call = self._call(method, url, headers, body, streaming=True)
-        try:
-            async with asyncio.timeout(timeout):  # connect + write + status and headers
-                resp = await call.open()
-        except TimeoutError as exc:
-            call.abandon()
-            raise _timed_out(call, timeout) from exc
-        except BaseException:
-            call.abandon()
-            raise
+        resp = await call.within(timeout, call.open())  # connect, write, status and headers
         return _FastStream(call, resp, timeout)
 
     async def aclose(self) -> None:

@@ -54,13 +54,17 @@ def pod_running(core: client.CoreV1Api, ns: str, name: str, timeout: float = 120
     return until(check, timeout, f"pod {ns}/{name} to be Running and ready")
 
 
+def absent(read: Callable[[], object]) -> bool:
+    """True when ``read()`` (a read_namespaced_* call) answers 404; other errors raise."""
+    try:
+        read()
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
 def pod_gone(core: client.CoreV1Api, ns: str, name: str, timeout: float = 60) -> None:
-    def check() -> bool:
-        try:
-            core.read_namespaced_pod(name, ns)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-    until(check, timeout, f"pod {ns}/{name} to be deleted")
+    until(lambda: absent(lambda: core.read_namespaced_pod(name, ns)), timeout,
+          f"pod {ns}/{name} to be deleted")

@@ -21,13 +21,7 @@ def _owned_configmap(core: client.CoreV1Api, ns: str, name: str, owner: client.V
 
 
 def _gone(core: client.CoreV1Api, ns: str, name: str) -> bool:
-    try:
-        core.read_namespaced_config_map(name, ns)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
+    return _wait.absent(lambda: core.read_namespaced_config_map(name, ns))
 
 
 @pytest.mark.parametrize("propagation", ["Background", "Foreground"])

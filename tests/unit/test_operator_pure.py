@@ -217,3 +217,13 @@ def test_selectors(selector: dict[str, Any], selected: bool) -> None:
     b = budget()
     b["spec"]["selector"] = selector
     assert budgets.selects(b, task()) is selected
+
+
+def test_an_unreadable_summary_is_reported_not_taken_as_empty() -> None:
+    st = {"attempt": 1, "phase": "Running", "podName": "t1-a1", "spentUSD": "0.30"}
+    done = pod(1, "Succeeded", **terminated(0, {}))
+    done["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = '{"step": 9, "sp'
+    plan = plan_for(task(st), [done])
+    assert plan.status["phase"] == "Succeeded" and "spentUSD" not in plan.status  # live kept
+    assert "final summary was unreadable (not JSON" in plan.status["message"]
+    assert "unreadable" in plan.events[0][2]
