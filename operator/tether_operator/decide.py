@@ -1,9 +1,9 @@
 """Pure: what the cluster looks like now → what to do about an AgentTask. No I/O here.
 
-Reconcile from current state (STYLE.md, convention 1): the phase, attempt and counters are
-derived from the task's status and its pods every time, so a restarted operator (or a second
-replica taking over) reaches the same plan, and deterministic pod names make "create the pod of
-attempt N" idempotent.
+Reconcile from current state (docs/architecture.md, Conventions): the phase, attempt and
+counters are derived from the task's status and its pods every time, so a restarted operator (or
+a second replica taking over) reaches the same plan, and deterministic pod names make "create
+the pod of attempt N" idempotent.
 
 Failure kinds (issue: the operator):
 - disruption — eviction, preemption, node loss (pod condition ``DisruptionTarget``), or the pod

@@ -1,4 +1,7 @@
-"""The operator's Prometheus metrics (names are a contract: DESIGN.md). Created at start-up."""
+"""The operator's Prometheus metrics, created at start-up.
+
+Names are a contract (docs/architecture.md, Metrics).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """The ensure path for an AgentTask: read, decide, apply. The only writer of task status.
 
-One path for create and resume (STYLE.md): whatever woke it up (a task event, a pod event, a
-budget change, a timer), ``Reconciler.run`` reads the task and its pods fresh from the API
-server, asks ``decide`` for a plan and applies it. Runs for one task are serialised and
-coalesced; status patches carry the resourceVersion they were computed from, so a second
-replica (or a stale read) gets a conflict and reconciles again instead of double-counting.
+One path for create and resume (docs/architecture.md, Conventions): whatever woke it up (a task
+event, a pod event, a budget change, a timer), ``Reconciler.run`` reads the task and its pods
+fresh from the API server, asks ``decide`` for a plan and applies it. Runs for one task are
+serialised and coalesced; status patches carry the resourceVersion they were computed from, so a
+second replica (or a stale read) gets a conflict and reconciles again instead of
+double-counting.
 """
 
 from __future__ import annotations

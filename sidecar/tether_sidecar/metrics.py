@@ -1,4 +1,6 @@
-"""Every Prometheus metric the sidecar exports, in one place (names are a contract: DESIGN.md).
+"""Every Prometheus metric the sidecar exports, in one place.
+
+Names are a contract (docs/architecture.md, Metrics).
 
 Metrics live in a registry owned by the :class:`SidecarMetrics` instance, created at start-up, not
 at import. Label values are bounded: task, model and tool names come from the AgentTask, outcomes
