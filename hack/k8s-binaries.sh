@@ -20,10 +20,23 @@ MANIFEST="$OUT_ROOT/MANIFEST"
 BUILD_ROOT="$TETHER_CACHE/build"
 # Bump when a build flag below changes: editing comments here must not cost a rebuild.
 RECIPE=1
-# The key changes when a version, the recipe or the vendored etcd main changes.
-# Only the assignments in versions.env count, so editing its comments costs nothing.
-INPUTS_KEY="$( { echo "recipe $RECIPE"; grep -E '^[A-Z_]+=' "$HACK_DIR/versions.env";
-                 cat "$HACK_DIR/tools/etcd/main.go"; } | sha256sum | cut -c1-64)"
+# Each group's key covers the recipe and its own inputs only, so bumping one version
+# (or adding a group) rebuilds that group and nothing else.
+declare -A GROUP_INPUTS=(
+  [kubernetes]="K8S_VERSION"
+  [etcd]="ETCD_VERSION tools/etcd/main.go"
+  [kwok]="KWOK_VERSION"
+  [helm]="HELM_VERSION"
+  [local-path-provisioner]="LOCAL_PATH_PROVISIONER_VERSION"
+  [coredns]="COREDNS_VERSION tools/coredns/main.go"
+)
+group_key() {  # group -> sha256 of its inputs
+  local i
+  { echo "recipe $RECIPE"
+    for i in ${GROUP_INPUTS[$1]}; do
+      if [[ "$i" == */* ]]; then cat "$HACK_DIR/$i"; else echo "$i=${!i}"; fi
+    done; } | sha256sum | cut -c1-64
+}
 
 # group -> binaries it produces (a corrupt binary rebuilds its whole group).
 declare -A GROUP_BINS=(
@@ -32,17 +45,17 @@ declare -A GROUP_BINS=(
   [kwok]="kwok"
   [helm]="helm"
   [local-path-provisioner]="local-path-provisioner"
+  [coredns]="coredns"
 )
-GROUPS_ORDER=(kubernetes etcd kwok helm local-path-provisioner)
+GROUPS_ORDER=(kubernetes etcd kwok helm local-path-provisioner coredns)
 
 manifest_ok_for() {  # binary name -> 0 if it matches the manifest
-  [ -f "$MANIFEST" ] || return 1
-  grep -qx "# inputs $INPUTS_KEY" "$MANIFEST" || return 1
   local line; line="$(grep -E "  $1\$" "$MANIFEST")" || return 1
   (cd "$K8S_BIN_DIR" && echo "$line" | sha256sum -c --quiet --status -)
 }
 
 group_ok() {
+  [ -f "$MANIFEST" ] && grep -qx "# inputs $1 $(group_key "$1")" "$MANIFEST" || return 1
   local b; for b in ${GROUP_BINS[$1]}; do manifest_ok_for "$b" || return 1; done
 }
 
@@ -106,25 +119,45 @@ build_helm() {
   go_build "$dir" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
+build_coredns() {
+  local dir; dir="$(new_module coredns github.com/coredns/coredns "$COREDNS_VERSION")"
+  cp "$HACK_DIR/tools/coredns/main.go" "$dir/"
+  go_build "$dir" "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" .
+}
+
 build_local-path-provisioner() {
   local dir; dir="$(new_module local-path-provisioner github.com/rancher/local-path-provisioner \
     "$LOCAL_PATH_PROVISIONER_VERSION")"
   go_build "$dir" "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
 }
 
-# MANIFEST: "# inputs <key>" then "sha256  binary" for each binary of a group that
-# built completely. Rewritten by rename, so a half-written manifest is never read.
+# MANIFEST: for each group that built completely, "# inputs <group> <key>" and
+# "sha256  binary" per binary. Rewritten by rename, so a half-written one is never read.
 manifest_set_group() {  # group add|drop
   local tmp="$MANIFEST.tmp" b pattern
-  pattern="$(printf '  %s$|' ${GROUP_BINS[$1]})"; pattern="${pattern%|}"
-  { echo "# inputs $INPUTS_KEY"
-    if [ -f "$MANIFEST" ] && grep -qx "# inputs $INPUTS_KEY" "$MANIFEST"; then
-      grep -vE "^# inputs |$pattern" "$MANIFEST" || true
-    fi
+  pattern="^# inputs $1 |$(printf '  %s$|' ${GROUP_BINS[$1]})"; pattern="${pattern%|}"
+  { if [ -f "$MANIFEST" ]; then grep -vE "$pattern" "$MANIFEST" || true; fi
     if [ "$2" = add ]; then
+      echo "# inputs $1 $(group_key "$1")"
       for b in ${GROUP_BINS[$1]}; do (cd "$K8S_BIN_DIR" && sha256sum "$b"); done
     fi; } > "$tmp"
   mv -f "$tmp" "$MANIFEST"
+}
+
+# Until the CoreDNS group, MANIFEST had one "# inputs <key>" line over all of
+# versions.env. Adopt such a manifest once when that key still matches (same binaries,
+# same inputs) instead of rebuilding Kubernetes; anything else is rebuilt as usual.
+adopt_single_key_manifest() {
+  [ -f "$MANIFEST" ] || return 0
+  local old g tmp="$MANIFEST.tmp"
+  old="$( { echo "recipe 1"; grep -E '^[A-Z_]+=' "$HACK_DIR/versions.env" | grep -v '^COREDNS_VERSION=';
+            cat "$HACK_DIR/tools/etcd/main.go"; } | sha256sum | cut -c1-64)"
+  grep -qx "# inputs $old" "$MANIFEST" || return 0
+  { grep -vx "# inputs $old" "$MANIFEST"
+    for g in kubernetes etcd kwok helm local-path-provisioner; do echo "# inputs $g $(group_key "$g")"; done
+  } > "$tmp"
+  mv -f "$tmp" "$MANIFEST"
+  log "Adopted the single-key MANIFEST of $K8S_BIN_DIR (one key per group from now on)"
 }
 
 verify_all() {  # prints the groups that fail
@@ -146,6 +179,7 @@ main() {
   mkdir -p "$OUT_ROOT" "$BUILD_ROOT"
   exec 9>"$OUT_ROOT/.lock"
   flock -w 3600 9 || die "another build has held $OUT_ROOT/.lock for an hour; is it stuck?"
+  adopt_single_key_manifest
   local g t0 built=0
   for g in "${GROUPS_ORDER[@]}"; do
     group_ok "$g" && continue
