@@ -142,7 +142,7 @@ def test_an_unsupported_schema_is_refused_not_dropped() -> None:
 
 def test_samples_are_valid_for_the_models() -> None:
     task = parse_agenttask(yaml.safe_load((CRDS / "samples" / "agenttask.yaml").read_text()))
-    assert task.spec.agent.image == "tether/agent:latest"
+    assert task.spec.agent.image == "docker.io/tether/agent:0.1.0"
     assert task.spec.model.base_url == "http://scripted-model.tether-system.svc:8080/v1"
     budget = yaml.safe_load((CRDS / "samples" / "agentbudget.yaml").read_text())
     AgentBudget.model_validate(budget)
