@@ -13,6 +13,7 @@ Run it under the harness: ``tether run examples/agenttask-local.yaml --state-dir
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -58,7 +59,18 @@ def step_once(h: Harness, client: openai.OpenAI, model: str, messages: list[dict
     return None
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """No options of its own: everything comes from the environment, as a pod sets it."""
+    return argparse.ArgumentParser(
+        prog="tether-agent", description=__doc__.split("\n\n")[0],
+        epilog="Environment: OPENAI_BASE_URL and OPENAI_API_KEY (the sidecar), TETHER_MODEL "
+               "(default gpt-4o), TETHER_TOOLS (comma-separated tool names), AGENT_MAX_STEPS "
+               "(default 50); the harness variables read by tether_agent.Harness.",
+    ).parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)
     h = Harness()
     client = openai.OpenAI(max_retries=0)  # the sidecar retries by policy; no second layer
     model = os.environ.get("TETHER_MODEL", "gpt-4o")
