@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ops-port", type=int, help="metrics and probes port (default 9090)")
     p.add_argument("--ops-host", help="ops listen address (default 0.0.0.0)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body accepted")
-    p.add_argument("--upstream-client", choices=["aiohttp", "httpx", "fast"])
+    p.add_argument("--max-response-bytes", type=int,
+                   help="largest upstream response body read whole (after decoding)")
+    p.add_argument("--ca-bundle", type=Path,
+                   help="PEM CA certificates trusted for HTTPS besides the system store")
     p.add_argument("--attempt", type=int, help="pod attempt number")
     p.add_argument("--termination-log", type=Path)
     p.add_argument("--grace-seconds", type=float, help="on SIGTERM, time for calls in flight")

@@ -7,6 +7,7 @@ Built once at start-up by :func:`Harness.create`, which refuses a configuration 
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -135,7 +136,7 @@ class Harness:
             context=ContextManager(spec.context_budget, spec.prompt_budget, TokenCounter()),
             metrics=SidecarMetrics(task.metadata.namespace, task.metadata.name),
             tracing=tracing,
-            upstream=make_upstream(settings.upstream_client),
+            upstream=make_upstream(settings.ca_bundle, settings.max_response_bytes, os.environ),
             tool_checks={t.name: checks_for(t.verify) for t in spec.tools},
             journal=journal,
             checkpoints=store,

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -198,7 +199,7 @@ class Journal:
         if side_effects:
             self.sync()  # the record must outlive the node before the effect can happen
 
-    def end(self, call_id: str, key: str, *, status: int, headers: dict[str, str], body: bytes,
+    def end(self, call_id: str, key: str, *, status: int, headers: Mapping[str, str], body: bytes,
             usd: Decimal | None = None, input_tokens: int = 0, output_tokens: int = 0) -> None:
         doc: dict[str, Any] = {"t": "end", "id": call_id, "key": key, "status": status,
                                "ctype": headers.get("content-type", "")}

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .context import Estimate, transcript
 from .dialects import Dialect, Message
@@ -26,7 +27,7 @@ from .ledger import Reservation
 from .retry import Failure, RetryExhausted, RetryState, parse_retry_after
 from .sse import SseUsage
 from .tracing import ATTR, Span
-from .upstream import HOP_HEADERS, StreamingResponse, TransportError
+from .upstream import HOP_HEADERS, Headers, StreamingResponse, TransportError
 
 __all__ = ["handle_llm"]
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # Agent headers never sent upstream: its dummy credentials, and framing we redo.
 _DROP = HOP_HEADERS | {"authorization", "x-api-key", "cookie", "accept-encoding"}
 _MODEL_TIMEOUT = 600.0  # a long generation can take minutes; the retry policy caps the total
+_NO_HEADERS: Headers = CIMultiDictProxy(CIMultiDict())
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _failure_of(status: int, headers: dict[str, str], body: bytes) -> Failure:
+def _failure_of(status: int, headers: Headers, body: bytes) -> Failure:
     text = body[:300].decode("utf-8", "replace")
     if status == 429 and b"insufficient_quota" in body:
         # OpenAI's "out of credit" is a 429, but waiting does not refill an account.
@@ -65,7 +67,7 @@ class LlmCall:
         self.started = time.perf_counter()
         self.upstream_time = 0.0
         self.last_status = 0
-        self.last_headers: dict[str, str] = {}
+        self.last_headers: Headers = _NO_HEADERS
         self.call_id = ""
         self.key = ""
         self.settled: tuple[Decimal, int, int] | None = None
@@ -81,7 +83,7 @@ class LlmCall:
             raise
         self.call_id, self.key = call_id, key
 
-    def end(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def end(self, status: int, headers: Headers, body: bytes) -> None:
         cost, inp, out = self.settled or (Decimal(0), 0, 0)
         self.h.journal.end(self.call_id, self.key, status=status, headers=headers, body=body,
                            usd=cost, input_tokens=inp, output_tokens=out)
@@ -237,8 +239,14 @@ class LlmCall:
         return out
 
 
-def _relay_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k not in HOP_HEADERS}
+def _relay_headers(headers: Headers, ours: dict[str, str]) -> CIMultiDict[str]:
+    """The upstream's end-to-end headers, repeated ones kept (Set-Cookie, Link, ...), then ours."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for k, v in headers.items():
+        if k.lower() not in HOP_HEADERS and k.lower() not in ours:
+            out.add(k, v)
+    out.update(ours)
+    return out
 
 
 def _prepare(h: Harness, call: LlmCall, body: dict[str, Any]) -> tuple[int, bool]:
@@ -335,7 +343,7 @@ async def _plain(call: LlmCall, payload: bytes, span: Span, res: Reservation,
     call.end(call.last_status, call.last_headers, data)
     if est.exact and usage is not None:
         h.context.counter.observe(est.counted, usage[0])
-    headers = _relay_headers(call.last_headers) | call.tether_headers()
+    headers = _relay_headers(call.last_headers, call.tether_headers())
     h.metrics.overhead_model.observe(time.perf_counter() - call.started - call.upstream_time)
     return web.Response(body=data, status=call.last_status, headers=headers)
 
@@ -366,7 +374,7 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
     up = await _open_stream(call, payload, span, res)
     usage = SseUsage(call.dialect.name, strip_usage_chunk=injected)
     out = web.StreamResponse(status=up.status,
-                             headers=_relay_headers(up.headers) | call.tether_headers())
+                             headers=_relay_headers(up.headers, call.tether_headers()))
     relayed: list[bytes] = []
     interrupted: str | None = None
     try:

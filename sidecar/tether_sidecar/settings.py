@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,9 +22,14 @@ class Settings(BaseSettings):
     ops_port: int = Field(9090, ge=0, le=65535, description="/metrics, /healthz, /readyz.")
     ops_host: str = Field("0.0.0.0", description="Where the ops port listens (probes, scrapes).")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body.")
-    upstream_client: Literal["aiohttp", "httpx", "fast"] = Field(
-        "fast", description="Outbound HTTP client; fast (ours, on httptools) was chosen by the "
-        "numbers in docs/benchmarks.md, aiohttp and httpx stay selectable.")
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest response body read whole from a model "
+        "or tool, after decoding gzip/deflate; a larger one fails the attempt (too_large). "
+        "Streamed model responses are relayed as they come, without this cap.")
+    ca_bundle: Path | None = Field(
+        None, description="A PEM file of CA certificates trusted for HTTPS upstreams in "
+        "addition to the system store (a private CA or a TLS-inspecting proxy); a missing or "
+        "invalid file is a start-up error.")
     attempt: int = Field(1, ge=1, description="Pod attempt number (the operator sets it).")
     summary_max_tokens: int = Field(1024, ge=64, description="Output cap of a summary call.")
     termination_log: Path = Field(Path("/dev/termination-log"),

@@ -13,6 +13,7 @@ import time
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tether_api import ToolSpec, parse_duration
 
@@ -108,7 +109,10 @@ class ToolProxy:
         h.journal.end(call_id, key, status=resp.status, headers=resp.headers, body=resp.body)
         outcome = "ok" if state.attempts == 1 else "retried_ok"
         h.metrics.tool(name, outcome)
-        out_headers = {k: v for k, v in resp.headers.items() if k not in HOP_HEADERS}
+        out_headers: CIMultiDict[str] = CIMultiDict()
+        for k, v in resp.headers.items():  # repeated headers kept (Set-Cookie, Link, ...)
+            if k.lower() not in HOP_HEADERS:
+                out_headers.add(k, v)
         out_headers["x-tether-attempts"] = str(state.attempts)
         h.metrics.overhead_tool.observe(time.perf_counter() - started - waited)
         return web.Response(body=resp.body, status=resp.status, headers=out_headers)

@@ -1,23 +1,43 @@
 """Outbound HTTP: the seam between the sidecar and the world (models and tools).
 
-Two interchangeable clients implement :class:`Upstream`: aiohttp (the default, chosen by the
-numbers in docs/benchmarks.md) and httpx (the design card's choice, kept selectable so the
-benchmark measures both on every run). Each maps its own exceptions to :class:`TransportError` at
-this boundary, saying whether the request may have reached the server — which decides whether a
-side-effecting call may be retried.
+One transport, on aiohttp's client (the sidecar's server is aiohttp already; why not httpx or a
+client of our own: docs/sidecar.md, "Outbound transport"). What it adds to the bare client:
+
+* proxies from ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``, resolved once per origin
+  (:mod:`proxies`); https through a proxy is a ``CONNECT`` tunnel;
+* TLS with the system trust store plus an optional mounted PEM bundle (``ca_bundle``);
+* a cap on every non-streamed body, counted after decoding (:mod:`decoding`): an oversized body
+  is a ``too_large`` :class:`TransportError`, never a truncated success;
+* gzip/deflate decoded here, with truncation detected; the headers handed on then no longer
+  claim an encoding or length;
+* repeated response headers kept (a multidict; ``headers.get`` is case-insensitive);
+* no cookies kept, no redirects followed, no netrc credentials.
+
+Each failure is mapped at this boundary to :class:`TransportError`, saying whether the request
+may have reached the server — which decides whether a side-effecting call may be retried.
+Keep-alive: aiohttp re-sends a request that failed on a reused connection before any response
+byte only for idempotent methods (RFC 9110 §9.2.2); a POST that meets a server closing the
+connection is reported ``reached=True`` and the retry policy decides.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import aiohttp
-import httpx
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
-__all__ = ["AiohttpUpstream", "HttpxUpstream", "StreamingResponse", "TransportError",
+from .decoding import ACCEPT_ENCODING, BodyError, Decoder, decoder_for, too_large
+from .errors import StartupError
+from .proxies import Proxies, ProxyConfigError, Route
+
+__all__ = ["HOP_HEADERS", "AiohttpUpstream", "Headers", "StreamingResponse", "TransportError",
            "Upstream", "UpstreamResponse", "make_upstream"]
 
 # Hop-by-hop and framing headers are never relayed (RFC 9110 §7.6.1); the body is re-framed.
@@ -25,11 +45,14 @@ HOP_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "content-length", "content-encoding", "host",
 })
+Headers = CIMultiDictProxy[str]
+_TARGETS_MAX = 1024  # parsed URLs and their routes kept; tool URLs may be many, so bounded
 
 
 class TransportError(Exception):
-    """No HTTP response. ``kind`` is timeout, connection or connection_refused; ``reached`` is
-    False only when the request certainly never left (refused, or timed out while connecting)."""
+    """No usable HTTP response. ``kind`` is timeout, connection, connection_refused or too_large;
+    ``reached`` is False only when the request certainly never left (refused, or timed out
+    while connecting)."""
 
     def __init__(self, kind: str, reason: str, reached: bool) -> None:
         super().__init__(reason)
@@ -38,16 +61,16 @@ class TransportError(Exception):
         self.reached = reached
 
 
-@dataclass
+@dataclass(slots=True)
 class UpstreamResponse:
     status: int
-    headers: dict[str, str]
+    headers: Headers
     body: bytes
 
 
 class StreamingResponse(Protocol):
     status: int
-    headers: dict[str, str]
+    headers: Headers
 
     def chunks(self) -> AsyncIterator[bytes]: ...
     async def read(self) -> bytes: ...
@@ -62,161 +85,179 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items()}
-
-
-class _AiohttpStream:
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
-        self.status = resp.status
-        self.headers = _lower(resp.headers)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _map_aiohttp(exc) from exc
-
-    async def read(self) -> bytes:
-        try:
-            return await self._resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _map_aiohttp(exc) from exc
-
-    async def aclose(self) -> None:
-        self._resp.release()
-
-
-def _map_aiohttp(exc: BaseException) -> TransportError:
+def _map(exc: BaseException, route: Route) -> TransportError:
+    via = f" via proxy {route.proxy}" if route.proxy is not None else ""
+    if isinstance(exc, BodyError):
+        return TransportError(exc.kind, exc.reason, reached=True)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return TransportError("timeout", f"timed out connecting: {exc}", reached=False)
+        return TransportError("timeout", f"timed out connecting{via}: {exc}", reached=False)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return TransportError("timeout", "timed out waiting for the response", reached=True)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return TransportError("connection_refused", f"cannot connect: {exc.os_error}",
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel
+        return TransportError("connection_refused", f"proxy {route.proxy} refused the CONNECT "
+                              f"tunnel: HTTP {exc.status} {exc.message}", reached=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # also TLS and certificate failures
+        return TransportError("connection_refused", f"cannot connect{via}: {exc}",
                               reached=False)
     return TransportError("connection", f"connection failed: {type(exc).__name__}: {exc}",
                           reached=True)
 
 
+def _decoded(resp: aiohttp.ClientResponse, limit: int) -> tuple[Headers, Decoder | None]:
+    """The headers to hand on and the decoder for the body, if it is encoded."""
+    headers = resp.headers
+    decoder = decoder_for(headers.get("Content-Encoding"), limit, str(resp.url.origin()))
+    if decoder is None:
+        return headers, None
+    # The body handed on is decoded, so these no longer describe it.
+    plain = CIMultiDict(headers)
+    plain.popall("Content-Encoding")
+    plain.popall("Content-Length", None)
+    return CIMultiDictProxy(plain), decoder
+
+
+async def _read(resp: aiohttp.ClientResponse, decoder: Decoder | None, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes after decoding."""
+    length = resp.content_length
+    if decoder is None and length is not None:
+        if length > limit:  # refused before reading a byte of it
+            raise too_large(str(resp.url.origin()), limit)
+        return await resp.read()  # framing stops at Content-Length
+    parts, size = [], 0
+    while chunk := await resp.content.readany():
+        out = decoder.feed(chunk) if decoder is not None else chunk
+        size += len(out)
+        if size > limit:
+            raise too_large(str(resp.url.origin()), limit)
+        parts.append(out)
+    if decoder is not None:
+        decoder.finish()
+    return b"".join(parts)
+
+
+class _Stream:
+    def __init__(self, resp: aiohttp.ClientResponse, route: Route, limit: int) -> None:
+        self._resp, self._route, self._limit = resp, route, limit
+        self.status = resp.status
+        self.headers, self._decoder = _decoded(resp, limit)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.content.iter_any():
+                out = self._decoder.feed(chunk) if self._decoder is not None else chunk
+                if out:
+                    yield out
+            if self._decoder is not None:
+                self._decoder.finish()
+        except (TimeoutError, aiohttp.ClientError, BodyError) as exc:
+            raise _map(exc, self._route) from exc
+
+    async def read(self) -> bytes:
+        try:
+            return await _read(self._resp, self._decoder, self._limit)
+        except (TimeoutError, aiohttp.ClientError, BodyError) as exc:
+            raise _map(exc, self._route) from exc
+
+    async def aclose(self) -> None:
+        self._resp.release()  # before its end: aiohttp closes the connection instead of reusing
+
+
 class AiohttpUpstream:
-    def __init__(self, max_connections: int = 256) -> None:
+    """The :class:`Upstream` protocol on one ``aiohttp.ClientSession`` (made in the loop)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, proxies: Proxies | None = None,
+                 max_response_bytes: int = 32 * 1024 * 1024, max_connections: int = 256) -> None:
+        self._ssl, self._proxies = ssl_context, proxies or Proxies()
+        self._limit, self._max = max_response_bytes, max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._max = max_connections
+        self._targets: dict[str, tuple[URL, Route]] = {}
+        self._timeouts: dict[tuple[float, bool], aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # created lazily: it must be made inside the running loop
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max, limit_per_host=self._max),
-                skip_auto_headers=("User-Agent",),
+                connector=aiohttp.TCPConnector(limit=self._max, limit_per_host=self._max,
+                                               ssl=self._ssl),
+                headers={"Accept-Encoding": ACCEPT_ENCODING},
+                skip_auto_headers=("User-Agent", "Content-Type"),
+                cookie_jar=aiohttp.DummyCookieJar(),  # a model's cookies are not a tool's
+                auto_decompress=False,  # decoding.py, which detects truncation
             )
         return self._session
 
+    def _target(self, url: str) -> tuple[URL, Route]:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= _TARGETS_MAX:
+                self._targets.clear()
+            parsed = URL(url)
+            target = self._targets[url] = (parsed, self._proxies.route(parsed))
+        return target
+
+    def _timeout(self, seconds: float, streaming: bool) -> aiohttp.ClientTimeout:
+        t = self._timeouts.get((seconds, streaming))
+        if t is None:
+            connect = min(seconds, 10.0)
+            # A stream may run for long: the limit is on silence (to headers, between chunks).
+            t = (aiohttp.ClientTimeout(total=None, connect=connect, sock_read=seconds)
+                 if streaming else aiohttp.ClientTimeout(total=seconds, connect=connect))
+            self._timeouts[(seconds, streaming)] = t
+        return t
+
     async def _open(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                    timeout: float) -> aiohttp.ClientResponse:
+                    timeout: float, streaming: bool) -> tuple[aiohttp.ClientResponse, Route]:
+        target, route = self._target(url)
         try:
-            return await self._client().request(
-                method, url, headers=headers, data=body or None,
-                timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0)),
-                allow_redirects=False,
-            )
+            resp = await self._client().request(
+                method, target, headers=headers, data=body or None,
+                timeout=self._timeout(timeout, streaming), allow_redirects=False,
+                proxy=route.proxy, proxy_headers=route.proxy_headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _map_aiohttp(exc) from exc
+            raise _map(exc, route) from exc
+        return resp, route
 
     async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                    timeout: float) -> UpstreamResponse:
-        resp = await self._open(method, url, headers, body, timeout)
+        resp, route = await self._open(method, url, headers, body, timeout, False)
         try:
-            data = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _map_aiohttp(exc) from exc
+            plain, decoder = _decoded(resp, self._limit)
+            data = await _read(resp, decoder, self._limit)
+        except (TimeoutError, aiohttp.ClientError, BodyError) as exc:
+            resp.close()  # the rest is not read: the connection cannot be reused
+            raise _map(exc, route) from exc
         finally:
             resp.release()
-        return UpstreamResponse(resp.status, _lower(resp.headers), data)
+        return UpstreamResponse(resp.status, plain, data)
 
     async def stream(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                      timeout: float) -> StreamingResponse:
-        return _AiohttpStream(await self._open(method, url, headers, body, timeout))
+        resp, route = await self._open(method, url, headers, body, timeout, True)
+        try:
+            return _Stream(resp, route, self._limit)
+        except BodyError as exc:
+            resp.close()
+            raise _map(exc, route) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-def _map_httpx(exc: httpx.HTTPError) -> TransportError:
-    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return TransportError("timeout", f"timed out connecting: {exc}", reached=False)
-    if isinstance(exc, httpx.TimeoutException):
-        return TransportError("timeout", "timed out waiting for the response", reached=True)
-    if isinstance(exc, httpx.ConnectError):
-        return TransportError("connection_refused", f"cannot connect: {exc}", reached=False)
-    return TransportError("connection", f"connection failed: {type(exc).__name__}: {exc}",
-                          reached=True)
-
-
-class _HttpxStream:
-    def __init__(self, resp: httpx.Response) -> None:
-        self._resp = resp
-        self.status = resp.status_code
-        self.headers = dict(resp.headers)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
+def make_upstream(ca_bundle: Path | None, max_response_bytes: int,
+                  environ: Mapping[str, str]) -> AiohttpUpstream:
+    """The transport for the settings and the proxy variables in ``environ``; raises
+    :class:`StartupError` naming the bundle or variable that cannot work."""
+    ctx = ssl.create_default_context()  # the system store (and SSL_CERT_FILE/SSL_CERT_DIR)
+    if ca_bundle is not None:
         try:
-            async for chunk in self._resp.aiter_bytes():
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise _map_httpx(exc) from exc
-
-    async def read(self) -> bytes:
-        try:
-            return await self._resp.aread()
-        except httpx.HTTPError as exc:
-            raise _map_httpx(exc) from exc
-
-    async def aclose(self) -> None:
-        await self._resp.aclose()
-
-
-class HttpxUpstream:
-    def __init__(self, max_connections: int = 256) -> None:
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
-            follow_redirects=False,
-        )
-
-    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                   timeout: float) -> UpstreamResponse:
-        try:
-            resp = await self._client.request(method, url, headers=headers, content=body,
-                                              timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise _map_httpx(exc) from exc
-        return UpstreamResponse(resp.status_code, dict(resp.headers), resp.content)
-
-    async def stream(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
-                     timeout: float) -> StreamingResponse:
-        request = self._client.build_request(method, url, headers=headers, content=body,
-                                             timeout=timeout)
-        try:
-            resp = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _map_httpx(exc) from exc
-        return _HttpxStream(resp)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
-def make_upstream(kind: str) -> Upstream:
-    if kind == "aiohttp":
-        return AiohttpUpstream()
-    if kind == "httpx":
-        return HttpxUpstream()
-    if kind == "fast":
-        from .upstream_fast import FastUpstream  # here: upstream_fast imports this module
-
-        return FastUpstream()
-    raise ValueError(f"unknown upstream client {kind!r}: use aiohttp, httpx or fast")
+            ctx.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:  # missing, unreadable, or no PEM certificate
+            raise StartupError(
+                f"--ca-bundle {ca_bundle}: cannot load it as PEM CA certificates ({exc}); mount "
+                "the bundle there, or unset TETHER_SIDECAR_CA_BUNDLE to trust the system store "
+                "only") from exc
+    try:
+        proxies = Proxies.from_environ(environ)
+    except ProxyConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    return AiohttpUpstream(ctx, proxies, max_response_bytes)

@@ -7,7 +7,7 @@ stop and wait strategies. :func:`checks_for` builds the chain a ToolSpec's ``ver
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -27,7 +27,7 @@ _MISSING = object()
 @dataclass
 class ToolResponse:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     body: bytes
     _json: Any = field(default=_MISSING, repr=False)
 
