@@ -1,110 +1,42 @@
-"""The Helm chart, rendered without a cluster: lint, Pod Security, probes, RBAC, settings,
-monitoring objects, and the chart's copies of generated files against their sources.
+"""The Helm chart, rendered without a cluster: lint, the package a user installs, Pod Security,
+probes, settings, and the chart's copies of generated files against their sources. RBAC and
+monitoring objects: test_chart_rbac.py, test_chart_monitoring.py.
 
-Needs the helm binary (on PATH, or the one hack/k8s-binaries.sh builds); alert rules are also
-checked and unit-tested with promtool when it is found (PATH, $PROMTOOL or
-~/.cache/tether/tools/promtool).
+Needs helm (hack/helm.sh; the make targets pass it as $HELM).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import tarfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tether_operator.metrics import OperatorMetrics
 from tether_operator.settings import OperatorSettings
-from tether_sidecar.metrics import SidecarMetrics
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "tether"
-CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
-Doc = dict[str, Any]
-Render = Callable[..., list[Doc]]
+from ._chart import (
+    CHART,
+    FULL,
+    REPO,
+    Doc,
+    Render,
+    env_of,
+    failure,
+    helm,
+    one,
+    operator_container,
+    render,
+)
 
-
-def _k8s_version() -> str:
-    found = re.search(r"^K8S_VERSION=(\S+)", (REPO / "hack" / "versions.env").read_text(), re.M)
-    return found.group(1) if found else "unknown"
-
-
-def _tool(name: str, *candidates: Path) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    return next((str(p) for p in candidates if p.is_file() and os.access(p, os.X_OK)), None)
+__all__ = ["render"]  # a fixture, used by name
 
 
-HELM = _tool("helm", CACHE / f"k8s-{_k8s_version()}" / "bin" / "helm")
-PROMTOOL = _tool("promtool", *(Path(p) for p in [os.environ.get("PROMTOOL", "")] if p),
-                 CACHE / "tools" / "promtool")
-
-pytestmark = pytest.mark.skipif(
-    HELM is None, reason="no helm binary on PATH or in the k8s cache (make k8s-binaries)")
-
-
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    assert HELM is not None
-    out = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=60, check=False)
-    if check and out.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{out.stderr}")
-    return out
-
-
-@pytest.fixture
-def render(tmp_path: Path) -> Render:
-    """``render(values)``: the chart's objects as helm template renders them in tether-system."""
-    def run(values: Doc | None = None, *, release: str = "tether") -> list[Doc]:
-        path = tmp_path / "values.yaml"
-        path.write_text(yaml.safe_dump(values or {}))
-        out = helm("template", release, str(CHART), "-n", "tether-system", "-f", str(path))
-        return [d for d in yaml.safe_load_all(out.stdout) if d]
-    return run
-
-
-def failure(values: Doc, tmp_path: Path) -> str:
-    """helm template's error for values that must be refused."""
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(values))
-    out = helm("template", "tether", str(CHART), "-f", str(path), check=False)
-    assert out.returncode != 0, f"values {values} were accepted"
-    return out.stderr
-
-
-def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
-    found = [d for d in docs if d["kind"] == kind
-             and (name is None or d["metadata"]["name"] == name)]
-    assert len(found) == 1, f"{len(found)} {kind} {name or ''} in {[d['kind'] for d in docs]}"
-    return found[0]
-
-
-def operator_container(docs: list[Doc]) -> Doc:
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    assert container["name"] == "operator"
-    return dict(container)
-
-
-def env_of(container: Doc) -> dict[str, str]:
-    return {e["name"]: e.get("value") for e in container.get("env", [])}
-
-
-FULL: Doc = {"watchNamespaces": ["a", "b"],
-        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
-                    "podMonitor": {"enabled": True}},
-        "dashboards": {"enabled": True}}
-
-
-# --- lint and generated copies ---------------------------------------------------------------
+# --- lint, package and generated copies ------------------------------------------------------
 
 @pytest.mark.parametrize("values", [{}, FULL], ids=["defaults", "everything-on"])
 def test_lint_strict(values: Doc, tmp_path: Path) -> None:
@@ -112,6 +44,31 @@ def test_lint_strict(values: Doc, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(values))
     out = helm("lint", "--strict", str(CHART), "-f", str(path))
     assert "0 chart(s) failed" in out.stdout
+
+
+def test_package_holds_what_an_install_needs(tmp_path: Path) -> None:
+    """`helm package` makes the .tgz users install (tests/e2e/test_chart.py installs it): the
+    CRDs, the values schema and the dashboard go in, and the package renders by itself."""
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (tgz,) = tmp_path.glob("tether-*.tgz")
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert tgz.name == f"tether-{chart['version']}.tgz"
+    with tarfile.open(tgz) as tar:
+        names = set(tar.getnames())
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    packed = tmp_path / "unpacked" / "tether"
+    crds = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert crds and {p.name: p.read_bytes() for p in (packed / "crds").glob("*")} == crds
+    for needed in ("Chart.yaml", "values.yaml", "values.schema.json", "dashboards/tether.json",
+                   "templates/deployment.yaml", "templates/dashboard.yaml"):
+        assert f"tether/{needed}" in names, f"{needed} is missing from {tgz.name}"
+    # Rendered from the package, the dashboard ConfigMap holds the whole file (.Files.Get
+    # gives "" for a file left out, and the chart would install an empty dashboard).
+    out = helm("template", "tether", str(tgz), "-n", "tether-system", "--set",
+               "dashboards.enabled=true")
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    dashboard = one(docs, "ConfigMap")["data"]["tether.json"]
+    assert json.loads(dashboard) == json.loads((CHART / "dashboards" / "tether.json").read_text())
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
@@ -286,239 +243,3 @@ def test_single_replica_without_leader_election(render: Render) -> None:
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
     assert not [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith(
         "-leader")]
-
-
-# --- RBAC ------------------------------------------------------------------------------------
-
-def rules_for_sa(docs: list[Doc], sa: str, sa_ns: str) -> dict[str | None, list[Doc]]:
-    """Rules bound to the service account: {namespace or None (cluster-wide): rules}."""
-    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-             for d in docs if d["kind"] in ("Role", "ClusterRole")}
-    bound: dict[str | None, list[Doc]] = {}
-    for b in docs:
-        if b["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
-            continue
-        if {"kind": "ServiceAccount", "name": sa, "namespace": sa_ns} not in b["subjects"]:
-            continue
-        ns = b["metadata"].get("namespace")
-        ref = b["roleRef"]
-        role = roles[(ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"])]
-        bound.setdefault(ns, []).extend(role["rules"])
-    return bound
-
-
-def allowed(rules: list[Doc], group: str, resource: str, verb: str, name: str = "") -> bool:
-    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
-               and (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
-
-
-# What the operator calls (operator/tether_operator/kube.py and leader.py, and kopf's watches
-# and events); the e2e test runs it with this RBAC and checks its log for refusals.
-WORKLOAD_CALLS = [
-    ("tether.dev", "agenttasks", v) for v in ("get", "list", "watch", "patch")] + [
-    ("tether.dev", "agenttasks/status", "patch"),
-    ("tether.dev", "agentbudgets", "get"), ("tether.dev", "agentbudgets", "list"),
-    ("tether.dev", "agentbudgets", "watch"), ("tether.dev", "agentbudgets/status", "update"),
-    ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "create"), ("", "pods", "delete"),
-    ("", "configmaps", "create"), ("", "serviceaccounts", "create"),
-    ("", "persistentvolumeclaims", "create"), ("", "events", "create")]
-
-
-@pytest.mark.parametrize("values", [{}, FULL], ids=["clusterwide", "namespaces"])
-def test_rbac_grants_what_the_operator_does_and_no_wildcards(render: Render,
-                                                             values: Doc) -> None:
-    docs = render(values)
-    for role in (d for d in docs if d["kind"] in ("Role", "ClusterRole")):
-        for rule in role["rules"]:
-            for key in ("apiGroups", "resources", "verbs"):
-                assert "*" not in rule.get(key, []), (role["metadata"]["name"], rule)
-            assert "secrets" not in rule["resources"] and "pods/eviction" not in rule["resources"]
-    bound = rules_for_sa(docs, "tether-operator", "tether-system")
-    scopes = values.get("watchNamespaces") or [None]
-    for scope in scopes:
-        for call in WORKLOAD_CALLS:
-            assert allowed(bound.get(scope, []), *call), (scope, call)
-        # Status only: the operator never writes a budget's spec, nor any other object's.
-        for verb in ("update", "patch", "delete"):
-            assert not allowed(bound.get(scope, []), "tether.dev", "agentbudgets", verb)
-            assert not allowed(bound.get(scope, []), "", "configmaps", verb)
-    if values.get("watchNamespaces"):  # nothing but kopf's discovery cluster-wide
-        cluster = bound[None]
-        assert {r for rule in cluster for r in rule["resources"]} == {
-            "customresourcedefinitions", "namespaces"}
-        assert {v for rule in cluster for v in rule["verbs"]} == {"list", "watch"}
-        assert set(bound) == {None, "a", "b", "tether-system"}
-    assert allowed(bound[None], "apiextensions.k8s.io", "customresourcedefinitions", "watch")
-
-
-def test_leader_election_may_touch_only_its_lease(render: Render) -> None:
-    docs = render()
-    env = env_of(operator_container(docs))
-    lease = env["TETHER_OPERATOR_LEASE_NAME"]
-    bound = rules_for_sa(docs, "tether-operator", "tether-system")
-    here = bound["tether-system"]
-    for verb in ("get", "create", "update"):
-        assert allowed(here, "coordination.k8s.io", "leases", verb, lease), verb
-    assert not allowed(here, "coordination.k8s.io", "leases", "get", "someone-elses")
-    assert not any(allowed(rules, "coordination.k8s.io", "leases", v, lease)
-                   for scope, rules in bound.items() if scope != "tether-system"
-                   for v in ("get", "update", "create"))
-
-
-def test_user_roles_aggregate_and_only_admin_writes_budgets(render: Render) -> None:
-    docs = render()
-    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
-    edit, admin = roles["tether-edit"], roles["tether-admin"]
-    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
-    assert allowed(edit["rules"], "tether.dev", "agenttasks", "create")
-    assert not allowed(edit["rules"], "tether.dev", "agentbudgets", "update")
-    assert "rbac.authorization.k8s.io/aggregate-to-edit" not in admin["metadata"]["labels"]
-    assert allowed(admin["rules"], "tether.dev", "agentbudgets", "update")
-    docs = render({"rbac": {"aggregateToDefaultRoles": False}})
-    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"] == [
-        "tether-operator-tether-system"]
-
-
-def test_watch_namespaces_become_arguments_and_roles(render: Render) -> None:
-    docs = render(FULL)
-    args = operator_container(docs)["args"]
-    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a",
-                                                                "--namespace=b"]
-    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs
-             if d["kind"] == "Role"}
-    assert roles == {("a", "tether-operator"), ("b", "tether-operator"),
-                     ("tether-system", "tether-operator-leader")}
-
-
-# --- monitoring ------------------------------------------------------------------------------
-
-def exported_metric_names() -> set[str]:
-    """Every series name the operator and the sidecar export (counters with _total, histograms
-    with _bucket, ...)."""
-    names: set[str] = set()
-    sidecar = SidecarMetrics("ns", "task")
-    for metric in sidecar.registry.collect():
-        names.add(metric.name)
-        names.update(f"{metric.name}{s}" for s in ("_total", "_bucket", "_sum", "_count"))
-    for metric in OperatorMetrics().registry.collect():
-        names.add(metric.name)
-        names.update(f"{metric.name}{s}" for s in ("_total",))
-    return names
-
-
-def metric_names_in(expr: str) -> set[str]:
-    return {m for m in re.findall(r"\b(tether_[a-z_]+)\b", expr)}
-
-
-def test_monitoring_objects_are_off_by_default(render: Render) -> None:
-    kinds = {d["kind"] for d in render()}
-    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
-    kinds = {d["kind"] for d in render(FULL)}
-    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"} <= kinds
-
-
-def test_service_monitor_keeps_the_tasks_namespace_label(render: Render) -> None:
-    docs = render(FULL)
-    sm = one(docs, "ServiceMonitor")
-    [endpoint] = sm["spec"]["endpoints"]
-    assert endpoint["port"] == "ops" and endpoint["honorLabels"] is True
-    svc = one(docs, "Service")
-    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
-    pm = one(docs, "PodMonitor")
-    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["a", "b"]}
-    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "ops"  # the sidecar's port name
-
-
-def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
-    docs = render(FULL)
-    exported = exported_metric_names()
-    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
-    used = set().union(*(metric_names_in(r["expr"]) for r in rules))
-    assert used and used <= exported, used - exported
-    dashboard = json.loads(one(docs, "ConfigMap")["data"]["tether.json"])
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    used = set().union(*(metric_names_in(e) for e in exprs))
-    assert len(used) > 5 and used <= exported, used - exported
-    assert one(docs, "ConfigMap")["metadata"]["labels"]["grafana_dashboard"] == "1"
-
-
-@pytest.fixture
-def rules_file(render: Render, tmp_path: Path) -> Iterator[Path]:
-    if PROMTOOL is None:
-        pytest.skip("promtool not found (PATH, $PROMTOOL, ~/.cache/tether/tools/promtool)")
-    docs = render(FULL)
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(one(docs, "PrometheusRule")["spec"]))
-    yield path
-
-
-def test_alert_rules_pass_promtool_check(rules_file: Path) -> None:
-    assert PROMTOOL is not None
-    out = subprocess.run([PROMTOOL, "check", "rules", str(rules_file)], capture_output=True,
-                         text=True, timeout=60, check=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
-JOB = 'job="tether-operator"'
-SELF = f'{JOB}, namespace="tether-system"'
-# Series over 20 minutes and the alerts they must (and must not) raise.
-ALERT_TESTS = {
-    "interval": "1m",
-    "input_series": [
-        {"series": f'up{{{SELF}, pod="op-0"}}', "values": "1x4 0x15"},
-        {"series": f'tether_operator_leader{{{SELF}, pod="op-0"}}', "values": "1x4 0x15"},
-        {"series": f'tether_operator_queue_depth{{{SELF}, pod="op-0"}}', "values": "500x19"},
-        {"series": f'tether_budget_spent_usd{{{JOB}, namespace="team-a", budget="b"}}',
-         "values": "95x19"},
-        {"series": f'tether_budget_limit_usd{{{JOB}, namespace="team-a", budget="b"}}',
-         "values": "100x19"},
-        {"series": f'tether_budget_spent_usd{{{JOB}, namespace="team-b", budget="c"}}',
-         "values": "10x19"},
-        {"series": f'tether_budget_limit_usd{{{JOB}, namespace="team-b", budget="c"}}',
-         "values": "100x19"},
-        {"series": f'tether_tasks{{{JOB}, namespace="team-a", phase="Failed", pod="op-0"}}',
-         "values": "0x9 1x10"},
-        {"series": f'tether_tasks{{{JOB}, namespace="team-b", phase="Failed", pod="op-0"}}',
-         "values": "2x19"},
-    ],
-    "alert_rule_test": [
-        {"eval_time": "3m", "alertname": "TetherOperatorDown", "exp_alerts": []},
-        {"eval_time": "15m", "alertname": "TetherOperatorDown", "exp_alerts": [
-            {"exp_labels": {"severity": "critical", "team": "platform"}, "exp_annotations": {
-                "summary": "No tether operator replica has been scraped for 5 minutes."}}]},
-        {"eval_time": "15m", "alertname": "TetherOperatorNoLeader", "exp_alerts": [
-            {"exp_labels": {"severity": "critical", "team": "platform"}, "exp_annotations": {
-                "summary": "tether operator replicas run but none leads."}}]},
-        {"eval_time": "15m", "alertname": "TetherOperatorTwoLeaders", "exp_alerts": []},
-        {"eval_time": "15m", "alertname": "TetherOperatorBacklog", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "team": "platform"}, "exp_annotations": {
-                "summary": "The operator's work queue has held 500 AgentTasks for 10 minutes."}}]},
-        {"eval_time": "10m", "alertname": "TetherBudgetNearlySpent", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a",
-                            "budget": "b"},
-             "exp_annotations": {"summary": "AgentBudget team-a/b has spent 95% of its limit."}}]},
-        {"eval_time": "12m", "alertname": "TetherTasksFailing", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a"},
-             "exp_annotations": {
-                 "summary": "AgentTasks in team-a have failed in the last 15 minutes."}}]},
-        {"eval_time": "5m", "alertname": "TetherTasksFailing", "exp_alerts": []},
-    ],
-}
-
-
-def test_alerts_fire_on_the_series_they_are_about(render: Render, tmp_path: Path) -> None:
-    if PROMTOOL is None:
-        pytest.skip("promtool not found (PATH, $PROMTOOL, ~/.cache/tether/tools/promtool)")
-    values = {**FULL, "metrics": {**FULL["metrics"], "prometheusRule": {
-        "enabled": True, "alertLabels": {"team": "platform"}}}}
-    spec = one(render(values), "PrometheusRule")["spec"]
-    for rule in spec["groups"][0]["rules"]:  # descriptions are prose; summaries are checked
-        rule["annotations"].pop("description")
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump(spec))
-    tests = tmp_path / "rules_test.yaml"
-    tests.write_text(yaml.safe_dump({"rule_files": [rules.name], "evaluation_interval": "1m",
-                                     "tests": [ALERT_TESTS]}))
-    out = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True,
-                         text=True, timeout=60, check=False, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,159 @@
+"""The chart's monitoring objects, rendered without a cluster: ServiceMonitor, PodMonitor, the
+dashboard and the alert rules use metrics that exist; promtool checks the rules and unit-tests
+the alerts on series they are about.
+
+Needs helm and promtool (hack/helm.sh, hack/promtool.sh; the make targets pass them as $HELM and
+$PROMTOOL).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tether_operator.metrics import OperatorMetrics
+from tether_sidecar.metrics import SidecarMetrics
+
+from ..e2e._settings import TETHER_CACHE
+from ..e2e._tools import find_tool
+from ._chart import FULL, Render, one, render
+
+__all__ = ["render"]  # a fixture, used by name
+
+
+def promtool() -> str:
+    return find_tool("promtool", "PROMTOOL", "hack/promtool.sh",
+                     TETHER_CACHE / "tools" / "promtool")
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the operator and the sidecar export (counters with _total, histograms
+    with _bucket, ...)."""
+    names: set[str] = set()
+    sidecar = SidecarMetrics("ns", "task")
+    for metric in sidecar.registry.collect():
+        names.add(metric.name)
+        names.update(f"{metric.name}{s}" for s in ("_total", "_bucket", "_sum", "_count"))
+    for metric in OperatorMetrics().registry.collect():
+        names.add(metric.name)
+        names.update(f"{metric.name}{s}" for s in ("_total",))
+    return names
+
+
+def metric_names_in(expr: str) -> set[str]:
+    return {m for m in re.findall(r"\b(tether_[a-z_]+)\b", expr)}
+
+
+def test_monitoring_objects_are_off_by_default(render: Render) -> None:
+    kinds = {d["kind"] for d in render()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+    kinds = {d["kind"] for d in render(FULL)}
+    assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"} <= kinds
+
+
+def test_service_monitor_keeps_the_tasks_namespace_label(render: Render) -> None:
+    docs = render(FULL)
+    sm = one(docs, "ServiceMonitor")
+    [endpoint] = sm["spec"]["endpoints"]
+    assert endpoint["port"] == "ops" and endpoint["honorLabels"] is True
+    svc = one(docs, "Service")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    pm = one(docs, "PodMonitor")
+    assert pm["spec"]["namespaceSelector"] == {"matchNames": ["a", "b"]}
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "ops"  # the sidecar's port name
+
+
+def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
+    docs = render(FULL)
+    exported = exported_metric_names()
+    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    used = set().union(*(metric_names_in(r["expr"]) for r in rules))
+    assert used and used <= exported, used - exported
+    dashboard = json.loads(one(docs, "ConfigMap")["data"]["tether.json"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = set().union(*(metric_names_in(e) for e in exprs))
+    assert len(used) > 5 and used <= exported, used - exported
+    assert one(docs, "ConfigMap")["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+@pytest.fixture
+def rules_file(render: Render, tmp_path: Path) -> Iterator[Path]:
+    docs = render(FULL)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(one(docs, "PrometheusRule")["spec"]))
+    yield path
+
+
+def test_alert_rules_pass_promtool_check(rules_file: Path) -> None:
+    out = subprocess.run([promtool(), "check", "rules", str(rules_file)], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+JOB = 'job="tether-operator"'
+SELF = f'{JOB}, namespace="tether-system"'
+# Series over 20 minutes and the alerts they must (and must not) raise.
+ALERT_TESTS = {
+    "interval": "1m",
+    "input_series": [
+        {"series": f'up{{{SELF}, pod="op-0"}}', "values": "1x4 0x15"},
+        {"series": f'tether_operator_leader{{{SELF}, pod="op-0"}}', "values": "1x4 0x15"},
+        {"series": f'tether_operator_queue_depth{{{SELF}, pod="op-0"}}', "values": "500x19"},
+        {"series": f'tether_budget_spent_usd{{{JOB}, namespace="team-a", budget="b"}}',
+         "values": "95x19"},
+        {"series": f'tether_budget_limit_usd{{{JOB}, namespace="team-a", budget="b"}}',
+         "values": "100x19"},
+        {"series": f'tether_budget_spent_usd{{{JOB}, namespace="team-b", budget="c"}}',
+         "values": "10x19"},
+        {"series": f'tether_budget_limit_usd{{{JOB}, namespace="team-b", budget="c"}}',
+         "values": "100x19"},
+        {"series": f'tether_tasks{{{JOB}, namespace="team-a", phase="Failed", pod="op-0"}}',
+         "values": "0x9 1x10"},
+        {"series": f'tether_tasks{{{JOB}, namespace="team-b", phase="Failed", pod="op-0"}}',
+         "values": "2x19"},
+    ],
+    "alert_rule_test": [
+        {"eval_time": "3m", "alertname": "TetherOperatorDown", "exp_alerts": []},
+        {"eval_time": "15m", "alertname": "TetherOperatorDown", "exp_alerts": [
+            {"exp_labels": {"severity": "critical", "team": "platform"}, "exp_annotations": {
+                "summary": "No tether operator replica has been scraped for 5 minutes."}}]},
+        {"eval_time": "15m", "alertname": "TetherOperatorNoLeader", "exp_alerts": [
+            {"exp_labels": {"severity": "critical", "team": "platform"}, "exp_annotations": {
+                "summary": "tether operator replicas run but none leads."}}]},
+        {"eval_time": "15m", "alertname": "TetherOperatorTwoLeaders", "exp_alerts": []},
+        {"eval_time": "15m", "alertname": "TetherOperatorBacklog", "exp_alerts": [
+            {"exp_labels": {"severity": "warning", "team": "platform"}, "exp_annotations": {
+                "summary": "The operator's work queue has held 500 AgentTasks for 10 minutes."}}]},
+        {"eval_time": "10m", "alertname": "TetherBudgetNearlySpent", "exp_alerts": [
+            {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a",
+                            "budget": "b"},
+             "exp_annotations": {"summary": "AgentBudget team-a/b has spent 95% of its limit."}}]},
+        {"eval_time": "12m", "alertname": "TetherTasksFailing", "exp_alerts": [
+            {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a"},
+             "exp_annotations": {
+                 "summary": "AgentTasks in team-a have failed in the last 15 minutes."}}]},
+        {"eval_time": "5m", "alertname": "TetherTasksFailing", "exp_alerts": []},
+    ],
+}
+
+
+def test_alerts_fire_on_the_series_they_are_about(render: Render, tmp_path: Path) -> None:
+    values = {**FULL, "metrics": {**FULL["metrics"], "prometheusRule": {
+        "enabled": True, "alertLabels": {"team": "platform"}}}}
+    spec = one(render(values), "PrometheusRule")["spec"]
+    for rule in spec["groups"][0]["rules"]:  # descriptions are prose; summaries are checked
+        rule["annotations"].pop("description")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(spec))
+    tests = tmp_path / "rules_test.yaml"
+    tests.write_text(yaml.safe_dump({"rule_files": [rules.name], "evaluation_interval": "1m",
+                                     "tests": [ALERT_TESTS]}))
+    out = subprocess.run([promtool(), "test", "rules", str(tests)], capture_output=True,
+                         text=True, timeout=60, check=False, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
