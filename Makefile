@@ -27,17 +27,23 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The tools the tests run, installed on first use (cached in ~/.cache/tether/tools) and passed
+# by path, so a fresh machine runs every test instead of skipping; a failed install stops here.
+TOOLS := PROMTOOL="$$(hack/promtool.sh)" && HELM="$$(hack/helm.sh)" \
+	&& ACTIONLINT="$$(hack/actionlint.sh)" && SHELLCHECK="$$(hack/actionlint.sh --shellcheck)" \
+	&& export PROMTOOL HELM ACTIONLINT SHELLCHECK &&
+
 unit: venv
-	PROMTOOL="$$(hack/promtool.sh)" $(PY) -m pytest tests/unit -q
+	$(TOOLS) $(PY) -m pytest tests/unit -q
 
 ## The whole suite: lint, types, every tier, on the local cluster (started here; needs root).
 test: lint
 	@if [ -z "$$KUBECONFIG" ]; then $(MAKE) --no-print-directory cluster-up; fi
-	PROMTOOL="$$(hack/promtool.sh)" $(PY) -m pytest -q
+	$(TOOLS) $(PY) -m pytest -q
 
 ## Everything that needs no cluster (no root): unit, sidecar, crash, examples.
 test-local: lint
-	PROMTOOL="$$(hack/promtool.sh)" $(PY) -m pytest -q -m "not cluster and not node"
+	$(TOOLS) $(PY) -m pytest -q -m "not cluster and not node"
 
 ## Benchmarks (figures in docs/benchmarks.md); LiteLLM goes into its own venv, not this one.
 bench: venv
