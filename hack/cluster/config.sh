@@ -15,6 +15,10 @@ KUBELET_PORT="${TETHER_KUBELET_PORT:-10250}"
 KUBELET_HEALTHZ_PORT="${TETHER_KUBELET_HEALTHZ_PORT:-10248}"
 KUBE_PROXY_METRICS_PORT="${TETHER_KUBE_PROXY_METRICS_PORT:-10249}"
 KUBE_PROXY_HEALTHZ_PORT="${TETHER_KUBE_PROXY_HEALTHZ_PORT:-10256}"
+# CoreDNS serves on NODE_IP:DNS_PORT (behind the kube-dns Service) and says when it
+# has synced with the apiserver on 127.0.0.1:DNS_READY_PORT/ready.
+DNS_PORT="${TETHER_DNS_PORT:-53}"
+DNS_READY_PORT="${TETHER_DNS_READY_PORT:-10053}"
 
 # Pods live on a bridge we create (cni0). Its gateway address doubles as the node's
 # InternalIP: the kubelet refuses a loopback node IP, and using the VM's own eth0
@@ -24,6 +28,9 @@ BRIDGE=cni0
 NODE_IP="10.88.0.1"
 SERVICE_CIDR="10.96.0.0/16"
 KUBERNETES_SVC_IP="10.96.0.1"
+# The kube-dns Service: the nameserver in every pod's resolv.conf (kubelet clusterDNS).
+DNS_SERVICE_IP="10.96.0.10"
+CLUSTER_DOMAIN="cluster.local"
 
 PKI="$CLUSTER_DIR/pki"
 LOGS="$CLUSTER_DIR/logs"

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Tier B: one real node. Debian containerd 1.6 + runc, the CNI bridge plugin,
-# the kubelet (cgroupfs driver) and kube-proxy (iptables), all run as plain
+# the kubelet (cgroupfs driver), kube-proxy (iptables) and CoreDNS, all run as plain
 # processes (no systemd on this machine) with their state under $CLUSTER_DIR.
 
 node_host_setup() {
@@ -93,9 +93,8 @@ import_images() {
   echo "$key" > "$stamp"
 }
 
-start_kubelet() {
-  mkdir -p "$KUBELET_DIR"
-  cat > "$CLUSTER_DIR/kubelet.yaml" <<YAML
+kubelet_config() {
+  cat <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # Serve only on the pod bridge's gateway (the node IP), not on the VM's interfaces.
@@ -113,7 +112,9 @@ authentication:
 authorization: {mode: Webhook}
 tlsCertFile: $PKI/kubelet-serving.crt
 tlsPrivateKeyFile: $PKI/kubelet-serving.key
-clusterDomain: cluster.local
+# Pods get the kube-dns Service as nameserver and these search domains (start_coredns).
+clusterDNS: [$DNS_SERVICE_IP]
+clusterDomain: $CLUSTER_DOMAIN
 failSwapOn: false
 # A shared dev VM's disk is often >85% full; the defaults would evict test pods.
 evictionHard: {memory.available: "100Mi", nodefs.available: "2%", imagefs.available: "2%", nodefs.inodesFree: "2%"}
@@ -122,6 +123,11 @@ imageGCLowThresholdPercent: 98
 serializeImagePulls: false
 maxPods: 110
 YAML
+}
+
+start_kubelet() {
+  mkdir -p "$KUBELET_DIR"
+  kubelet_config | update_file "$CLUSTER_DIR/kubelet.yaml" || true
   start_proc kubelet "$K8S_BIN_DIR/kubelet" \
     --config "$CLUSTER_DIR/kubelet.yaml" \
     --kubeconfig "$CLUSTER_DIR/kubelet.kubeconfig" \
@@ -164,6 +170,30 @@ node_ready() {
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 
+# The manifests and the Corefile with this cluster's addresses and paths filled in.
+_fill_dns() {  # file
+  sed -e "s#@NODE_IP@#$NODE_IP#g" -e "s#@DNS_PORT@#$DNS_PORT#g" \
+    -e "s#@DNS_READY_PORT@#$DNS_READY_PORT#g" -e "s#@DNS_SERVICE_IP@#$DNS_SERVICE_IP#g" \
+    -e "s#@KUBECONFIG@#$CLUSTER_DIR/coredns.kubeconfig#g" "$HACK_DIR/cluster/manifests/$1"
+}
+
+# Cluster DNS: CoreDNS as a host process on the node IP (like kube-proxy, no image
+# needed), behind the kube-dns Service; restarted only when its Corefile changed.
+start_coredns() {
+  [ -f "$PKI/coredns.crt" ] || _issue coredns clientAuth "/CN=system:coredns"
+  [ -f "$CLUSTER_DIR/coredns.kubeconfig" ] \
+    || _kubeconfig "$CLUSTER_DIR/coredns.kubeconfig" system:coredns coredns
+  _fill_dns coredns.yaml | kubectl_admin apply -f - > "$LOGS/dns-manifests.log" 2>&1 \
+    || { cat "$LOGS/dns-manifests.log" >&2; die "applying hack/cluster/manifests/coredns.yaml failed"; }
+  if _fill_dns Corefile | update_file "$CLUSTER_DIR/Corefile" && live_pid coredns >/dev/null; then
+    log "Corefile changed; restarting coredns"
+    stop_proc coredns
+  fi
+  start_proc coredns "$K8S_BIN_DIR/coredns" -conf "$CLUSTER_DIR/Corefile"
+  # /ready answers 200 once the kubernetes plugin has listed Services and EndpointSlices.
+  wait_for coredns 60 curl -fsS "http://127.0.0.1:$DNS_READY_PORT/ready"
+}
+
 node_up() {
   node_host_setup
   start_apiserver_forward
@@ -171,5 +201,19 @@ node_up() {
   import_images
   start_kubelet
   start_kube_proxy
+  start_coredns
   wait_for kubelet 120 node_ready
+}
+
+# On a running cluster: bring the node up to the current scripts, restarting only the
+# components whose configuration changed. Restarting the kubelet leaves pods running;
+# pods started before a DNS change keep their old resolv.conf until recreated.
+node_converge() {
+  if kubelet_config | update_file "$CLUSTER_DIR/kubelet.yaml"; then
+    log "The kubelet's configuration changed; restarting the kubelet (pods keep running)"
+    stop_proc kubelet
+    start_kubelet
+    wait_for kubelet 120 node_ready
+  fi
+  start_coredns
 }

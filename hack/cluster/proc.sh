@@ -93,3 +93,12 @@ check_port_free() {  # port what
   local holder; holder="$(sed -nE 's/.*users:\(\("([^"]+)",pid=([0-9]+).*/\1 (pid \2)/p' <<<"$line")"
   die "port $1 ($2) is already in use by ${holder:-another process}. Stop it, or choose another port, e.g. TETHER_$(tr 'a-z -' 'A-Z__' <<<"$2")_PORT=<free port> make cluster-up"
 }
+
+# Write stdin to a config file only when it differs; succeed when the file changed,
+# so a caller restarts a running component only for a real change.
+update_file() {  # path
+  local tmp="$1.new"
+  cat > "$tmp"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; return 1; fi
+  mv -f "$tmp" "$1"
+}

@@ -66,7 +66,7 @@ _kubelet_iptables_cleanup() {
 
 cluster_teardown() {
   local c
-  stop_procs kwok kube-proxy kubelet kube-scheduler kube-controller-manager
+  stop_procs coredns kwok kube-proxy kubelet kube-scheduler kube-controller-manager
   if [ -f "$CLUSTER_DIR/kube-proxy.yaml" ]; then
     "$K8S_BIN_DIR/kube-proxy" --cleanup >> "$LOGS/kube-proxy.log" 2>&1 || true
   fi
