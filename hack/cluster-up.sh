@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Start the local test cluster (or confirm it is running) and print the kubeconfig.
 #   Tier A: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
-#   Tier B: containerd + runc + CNI bridge + kubelet + kube-proxy = one real node
-# Idempotent: a healthy cluster is reused; anything else (a half-started cluster,
-# state from a crash) is torn down and started fresh, with a message saying so.
+#   Tier B: containerd + runc + CNI bridge + kubelet + kube-proxy = one real node,
+#           and CoreDNS behind the kube-dns Service
+# Idempotent: a healthy cluster is reused and brought up to date (components whose
+# configuration changed are restarted, new ones started: node_converge); anything else
+# (a half-started cluster, state from a crash) is torn down and started fresh.
 # Set TETHER_NO_NODE=1 for Tier A only (no root-level networking, no images).
 source "$(dirname "${BASH_SOURCE[0]}")/cluster/config.sh"
 for f in proc certs control-plane node addons teardown; do source "$HACK_DIR/cluster/$f.sh"; done
@@ -26,6 +28,7 @@ healthy() {
 
 if healthy; then
   log "Cluster already up"
+  [ "${TETHER_NO_NODE:-}" = 1 ] || node_converge
   # The repo may have changed since: new pods should get images of the current code.
   [ "${TETHER_NO_NODE:-}" = 1 ] || import_images
   echo "$KUBECONFIG_ADMIN"; exit 0
@@ -51,6 +54,8 @@ if [ "${TETHER_NO_NODE:-}" != 1 ]; then
   check_port_free "$KUBELET_HEALTHZ_PORT" "kubelet healthz"
   check_port_free "$KUBE_PROXY_METRICS_PORT" "kube proxy metrics"
   check_port_free "$KUBE_PROXY_HEALTHZ_PORT" "kube proxy healthz"
+  check_port_free "$DNS_PORT" dns
+  check_port_free "$DNS_READY_PORT" "dns ready"
 fi
 
 # From here on, a failure leaves a half-started cluster: say how to clean up.
