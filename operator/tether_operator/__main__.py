@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from .credentials import CredentialsError
 from .handlers import register
 from .kube import Kube
-from .leader import Lease
+from .leader import Lease, lease_client
 from .metrics import OperatorMetrics
 from .ops import Health, serve
 from .reconcile import Reconciler
@@ -39,7 +39,9 @@ log = logging.getLogger("tether_operator")
 async def run(namespaces: list[str], settings: OperatorSettings) -> int:
     kube, metrics = Kube(context=settings.context), OperatorMetrics()
     identity = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-    lease = Lease(kube, settings.lease_namespace, settings.lease_name, identity,
+    lease = Lease(lease_client(settings.context, settings.lease_renew_seconds,
+                               settings.lease_deadline_seconds),
+                  settings.lease_namespace, settings.lease_name, identity,
                   duration=settings.lease_seconds, renew=settings.lease_renew_seconds,
                   deadline=settings.lease_deadline_seconds) if settings.leader_election else None
     health = Health(lease=lease, live_stall=max(60.0, 6 * settings.status_poll_seconds))
@@ -94,6 +96,7 @@ async def run(namespaces: list[str], settings: OperatorSettings) -> int:
     finally:
         if lease is not None:
             await lease.release()
+            await lease.kube.close()
         await kube.close()
         if runner is not None:
             await runner.cleanup()

@@ -1,164 +1,221 @@
-"""Where the API server is and how to log in to it: in-cluster service account or kubeconfig.
+"""Where the API server is and how to log in, read by ``kubernetes_asyncio``'s loaders.
 
-One loader for both API clients in the process (kopf's watches and ours, kube.py), so neither
-needs the ``kubernetes`` package (which costs ~18 MB of imports and kopf imports it whenever it
-is installed). Returns a ``kopf.ConnectionInfo`` with an ``expiration``: kopf logs in again
-when it passes, and so does ``Kube``.
+One login for both API clients in the process: kopf's watches (``load``, a
+``kopf.ConnectionInfo`` for its login handler) and ours (``login``, a ``Login`` that kube.py
+turns into a ``kubernetes_asyncio`` REST client). Why that library: docs/operator.md.
 
-Supported, as kubectl reads them: ``$KUBECONFIG`` (a list of files, first occurrence wins) or
-``~/.kube/config``; its current context or the one named (the ``context`` setting); server,
-CA file or data, insecure-skip-tls-verify; user token, tokenFile, client certificate and key
-(file or data), username and password, and ``exec`` credential plugins (EKS, GKE, AKS...) with
-their expiry.
+In a cluster (``KUBERNETES_SERVICE_HOST`` and a service-account token, no ``KUBECONFIG``): the
+service account, its token re-read every minute (the kubelet rotates it). Otherwise
+``$KUBECONFIG`` or ``~/.kube/config``, its current context (the first file that sets one, as
+kubectl) or the one named. The library reads client certificates (file and data), token,
+tokenFile, username/password, exec plugins (their ``expirationTimestamp`` is the login's
+expiry) and the ``oidc`` auth-provider (an expired id-token is refreshed with the refresh
+token), and the cluster's CA, ``proxy-url`` and ``tls-server-name``.
+
+Refused at login with a ``CredentialsError`` naming the field, never taken as anonymous:
+auth-providers other than ``oidc`` (kubectl removed ``gcp`` and ``azure`` in 1.26: use their exec
+plugins), impersonation (``as``...: we would act as ourselves, not as told), and a user
+section from which no credential came out.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
-import subprocess
+import ssl
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
 import yaml
+from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config import ConfigException
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
+from kubernetes_asyncio.config.kube_config import ConfigNode, KubeConfigLoader, KubeConfigMerger
 
-__all__ = ["CredentialsError", "load"]
+__all__ = ["CredentialsError", "Login", "load", "login"]
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-# Bound service-account tokens are rotated by the kubelet in the file; re-read it this often.
+# Rotated tokens (service account, tokenFile, OIDC) are re-read this often, as client-go does.
 TOKEN_REREAD = timedelta(minutes=1)
 # Static credentials (certificates, a fixed token) are still re-read now and then: cheap.
 STATIC_REREAD = timedelta(minutes=10)
+# An exec plugin's token is replaced this long before the expiry it states.
+EXEC_MARGIN = timedelta(seconds=30)
+_USER_FIELDS = {"client-certificate", "client-certificate-data", "client-key", "client-key-data",
+                "token", "tokenFile", "username", "password", "exec", "auth-provider"}
+_IMPERSONATION = {"as", "as-uid", "as-groups", "as-user-extra"}
 
 
 class CredentialsError(Exception):
-    """No usable credentials: the message says which file or field is missing."""
+    """No usable credentials: the message says which file or field, and what to do."""
+
+
+@dataclass(frozen=True)
+class Login:
+    """What one login produced: the library's client configuration and when to log in again."""
+
+    config: Configuration
+    expiration: datetime
+    default_namespace: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> tuple[Any, ...]:
+        """Everything a TLS connection depends on: when it changes, so must the pool."""
+        c = self.config
+        return (c.host, c.ssl_ca_cert, c.cert_file, c.key_file, c.verify_ssl,
+                c.tls_server_name, c.proxy)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _read(path: Path, what: str) -> str:
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST") and (SA_DIR / "token").exists()
+                and not os.environ.get("KUBECONFIG"))
+
+
+async def login(context: str | None = None) -> Login:
+    """Log in once: in a cluster or by kubeconfig; a ``CredentialsError`` when impossible."""
+    config = Configuration()
     try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise CredentialsError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+        if _in_cluster():
+            InClusterConfigLoader(str(SA_DIR / "token"), str(SA_DIR / "ca.crt"),
+                                  try_refresh_token=False).load_and_set(config)
+            namespace = SA_DIR / "namespace"
+            return _finish(config, _now() + TOKEN_REREAD,
+                           namespace.read_text().strip() if namespace.exists() else None)
+        return await _kubeconfig(config, context)
+    except yaml.YAMLError as exc:
+        raise CredentialsError(f"a kubeconfig is not valid YAML: {exc}") from exc
+    except (ConfigException, ValueError, aiohttp.ClientError) as exc:
+        # The library's refusals, a malformed file, an OIDC issuer that cannot refresh.
+        raise CredentialsError(f"{type(exc).__name__}: {exc}") from exc
+    except OSError as exc:  # a file named in the kubeconfig, or the token, is unreadable
+        raise CredentialsError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+
+
+def _paths() -> list[str]:
+    env = os.environ.get("KUBECONFIG")
+    paths = [p for p in env.split(os.pathsep) if p] if env else [
+        str(Path.home() / ".kube" / "config")]
+    if not any(Path(p).exists() for p in paths):
+        raise CredentialsError(f"not in a cluster, and no kubeconfig at {', '.join(paths)}: "
+                               "set KUBECONFIG")
+    return paths
+
+
+async def _kubeconfig(config: Configuration, context: str | None) -> Login:
+    paths = _paths()
+    merger = KubeConfigMerger(os.pathsep.join(paths))
+    # kubectl takes the first file's current-context; the library the last one's.
+    name = context or next((doc.get("current-context") for doc in merger.config_files.values()
+                            if doc and doc.get("current-context")), None)
+    if not name:
+        raise CredentialsError(f"no current-context in {', '.join(paths)} and not in a "
+                               "cluster: set KUBECONFIG or TETHER_OPERATOR_CONTEXT")
+    if merger.config is None:
+        raise CredentialsError(f"no kubeconfig could be read from {', '.join(paths)}")
+    loader = KubeConfigLoader(merger.config, active_context=name, config_base_path=None)
+    ctx: dict[str, Any] = (loader.current_context or {}).get("context") or {}
+    user = _user(merger, ctx.get("user"))
+    await loader.load_and_set(config)
+    if user and not (config.api_key.get("BearerToken") or config.cert_file):
+        raise CredentialsError(f"user {ctx.get('user')!r} of context {name!r} gave no "
+                               "credentials (see the log for the plugin's error)")
+    expiration = _now() + (TOKEN_REREAD if {"tokenFile", "auth-provider"} & user.keys()
+                           else STATIC_REREAD)
+    stamp: datetime | None = getattr(loader, "exec_plugin_expiry", None)
+    if "exec" in user and stamp is not None:
+        expiration = min(expiration, stamp.replace(tzinfo=stamp.tzinfo or UTC) - EXEC_MARGIN)
+    return _finish(config, expiration, ctx.get("namespace"))
+
+
+def _user(merger: KubeConfigMerger, name: str | None) -> dict[str, Any]:
+    """The context's user section, checked for the forms we cannot honour."""
+    if not name:
+        return {}
+    assert merger.config is not None  # checked by the caller
+    users = merger.config["users"]
+    node = users.get_with_name(name, safe=True) if isinstance(users, ConfigNode) else None
+    if node is None:
+        raise CredentialsError(f"user {name!r} is not defined in the kubeconfig")
+    user: dict[str, Any] = dict(node["user"].value or {}) if "user" in node else {}
+    provider = (user.get("auth-provider") or {}).get("name")
+    if provider is not None and provider != "oidc":
+        raise CredentialsError(
+            f"user {name!r} uses the {provider!r} auth-provider, which kubectl removed in 1.26: "
+            "use its exec credential plugin instead (e.g. gke-gcloud-auth-plugin, kubelogin)")
+    acting = _IMPERSONATION & user.keys()
+    if acting:
+        raise CredentialsError(f"user {name!r} impersonates ({', '.join(sorted(acting))}), "
+                               "which the operator does not do: give it its own credentials")
+    if user and not _USER_FIELDS & user.keys():
+        raise CredentialsError(f"user {name!r} has none of the credentials the operator "
+                               f"reads ({', '.join(sorted(_USER_FIELDS))}): fields "
+                               f"{', '.join(sorted(user))}")
+    return user
+
+
+def _finish(config: Configuration, expiration: datetime, namespace: str | None) -> Login:
+    auth = (config.api_key.get("BearerToken") or "").strip()  # files may end in a newline
+    return Login(config, expiration, namespace, {"Authorization": auth} if auth else {})
+
+
+class _NamedContext(ssl.SSLContext):
+    """Checks the server's certificate against ``tls-server-name`` (and sends it as SNI)
+    instead of the host in the URL. kopf's session takes an SSL context but no server name;
+    asyncio (and uvloop) wrap every TLS connection, direct or through a CONNECT proxy, with
+    ``wrap_bio``: the one place both reach."""
+
+    server_name: str
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                 server_side: bool = False, server_hostname: str | bytes | None = None,
+                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _NamedConnection(kopf.ConnectionInfo):
+    """kopf's connection info plus ``tls-server-name``, which kopf has no field for."""
+
+    tls_server_name: str
+
+    def as_ssl_context(self) -> ssl.SSLContext:
+        named = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the peer and its name
+        named.server_name = self.tls_server_name
+        if self.ca_path:  # our logins give the CA as a file (the library writes data out)
+            named.load_verify_locations(cafile=self.ca_path)
+        else:
+            named.load_default_certs()
+        if self.certificate_path and self.private_key_path:
+            named.load_cert_chain(self.certificate_path, self.private_key_path)
+        if self.insecure:
+            named.check_hostname, named.verify_mode = False, ssl.CERT_NONE
+        return named
+
+
+def connection_info(done: Login) -> kopf.ConnectionInfo:
+    """The same login as kopf wants it."""
+    c = done.config
+    auth = done.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    fields: dict[str, Any] = dict(
+        server=c.host, ca_path=c.ssl_ca_cert, insecure=not c.verify_ssl,
+        scheme=scheme or None, token=token or None, certificate_path=c.cert_file or None,
+        private_key_path=c.key_file or None, proxy_url=c.proxy or None,
+        default_namespace=done.default_namespace, expiration=done.expiration)
+    if c.tls_server_name:
+        return _NamedConnection(tls_server_name=c.tls_server_name, **fields)
+    return kopf.ConnectionInfo(**fields)
 
 
 def load(context: str | None = None) -> kopf.ConnectionInfo:
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get(
-        "KUBERNETES_SERVICE_PORT", "443")
-    if host and (SA_DIR / "token").exists() and not os.environ.get("KUBECONFIG"):
-        return _in_cluster(host, port)
-    return _kubeconfig(context)
-
-
-def _in_cluster(host: str, port: str) -> kopf.ConnectionInfo:
-    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
-    namespace = SA_DIR / "namespace"
-    return kopf.ConnectionInfo(
-        server=server, ca_path=str(SA_DIR / "ca.crt"), scheme="Bearer",
-        token=_read(SA_DIR / "token", "service-account token"),
-        default_namespace=namespace.read_text().strip() if namespace.exists() else None,
-        expiration=_now() + TOKEN_REREAD)
-
-
-def _merged(paths: list[Path]) -> dict[str, Any]:
-    """kubectl's merge of a KUBECONFIG list: the first file to define a name wins."""
-    merged: dict[str, Any] = {"clusters": {}, "users": {}, "contexts": {},
-                              "current-context": None}
-    for path in paths:
-        if not path.exists():
-            continue
-        try:
-            doc = yaml.safe_load(_read(path, "kubeconfig")) or {}
-        except yaml.YAMLError as exc:
-            raise CredentialsError(f"kubeconfig {path} is not valid YAML: {exc}") from exc
-        merged["current-context"] = merged["current-context"] or doc.get("current-context")
-        for kind, key in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
-            for item in doc.get(kind) or []:
-                # Relative paths in a kubeconfig are relative to the file that holds them.
-                merged[kind].setdefault(item["name"], (item.get(key) or {}, path.parent))
-    return merged
-
-
-def _kubeconfig(context: str | None) -> kopf.ConnectionInfo:
-    env = os.environ.get("KUBECONFIG")
-    paths = [Path(p) for p in env.split(os.pathsep) if p] if env else [
-        Path.home() / ".kube" / "config"]
-    if not any(p.exists() for p in paths):
-        raise CredentialsError(f"not in a cluster, and no kubeconfig at "
-                               f"{', '.join(map(str, paths))}: set KUBECONFIG")
-    conf = _merged(paths)
-    name = context or conf["current-context"]
-    if not name:
-        raise CredentialsError(f"no current-context in {', '.join(map(str, paths))} and not in "
-                               "a cluster: set KUBECONFIG or TETHER_OPERATOR_CONTEXT")
-    if name not in conf["contexts"]:
-        raise CredentialsError(f"context {name!r} not found in {', '.join(map(str, paths))}")
-    ctx, _ = conf["contexts"][name]
-    try:
-        cluster, cdir = conf["clusters"][ctx["cluster"]]
-        user, udir = conf["users"][ctx["user"]] if ctx.get("user") else ({}, Path())
-    except KeyError as exc:
-        raise CredentialsError(f"context {name!r} names {exc} which is not defined") from exc
-    if not cluster.get("server"):
-        raise CredentialsError(f"cluster {ctx['cluster']!r} has no server")
-
-    def path(value: str | None, base: Path) -> str | None:
-        return str(base / value) if value else None
-
-    creds: dict[str, Any] = {
-        "token": user.get("token"), "username": user.get("username"),
-        "password": user.get("password"),
-        "certificate_path": path(user.get("client-certificate"), udir),
-        "certificate_data": user.get("client-certificate-data"),
-        "private_key_path": path(user.get("client-key"), udir),
-        "private_key_data": user.get("client-key-data")}
-    expiration = _now() + STATIC_REREAD
-    if user.get("tokenFile"):
-        creds["token"] = _read(udir / user["tokenFile"], "tokenFile")
-        expiration = _now() + TOKEN_REREAD
-    if user.get("exec"):
-        creds, expiration = _exec(user["exec"], cluster)
-    return kopf.ConnectionInfo(
-        server=cluster["server"], ca_path=path(cluster.get("certificate-authority"), cdir),
-        ca_data=cluster.get("certificate-authority-data"),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        scheme="Bearer" if creds.get("token") else None,
-        default_namespace=ctx.get("namespace"), expiration=expiration, **creds)
-
-
-def _exec(spec: dict[str, Any], cluster: dict[str, Any]) -> tuple[dict[str, Any], datetime]:
-    """Run a client-go credential plugin and read its ExecCredential."""
-    env = {**os.environ, **{e["name"]: e["value"] for e in spec.get("env") or []}}
-    request: dict[str, Any] = {"apiVersion": spec.get(
-        "apiVersion", "client.authentication.k8s.io/v1"), "kind": "ExecCredential",
-        "spec": {"interactive": False}}
-    if spec.get("provideClusterInfo"):
-        request["spec"]["cluster"] = {"server": cluster["server"]}
-    env["KUBERNETES_EXEC_INFO"] = json.dumps(request)
-    command = [spec["command"], *(spec.get("args") or [])]
-    try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CredentialsError(f"credential plugin {command[0]!r} failed to run: {exc}") from exc
-    if done.returncode != 0:
-        raise CredentialsError(f"credential plugin {command[0]!r} exited {done.returncode}: "
-                               f"{done.stderr.strip()[:500]}")
-    try:
-        status = json.loads(done.stdout)["status"]
-    except (ValueError, KeyError) as exc:
-        raise CredentialsError(f"credential plugin {command[0]!r} printed no ExecCredential "
-                               f"status: {exc}") from exc
-    expiration = _now() + STATIC_REREAD
-    if status.get("expirationTimestamp"):
-        stamp = datetime.fromisoformat(status["expirationTimestamp"].replace("Z", "+00:00"))
-        expiration = min(expiration, stamp - timedelta(seconds=30))
-    return {"token": status.get("token"),
-            "certificate_data": status.get("clientCertificateData"),
-            "private_key_data": status.get("clientKeyData")}, expiration
+    """``login`` for kopf's login handler, which runs it in a thread (plugins block)."""
+    return connection_info(asyncio.run(login(context)))

@@ -1,10 +1,15 @@
-"""The one module that talks to the API server: a small asyncio client on aiohttp.
+"""The one module that talks to the API server, through ``kubernetes_asyncio``'s REST client.
 
 Reads return plain dicts exactly as the API server sends them (camelCase), so the pure modules
 work on the same shapes as ``kubectl get -o json``. Credentials come from credentials.py (the
-same ones kopf's watches use) and are loaded again when they expire or the server says 401.
-Every failure is an ``ApiError`` with the status and the server's message (status 0: the
-server could not be reached); ``Conflict`` is the 409 of an optimistic-concurrency write.
+same login kopf's watches use) and are loaded again when they expire or the server says 401;
+the library's client honours the kubeconfig's CA, client certificate, ``proxy-url`` and
+``tls-server-name``. Every failure is an ``ApiError`` with the status and the server's message
+(status 0: the server could not be reached, or credentials that worked before failed to
+reload); ``Conflict`` is the 409 of an optimistic-concurrency write.
+
+Each ``Kube`` has its own connection pool and request timeout: the Lease has one of its own,
+so worker traffic never queues its renewals (leader.py).
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import kopf
 import orjson
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.rest import RESTClientObject
 
-from .credentials import CredentialsError, load
+from .credentials import CredentialsError, Login, login
 
 __all__ = ["GROUP", "VERSION", "ApiError", "Conflict", "Kube"]
 
@@ -48,84 +54,79 @@ _CORE = {"Pod": "pods", "ConfigMap": "configmaps", "ServiceAccount": "serviceacc
          "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events"}
 
 
+def _error(status: int, reason: str, raw: bytes | str | None) -> ApiError:
+    """The server's Status object (or whatever it sent) as our error."""
+    try:
+        doc = orjson.loads(raw or b"")
+        reason, message = doc.get("reason") or reason, doc.get("message", "")
+    except (orjson.JSONDecodeError, AttributeError):  # not a Status object
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw or "")
+        message = text[:300]
+    return (Conflict if status == 409 else ApiError)(status, reason, message)
+
+
 class Kube:
-    def __init__(self, info: kopf.ConnectionInfo | None = None, *, context: str | None = None,
-                 connections: int = 32, timeout: float = 30.0) -> None:
-        self._info, self._context = info, context
-        self._connections, self._timeout = connections, timeout
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, *, context: str | None = None, connections: int = 32,
+                 timeout: float = 30.0) -> None:
+        self.context, self.connections, self.timeout = context, connections, timeout
+        self._login: Login | None = None
+        self._rest: RESTClientObject | None = None
         self._tls: tuple[Any, ...] | None = None
-        self._retired: list[tuple[float, aiohttp.ClientSession]] = []
+        self._retired: list[tuple[float, RESTClientObject]] = []
         self._lock = asyncio.Lock()
 
-    async def _login(self, force: bool = False
-                     ) -> tuple[aiohttp.ClientSession, str, dict[str, str]]:
-        """The session, server and auth headers to use, reloading expired credentials. A
-        refreshed token changes only the headers; new TLS material a new session (the old
-        one is closed once the calls in flight on it are done)."""
+    async def _client(self, force: bool = False
+                      ) -> tuple[RESTClientObject, str, dict[str, str]]:
+        """The client, server and auth headers to use, logging in again when expired. A
+        refreshed token changes only the headers; new TLS material a new client (the old one
+        is closed once the calls in flight on it have timed out at the latest)."""
         async with self._lock:
-            info = self._info
-            if info is None or force or (
-                    info.expiration is not None and info.expiration <= datetime.now(UTC)):
+            done = self._login
+            if done is None or force or done.expiration <= datetime.now(UTC):
                 try:
-                    fresh = await asyncio.to_thread(load, self._context)  # plugins block
+                    done = self._login = await login(self.context)
                 except CredentialsError as exc:
-                    if info is None:
+                    if done is None:
                         raise  # never logged in: the configuration is wrong (exit 2)
                     # Worked before (a plugin's hiccup, a file mid-rotation): retry later.
                     raise ApiError(0, "Credentials", f"reloading credentials: {exc}") from exc
-                info = self._info = fresh
-            tls = (info.server, info.ca_path, info.ca_data, info.insecure,
-                   info.certificate_path, info.certificate_data, info.private_key_path,
-                   info.private_key_data)
             now = asyncio.get_running_loop().time()
-            if self._session is None or tls != self._tls:
-                if self._session is not None:
-                    self._retired.append((now, self._session))
-                self._session, self._tls = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(),
-                                                   limit=self._connections),
-                    timeout=aiohttp.ClientTimeout(total=self._timeout)), tls
-            while self._retired and self._retired[0][0] + self._timeout < now:
+            if self._rest is None or done.tls != self._tls:
+                if self._rest is not None:
+                    self._retired.append((now, self._rest))
+                done.config.connection_pool_maxsize = self.connections
+                self._rest, self._tls = RESTClientObject(done.config), done.tls
+            while self._retired and self._retired[0][0] + self.timeout < now:
                 await self._retired.pop(0)[1].close()
             # The server may have a path (behind a proxy): paths are appended to it.
-            return self._session, info.server.rstrip("/"), info.as_http_headers()
+            return self._rest, str(done.config.host).rstrip("/"), done.headers
 
     async def close(self) -> None:
         for _, old in self._retired:
             await old.close()
         self._retired.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._rest is not None:
+            await self._rest.close()
+            self._rest = None
 
     async def request(self, method: str, path: str, body: Any = None,
                       content_type: str = "application/json", **params: str) -> Any:
         """One API call; the decoded JSON answer. Logs in again once on a 401."""
-        data = orjson.dumps(body) if body is not None else None
         for attempt in (1, 2):
-            session, server, headers = await self._login(force=attempt == 2)
-            if data is not None:
-                headers = {**headers, "Content-Type": content_type}
+            rest, server, auth = await self._client(force=attempt == 2)
             try:
-                async with session.request(method, server + path, data=data,
-                                           params=params or None, headers=headers) as resp:
-                    raw = await resp.read()
-                    status = resp.status
+                resp = await rest.request(
+                    method, server + path, query_params=dict(params) or None,
+                    headers={**auth, "Content-Type": content_type}, body=body,
+                    _request_timeout=self.timeout)
+            except ApiException as exc:
+                if exc.status == 401 and attempt == 1:
+                    continue
+                raise _error(exc.status or 0, exc.reason or "", exc.body) from exc
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise ApiError(0, "Unreachable", f"{method} {server}{path}: "
                                f"{type(exc).__name__}: {exc}") from exc
-            if status == 401 and attempt == 1:
-                continue
-            if status >= 400:
-                try:
-                    doc = orjson.loads(raw)
-                    reason, message = doc.get("reason", ""), doc.get("message", "")
-                except (orjson.JSONDecodeError, AttributeError):  # not a Status object
-                    reason, message = "", raw[:300].decode(errors="replace")
-                cls = Conflict if status == 409 else ApiError
-                raise cls(status, reason or resp.reason or "", message)
-            return orjson.loads(raw) if raw else None
+            return orjson.loads(resp.data) if resp.data else None
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def get_task(self, ns: str, name: str) -> Body | None:

@@ -11,6 +11,11 @@ process exits, to come back as a standby. A leader stopping cleanly hands the Le
 standby takes over at once instead of after ``duration``. Leadership is not a fence: a leader
 paused past its Lease could still write once; the operator's writes are safe against that
 anyway (status patches carry resourceVersion preconditions, pod names are deterministic).
+
+The Lease talks through a ``Kube`` of its own (``lease_client``): its own connection pool, so
+a thousand reconciles in flight cannot queue a renewal behind them, and a request timeout
+short enough that a renewal round (a read and a write) ends before ``deadline`` even when the
+API server hangs. A round is also cut off at the deadline as a whole (a slow login included).
 """
 
 from __future__ import annotations
@@ -24,9 +29,19 @@ from typing import Any
 
 from .kube import ApiError, Kube
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "lease_client"]
 
 log = logging.getLogger(__name__)
+
+
+def call_timeout(renew: float, deadline: float) -> float:
+    """Per request: a round's read and write both fit between a renew and the deadline."""
+    return (deadline - renew) / 2
+
+
+def lease_client(context: str | None, renew: float, deadline: float) -> Kube:
+    """The Lease's own client: a small pool no worker shares, and short timeouts."""
+    return Kube(context=context, connections=2, timeout=call_timeout(renew, deadline))
 
 
 def _micro_now() -> str:
@@ -39,6 +54,9 @@ class Lease:
         if not renew < deadline < duration:
             raise ValueError(f"need renew < deadline < duration, got {renew}, {deadline}, "
                              f"{duration}")
+        if kube.timeout > call_timeout(renew, deadline):
+            raise ValueError(f"the lease client's request timeout {kube.timeout} s must be at "
+                             f"most {call_timeout(renew, deadline)} s: use lease_client()")
         self.kube, self.identity = kube, identity
         self.namespace, self.name = namespace, name
         self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
@@ -121,7 +139,10 @@ class Lease:
         while True:
             await asyncio.sleep(self.renew)
             try:
-                if await self._try():
+                # The whole round, login included, ends by the deadline.
+                async with asyncio.timeout(max(0.0, last_ok + self.deadline - time.monotonic())):
+                    renewed = await self._try()
+                if renewed:
                     last_ok = time.monotonic()
                     continue
                 if self.holder not in (None, self.identity):
@@ -129,6 +150,8 @@ class Lease:
                     break
             except ApiError as exc:
                 log.warning("Could not renew the lease: %s", exc)
+            except TimeoutError:
+                log.warning("Could not renew the lease within %.0f s", self.deadline)
             if time.monotonic() - last_ok >= self.deadline:
                 log.error("Could not renew the lease for %.0f s", self.deadline)
                 break

@@ -64,13 +64,13 @@ async def test_a_401_reloads_the_rotated_token_once(server: tuple[str, list[str]
                                                     token_file: Path) -> None:
     kube = Kube()
     try:
-        session, _, _ = await kube._login()  # logged in with "old"
+        session, _, _ = await kube._client()  # logged in with "old"
         token_file.write_text("new")  # rotated on disk, as the kubelet does
         assert await kube.get_task("ns", "t") == {"metadata": {"name": "t"}}
         assert server[1] == ["Bearer old", "Bearer new"]  # one refusal, one retry
-        assert (await kube._login())[0] is session  # same TLS: the session is kept
+        assert (await kube._client())[0] is session  # same TLS: the session is kept
         token_file.write_text("revoked")
-        await kube._login(force=True)
+        await kube._client(force=True)
         with pytest.raises(ApiError) as err:  # still refused after the reload: an error
             await kube.get_task("ns", "t")
         assert err.value.status == 401 and "token expired" in str(err.value)
@@ -95,10 +95,10 @@ async def test_credentials_lost_after_login_are_retried_not_fatal(
         server: tuple[str, list[str]], token_file: Path) -> None:
     kube = Kube()
     try:
-        await kube._login()
+        await kube._client()
         token_file.unlink()  # mid-rotation: gone for a moment
         with pytest.raises(ApiError) as err:
-            await kube._login(force=True)
+            await kube._client(force=True)
         assert err.value.status == 0 and "reloading credentials" in str(err.value)
         token_file.write_text("new")
         assert await kube.get_task("ns", "t") == {"metadata": {"name": "t"}}
