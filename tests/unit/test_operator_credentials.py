@@ -53,7 +53,8 @@ def test_client_certificate_paths_are_relative_to_their_kubeconfig(
     (tmp_path / "conf").symlink_to(pki, target_is_directory=True)
     conf = kubeconfig(tmp_path / "config", {"client-certificate": "conf/admin.crt",
                                             "client-key": "conf/admin.key"},
-                      {"server": "https://10.0.0.1:6443", "certificate-authority": "conf/admin.crt"})
+                      {"server": "https://10.0.0.1:6443",
+                       "certificate-authority": "conf/admin.crt"})
     monkeypatch.setenv("KUBECONFIG", str(conf))
     info = load()
     assert info.server == "https://10.0.0.1:6443"
