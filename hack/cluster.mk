@@ -1,7 +1,7 @@
 # Local Kubernetes for tests and the demo (issue 4). Included by the top-level
 # Makefile. Everything is built offline from Go modules and Debian packages and
 # cached under ~/.cache/tether; see docs/cluster.md.
-.PHONY: k8s-binaries images cluster-up cluster-down cluster-status cluster-env e2e
+.PHONY: k8s-binaries images cluster-up cluster-down cluster-status cluster-env e2e kube-demo
 
 ## Build (or verify the cached) Kubernetes, etcd, kwok, helm, local-path-provisioner.
 k8s-binaries:
@@ -21,6 +21,11 @@ cluster-down:
 
 cluster-status:
 	hack/cluster-status.sh
+
+## README's "Run it on Kubernetes" on the local cluster: the chart, the test doubles and the
+## sample AgentTask, until it is Succeeded (started/updated first; needs root).
+kube-demo:
+	hack/kube-demo.sh
 
 ## The e2e suite against the local cluster (started if needed) or $KUBECONFIG.
 e2e:
