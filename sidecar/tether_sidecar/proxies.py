@@ -19,11 +19,11 @@ It does not do PAC files, SOCKS, or per-scheme variables other than these two.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aiohttp import BasicAuth
 from yarl import URL
 
 __all__ = ["Proxies", "ProxyConfigError", "Route"]
@@ -62,9 +62,9 @@ def _route(key: str, value: str) -> Route:
         raise ProxyConfigError(f"{key}={value!r}: not an http:// or https:// proxy URL with a "
                                "host (SOCKS and other schemes are not supported)")
     headers = None
-    if url.user is not None:
-        auth = BasicAuth(url.user, url.password or "")
-        headers = {"Proxy-Authorization": auth.encode()}
+    if url.user is not None:  # RFC 7617, UTF-8 as its charset parameter allows
+        token = base64.b64encode(f"{url.user}:{url.password or ''}".encode()).decode("ascii")
+        headers = {"Proxy-Authorization": f"Basic {token}"}
     return Route(url.with_user(None).with_password(None), headers)
 
 

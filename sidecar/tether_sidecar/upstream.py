@@ -46,6 +46,7 @@ HOP_HEADERS = frozenset({
     "transfer-encoding", "upgrade", "content-length", "content-encoding", "host",
 })
 Headers = CIMultiDictProxy[str]
+_NO_ROUNDING = float("inf")
 _TARGETS_MAX = 1024  # parsed URLs and their routes kept; tool URLs may be many, so bounded
 
 
@@ -197,10 +198,15 @@ class AiohttpUpstream:
     def _timeout(self, seconds: float, streaming: bool) -> aiohttp.ClientTimeout:
         t = self._timeouts.get((seconds, streaming))
         if t is None:
-            connect = min(seconds, 10.0)
+            # Connecting never gets the whole budget: were the two deadlines equal, the total
+            # one would fire first and a request that never left would read as "reached".
+            # Deadlines are not rounded to whole seconds (ceil_threshold) for the same reason.
+            connect = min(seconds * 0.95, 10.0)
             # A stream may run for long: the limit is on silence (to headers, between chunks).
-            t = (aiohttp.ClientTimeout(total=None, connect=connect, sock_read=seconds)
-                 if streaming else aiohttp.ClientTimeout(total=seconds, connect=connect))
+            t = (aiohttp.ClientTimeout(total=None, connect=connect, sock_read=seconds,
+                                       ceil_threshold=_NO_ROUNDING) if streaming else
+                 aiohttp.ClientTimeout(total=seconds, connect=connect,
+                                       ceil_threshold=_NO_ROUNDING))
             self._timeouts[(seconds, streaming)] = t
         return t
 
