@@ -6,15 +6,15 @@ Lease, and in which order things happen."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tether_operator.credentials import load
 from tether_operator.kube import ApiError, Conflict, Kube
-from tether_operator.leader import Lease
+from tether_operator.leader import Lease, lease_client
 
 from .conftest import Kubectl
 
@@ -63,10 +63,12 @@ async def test_reads_writes_and_errors(kube: Kube, namespace: str) -> None:
 
 
 async def test_unreachable_server_is_an_api_error_with_status_0(
-        kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KUBECONFIG", str(kubectl.kubeconfig))
-    info = dataclasses.replace(load(), server="https://127.0.0.1:9")  # nothing listens there
-    k = Kube(info, timeout=5)
+        kubectl: Kubectl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = yaml.safe_load(kubectl.ok("config", "view", "--raw", "--minify", "--flatten"))
+    doc["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"  # nothing listens there
+    (tmp_path / "config").write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    k = Kube(timeout=5)
     try:
         with pytest.raises(ApiError) as err:
             await k.get_task("default", "x")
@@ -77,9 +79,18 @@ async def test_unreachable_server_is_an_api_error_with_status_0(
 
 async def test_one_leader_takeover_after_expiry_and_release(kube: Kube, namespace: str) -> None:
     def lease(who: str) -> Lease:
-        return Lease(kube, namespace, "election", who, duration=2, renew=0.3, deadline=1)
+        return Lease(lease_client(None, 0.3, 1), namespace, "election", who, duration=2,
+                     renew=0.3, deadline=1)
 
     a, b = lease("a"), lease("b")
+    try:
+        await takeover(kube, namespace, a, b)
+    finally:
+        await a.kube.close()
+        await b.kube.close()
+
+
+async def takeover(kube: Kube, namespace: str, a: Lease, b: Lease) -> None:
     await a.acquire()
     assert await b._try() is False and b.holder == "a"  # a renewed it: b stands by
     keeping = asyncio.create_task(a.keep())
@@ -99,7 +110,11 @@ async def test_one_leader_takeover_after_expiry_and_release(kube: Kube, namespac
 
 
 async def test_two_replicas_racing_never_both_lead(kube: Kube, namespace: str) -> None:
-    racers = [Lease(kube, namespace, "race", f"r{i}", duration=5, renew=0.2, deadline=1)
-              for i in range(4)]
-    results = await asyncio.gather(*(r._try() for r in racers))
+    racers = [Lease(lease_client(None, 0.2, 1), namespace, "race", f"r{i}", duration=5,
+                    renew=0.2, deadline=1) for i in range(4)]
+    try:
+        results = await asyncio.gather(*(r._try() for r in racers))
+    finally:
+        for r in racers:
+            await r.kube.close()
     assert sum(results) == 1  # resourceVersion preconditions: exactly one write wins

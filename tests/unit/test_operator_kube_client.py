@@ -4,6 +4,7 @@ server's edge cases that a real one will not produce on demand: a rotated token 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import yaml
 from aiohttp import web
 
 from tether_operator.kube import ApiError, Kube
+from tether_operator.leader import Lease, lease_client
 
 TASK = "/apis/tether.dev/v1alpha1/namespaces/ns/agenttasks/t"
 
@@ -104,3 +106,39 @@ async def test_credentials_lost_after_login_are_retried_not_fatal(
         assert await kube.get_task("ns", "t") == {"metadata": {"name": "t"}}
     finally:
         await kube.close()
+
+
+async def test_a_hung_api_server_cannot_keep_a_leader_past_its_deadline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lease's own client times out under the deadline: a server that accepts and never
+    answers makes the leader step down instead of holding on."""
+    answered = asyncio.Event()
+    stuck: list[asyncio.StreamWriter] = []
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stuck.append(writer)  # read the request, never answer
+        await reader.readuntil(b"\r\n\r\n")
+        answered.set()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    (tmp_path / "config").write_text(yaml.safe_dump({
+        "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ValueError, match="lease_client"):  # a worker-sized timeout is refused
+        Lease(Kube(timeout=30), "ns", "l", "me", duration=3, renew=0.2, deadline=1)
+    lease = Lease(lease_client(None, 0.2, 1), "ns", "l", "me", duration=3, renew=0.2,
+                  deadline=1)
+    lease.leading = True
+    try:
+        await asyncio.wait_for(lease.keep(), 30)  # returns: leadership given up
+        assert answered.is_set() and not lease.leading
+    finally:
+        await lease.kube.close()
+        for w in stuck:
+            w.close()
+        server.close()
