@@ -6,7 +6,9 @@ Two sources, in order:
 2. The local cluster of ``hack/cluster-up.sh``: reused when healthy, started when not
    (needs root). ``TETHER_E2E_NO_START=1`` turns starting off.
 
-This module does not create test objects; ``conftest.py`` does that.
+Then ``TETHER_E2E_LOAD_IMAGES`` (e.g. ``kind load docker-image``), when set, puts the images
+where the cluster's nodes find them. This module does not create test objects;
+``conftest.py`` does that.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ._settings import REPO_ROOT, TETHER_CACHE, E2ESettings
+
+__all__ = ["REPO_ROOT", "TETHER_CACHE", "Cluster", "ClusterUnavailable", "collect_logs",
+           "find_or_start", "load_images", "run_hack"]
+
 HACK = REPO_ROOT / "hack"
-TETHER_CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
 CLUSTER_DIR = Path(os.environ.get("CLUSTER_DIR", TETHER_CACHE / "cluster"))
 
 # A cold cluster-up may build binaries (~10 min on 2 cores) and images.
 CLUSTER_UP_TIMEOUT_S = 45 * 60
+# kind load copies every image into every node: a slow runner gets a quarter of an hour.
+LOAD_IMAGES_TIMEOUT_S = 15 * 60
 
 
 class ClusterUnavailable(RuntimeError):
@@ -49,27 +56,48 @@ def run_hack(script: str, *args: str, env: dict[str, str] | None = None,
     )
 
 
-def find_or_start() -> Cluster:
+def find_or_start(settings: E2ESettings) -> Cluster:
+    kubeconfig = CLUSTER_DIR / "kubeconfig"
     external = os.environ.get("KUBECONFIG")
     if external:
-        return Cluster(Path(external.split(os.pathsep)[0]), local=False)
-    kubeconfig = CLUSTER_DIR / "kubeconfig"
+        given = Path(external.split(os.pathsep)[0])
+        # `make cluster-env` points KUBECONFIG at the local cluster: still ours, logs and all.
+        return Cluster(given, local=given.resolve() == kubeconfig.resolve())
     if run_hack("cluster-status.sh", timeout=60).returncode == 0:
         return Cluster(kubeconfig, local=True)
-    if os.environ.get("TETHER_E2E_NO_START") == "1":
+    if settings.no_start:
         raise ClusterUnavailable(
             "no cluster: KUBECONFIG is unset, the local cluster is not running and "
             "TETHER_E2E_NO_START=1 forbids starting it (run: make cluster-up)")
     if os.geteuid() != 0:
         raise ClusterUnavailable(
             "no cluster: KUBECONFIG is unset and starting the local cluster needs root "
-            "(run: sudo make cluster-up, or point KUBECONFIG at a kind cluster)")
+            "(run: sudo make cluster-up, or point KUBECONFIG at another cluster: "
+            "docs/cluster.md)")
     up = run_hack("cluster-up.sh", timeout=CLUSTER_UP_TIMEOUT_S)
     if up.returncode != 0:
         raise ClusterUnavailable(
             f"hack/cluster-up.sh failed (exit {up.returncode}); logs in {CLUSTER_DIR}/logs\n"
             f"{up.stderr[-4000:]}")
     return Cluster(kubeconfig, local=True)
+
+
+def load_images(settings: E2ESettings) -> None:
+    """Run TETHER_E2E_LOAD_IMAGES with the image refs appended, when it is set."""
+    command = settings.load_command()
+    if command is None:
+        return
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False,
+                              timeout=LOAD_IMAGES_TIMEOUT_S)
+    except FileNotFoundError as exc:
+        raise ClusterUnavailable(f"TETHER_E2E_LOAD_IMAGES: no program {command[0]!r} "
+                                 "(install it or fix the variable)") from exc
+    if done.returncode != 0:
+        raise ClusterUnavailable(
+            f"TETHER_E2E_LOAD_IMAGES failed (exit {done.returncode}): {' '.join(command)}\n"
+            f"{done.stdout[-2000:]}{done.stderr[-4000:]}\n"
+            "Build the images first (images/*/Dockerfile, tagged as the command shows).")
 
 
 def collect_logs(cluster: Cluster, dest: Path, namespace: str | None) -> Path:

@@ -3,28 +3,25 @@ API clients, and a throwaway namespace per test whose failure collects every
 component's log plus the namespace's events and pod logs.
 
 Run: ``pytest tests/e2e -m "cluster or node"`` (see docs/cluster.md). Point
-``KUBECONFIG`` at another cluster (kind) to run the same tests there.
+``KUBECONFIG`` at another cluster (kind) to run the same tests there; TETHER_E2E_* settings
+(``_settings.py``) name the images and how they reach its nodes.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client, config
 
-kubernetes = pytest.importorskip("kubernetes", reason="the e2e suite needs the kubernetes client")
-from kubernetes import client, config  # noqa: E402
-
-from ._cluster import TETHER_CACHE, Cluster, ClusterUnavailable, collect_logs, find_or_start  # noqa: E402
+from ._cluster import Cluster, ClusterUnavailable, collect_logs, find_or_start, load_images
+from ._settings import E2ESettings, SettingsError, settings
 
 _CLUSTER_KEY = pytest.StashKey[Cluster]()
-ARTIFACTS = Path(os.environ.get("TETHER_E2E_ARTIFACTS", TETHER_CACHE / "e2e-artifacts"))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -36,7 +33,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         cluster = item.stash.get(_CLUSTER_KEY, None)
         if cluster is not None:
             ns = getattr(item, "funcargs", {}).get("namespace")
-            dest = collect_logs(cluster, ARTIFACTS / (ns or _slug(item.name)), ns)
+            dest = collect_logs(cluster, settings().artifacts / (ns or _slug(item.name)), ns)
             rep.sections.append(("cluster logs", f"Collected cluster logs in {dest}"))
     return rep
 
@@ -46,13 +43,23 @@ def _slug(text: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
+def e2e_settings() -> E2ESettings:
+    """TETHER_E2E_* (see _settings.py); a wrong one fails every cluster test, naming it."""
     try:
-        return find_or_start()
+        return settings()
+    except SettingsError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(e2e_settings: E2ESettings) -> Cluster:
+    """The cluster, with the images loaded into it when TETHER_E2E_LOAD_IMAGES says how."""
+    try:
+        found = find_or_start(e2e_settings)
+        load_images(e2e_settings)
     except ClusterUnavailable as exc:
-        if os.geteuid() != 0 and not os.environ.get("KUBECONFIG"):
-            pytest.skip(str(exc))
-        raise
+        pytest.fail(str(exc), pytrace=False)
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -84,12 +91,9 @@ def real_node(core: client.CoreV1Api) -> str:
 
 
 @pytest.fixture(scope="session")
-def image() -> dict[str, str]:
-    """Image for test pods: our offline base image by default (never pulled)."""
-    return {
-        "image": os.environ.get("TETHER_E2E_IMAGE", "docker.io/tether/base:latest"),
-        "imagePullPolicy": os.environ.get("TETHER_E2E_PULL_POLICY", "Never"),
-    }
+def image(e2e_settings: E2ESettings) -> dict[str, str]:
+    """Image fields for test pods: the project's base image (TETHER_E2E_IMAGE_*)."""
+    return e2e_settings.container("base")
 
 
 @pytest.fixture(autouse=True)

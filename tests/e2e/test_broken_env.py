@@ -2,8 +2,9 @@
 
 These run a second, control-plane-only instance (TETHER_NO_NODE=1) in a scratch
 directory on free ports, so the shared cluster other tests use is not touched.
-They need root and this machine's verified binary cache (hack/k8s-binaries.sh);
-without either they skip, e.g. on a kind-only machine.
+They need root and this machine's verified binary cache (hack/k8s-binaries.sh), and fail
+naming what is missing; on a machine that only tests another cluster (kind in CI), deselect
+them: ``-m "not local_cluster"``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from ._cluster import TETHER_CACHE, _k8s_version, run_hack
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.local_cluster]
 
 K8S_DIR = TETHER_CACHE / f"k8s-{_k8s_version()}"
 
@@ -31,12 +32,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _need_root_and_binaries() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("these tests start a control plane of their own, which needs root "
+                    "(run them as root, or deselect them: -m 'not local_cluster')", pytrace=False)
+    verify = run_hack("k8s-binaries.sh", "--verify", timeout=120)
+    if verify.returncode != 0:
+        pytest.fail(f"no verified binary cache on this machine (run: make k8s-binaries):\n"
+                    f"{verify.stderr[-2000:]}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if os.geteuid() != 0:
-        pytest.skip("starting a local control plane needs root")
-    if run_hack("k8s-binaries.sh", "--verify", timeout=120).returncode != 0:
-        pytest.skip("no verified binary cache on this machine (run: make k8s-binaries)")
+    _need_root_and_binaries()
     env = {
         "TETHER_NO_NODE": "1",
         "CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster") / "state"),
@@ -100,10 +108,7 @@ def test_cluster_down_is_idempotent(instance: dict[str, str]) -> None:
 
 
 def test_corrupt_binary_cache_is_detected_and_rebuilt(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs the root-owned binary cache")
-    if run_hack("k8s-binaries.sh", "--verify", timeout=120).returncode != 0:
-        pytest.skip("no verified binary cache on this machine (run: make k8s-binaries)")
+    _need_root_and_binaries()
     # A scratch cache of hard links: cheap, and replacing (not editing) a file
     # leaves the real cache intact. The Go caches stay shared, so the rebuild is warm.
     scratch = tmp_path / "cache"

@@ -1,21 +1,21 @@
-"""The Helm chart on the real cluster: `helm install` runs two operator replicas under the chart's
-own RBAC and Pod Security "restricted"; one leads, one stands by; an AgentTask succeeds with
-its spend; when the leading pod is deleted mid-task the standby takes over and finishes it.
+"""The Helm chart on the real cluster, as a user gets it: `helm package` makes the .tgz and
+`helm install` of that package runs two operator replicas under the chart's own RBAC and Pod
+Security "restricted"; one leads, one stands by; an AgentTask succeeds with its spend; when the
+leading pod is deleted mid-task the standby takes over and finishes it.
 
-Needs the real node (marker ``node``) and the images in the node's containerd (``make
-cluster-up`` imports them; pull policy Never). The model and tool doubles run in this process,
-as in test_operator.py, whose helpers this module reuses.
+Needs the real node (marker ``node``) and the images where its runtime finds them
+(TETHER_E2E_IMAGE_* and TETHER_E2E_LOAD_IMAGES). The replicas' ops ports are read through the
+API server's pod proxy, so the test machine need not reach pod IPs (it cannot on kind). The
+model and tool doubles run in this process, as in test_operator.py, whose helpers this module
+reuses.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +27,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from . import _wait
-from ._cluster import REPO_ROOT, TETHER_CACHE, Cluster, _k8s_version
+from . import _tools, _wait
+from ._cluster import REPO_ROOT, Cluster
+from ._settings import E2ESettings
 from .test_operator import Doubles, Tasks, agenttask, doubles, steps_script
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -37,16 +38,6 @@ __all__ = ["doubles"]  # a fixture from test_operator.py, used here by name
 CHART = REPO_ROOT / "charts" / "tether"
 SELECTOR = "app.kubernetes.io/component=operator"
 OPS_PORT = 8000
-
-
-def helm_binary() -> str:
-    found = shutil.which("helm")
-    cached = TETHER_CACHE / f"k8s-{_k8s_version()}" / "bin" / "helm"
-    if found:
-        return found
-    if cached.is_file():
-        return str(cached)
-    pytest.fail(f"no helm on PATH nor at {cached} (make k8s-binaries)")
 
 
 @pytest.fixture
@@ -97,22 +88,39 @@ class Release:
         return out
 
 
-@pytest.fixture
-def release(cluster: Cluster, namespace: str, core: client.CoreV1Api,
-            tmp_path: Path) -> Iterator[Release]:
-    rel = Release(namespace, namespace, cluster, helm_binary())
-    values = {
-        "image": {"pullPolicy": "Never"},
+def package(helm: str, dest: Path) -> Path:
+    """``helm package charts/tether`` into dest: the .tgz a user installs."""
+    out = subprocess.run([helm, "package", str(CHART), "--destination", str(dest)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, f"helm package {CHART}: {out.stderr}"
+    (tgz,) = dest.glob("tether-*.tgz")
+    return tgz
+
+
+def chart_values(settings: E2ESettings, namespace: str) -> dict[str, Any]:
+    """The images as TETHER_E2E_IMAGE_* name them, two replicas watching only the namespace."""
+    prefix = settings.image_prefix.rstrip("/")
+    policy = settings.image_pull_policy
+    return {
+        "image": {"repository": f"{prefix}/operator", "tag": settings.image_tag,
+                  "pullPolicy": policy},
         "replicas": 2,
         "watchNamespaces": [namespace],  # leave other tests' tasks to their own operators
-        "sidecarImage": {"repository": "docker.io/tether/sidecar", "tag": "latest"},
-        "operator": {"settings": {"image_pull_policy": "Never", "status_poll_seconds": 1,
+        "sidecarImage": {"repository": f"{prefix}/sidecar", "tag": settings.image_tag},
+        "operator": {"settings": {"image_pull_policy": policy, "status_poll_seconds": 1,
                                   "backoff_base_seconds": 1}},
         "podLabels": {"tether.dev/e2e": "operator"},  # conftest's log collection selects it
     }
+
+
+@pytest.fixture
+def release(cluster: Cluster, namespace: str, core: client.CoreV1Api, tmp_path: Path,
+            e2e_settings: E2ESettings) -> Iterator[Release]:
+    rel = Release(namespace, namespace, cluster, _tools.helm())
+    tgz = package(rel.helm, tmp_path / "package")
     path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
-    rel.run("install", rel.name, str(CHART), "-f", str(path), "--wait", "--timeout", "3m")
+    path.write_text(yaml.safe_dump(chart_values(e2e_settings, namespace)))
+    rel.run("install", rel.name, str(tgz), "-f", str(path), "--wait", "--timeout", "3m")
     try:
         yield rel
     finally:
@@ -122,41 +130,50 @@ def release(cluster: Cluster, namespace: str, core: client.CoreV1Api,
         rel.run("uninstall", rel.name, "--wait", "--timeout", "2m")
 
 
-def probe(ip: str, path: str) -> tuple[int, Any]:
-    """An operator replica's ops port, from the host; (0, None) while it does not answer."""
+def probe(core: client.CoreV1Api, ns: str, pod: str, path: str) -> tuple[int, Any]:
+    """An operator replica's ops port through the API server's pod proxy: (status, body as
+    JSON, or text for /metrics); (0, None) while the proxy cannot reach it."""
     try:
-        with urllib.request.urlopen(f"http://{ip}:{OPS_PORT}{path}", timeout=5) as resp:
-            body = resp.read().decode()
-            return resp.status, json.loads(body) if path != "/metrics" else body
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:
-        return 0, None
+        # Not preloaded: the client would turn a JSON body into the repr of a dict.
+        resp: Any = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{OPS_PORT}", ns, path.lstrip("/"), _preload_content=False,
+            _request_timeout=10)
+        status, body = resp.status, resp.data.decode()
+    except client.ApiException as exc:
+        status, body = exc.status, exc.body or ""
+    if path == "/metrics" and status == 200:
+        return status, body
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return 0, None  # the proxy's own plain-text error: the pod does not answer yet
+    if isinstance(doc, dict) and doc.get("kind") == "Status":
+        return 0, None  # the proxy's own error (no endpoint, connection refused)
+    return status, doc
 
 
-def roles(core: client.CoreV1Api, ns: str) -> dict[str, tuple[str, str]]:
-    """{role: (pod, ip)} of the ready, running replicas."""
-    found: dict[str, tuple[str, str]] = {}
+def roles(core: client.CoreV1Api, ns: str) -> dict[str, str]:
+    """{role: pod} of the ready, running replicas."""
+    found: dict[str, str] = {}
     for pod in operator_pods(core, ns):
-        ip = pod.get("status", {}).get("podIP")
-        if pod["metadata"].get("deletionTimestamp") or not ip:
+        if pod["metadata"].get("deletionTimestamp") or not pod.get("status", {}).get("podIP"):
             continue
-        code, body = probe(ip, "/readyz")
+        code, body = probe(core, ns, pod["metadata"]["name"], "/readyz")
         if code == 200:
-            found[body["role"]] = (pod["metadata"]["name"], ip)
+            found[body["role"]] = pod["metadata"]["name"]
     return found
 
 
 def leader_and_standby(core: client.CoreV1Api, ns: str, timeout: float = 120
-                       ) -> dict[str, tuple[str, str]]:
-    def both() -> dict[str, tuple[str, str]] | None:
+                       ) -> dict[str, str]:
+    def both() -> dict[str, str] | None:
         found = roles(core, ns)
         return found if found.keys() == {"leader", "standby"} else None
     return _wait.until(both, timeout, f"one leader and one standby in {ns}", interval=1)
 
 
-def leader_metric(ip: str) -> float:
-    code, text = probe(ip, "/metrics")
+def leader_metric(core: client.CoreV1Api, ns: str, pod: str) -> float:
+    code, text = probe(core, ns, pod, "/metrics")
     assert code == 200, code
     found = re.search(r"^tether_operator_leader ([0-9.]+)$", text, re.M)
     assert found, text[:2000]
@@ -178,10 +195,11 @@ def test_chart_install_runs_tasks_and_fails_over(
     # Installed: one replica leads (holds the Lease), the other stands by; both are Ready.
     replicas = leader_and_standby(core, namespace)
     leader, standby = replicas["leader"], replicas["standby"]
-    assert leader_metric(leader[1]) == 1 and leader_metric(standby[1]) == 0
+    assert leader_metric(core, namespace, leader) == 1
+    assert leader_metric(core, namespace, standby) == 0
     lease = plain(core, client.CoordinationV1Api(api).read_namespaced_lease(
         f"{release.name}-tether-operator", namespace))
-    assert lease["spec"]["holderIdentity"].startswith(leader[0] + "_")
+    assert lease["spec"]["holderIdentity"].startswith(leader + "_")
     pdb = plain(core, client.PolicyV1Api(api).read_namespaced_pod_disruption_budget(
         f"{release.name}-tether-operator", namespace))
     assert pdb["spec"]["minAvailable"] == 1
@@ -201,13 +219,13 @@ def test_chart_install_runs_tasks_and_fails_over(
     tasks.create(agenttask("handover", doubles))
     before = tasks.wait("handover", lambda s: (s.get("step") or 0) >= 2, timeout=120)["status"]
     t0 = time.monotonic()
-    core.delete_namespaced_pod(leader[0], namespace)
+    core.delete_namespaced_pod(leader, namespace)
     # The stopping leader hands the Lease back; the standby or the Deployment's replacement
     # (maxSurge 1: it starts at once) takes it, whichever asks first.
     successor = _wait.until(lambda: roles(core, namespace).get("leader"), 60,
-                            f"a new leader after {leader[0]} was deleted", interval=0.5)
+                            f"a new leader after {leader} was deleted", interval=0.5)
     takeover = time.monotonic() - t0
-    assert successor[0] != leader[0]
+    assert successor != leader
     st = tasks.done("handover", timeout=180)["status"]
     assert st["phase"] == "Succeeded", st
     assert st["attempt"] == 1 and st["step"] == 10 and st["podName"] == before["podName"]
@@ -216,11 +234,11 @@ def test_chart_install_runs_tasks_and_fails_over(
     assert [p["metadata"]["name"] for p in pods["items"]] == [before["podName"]]  # no second
     # Two replicas again, one of them leading, neither of them the deleted pod.
     after = leader_and_standby(core, namespace)
-    assert after["leader"] == successor and after["standby"][0] != leader[0]
+    assert after["leader"] == successor and after["standby"] != leader
     lease = plain(core, client.CoordinationV1Api(api).read_namespaced_lease(
         f"{release.name}-tether-operator", namespace))
-    assert lease["spec"]["holderIdentity"].startswith(successor[0] + "_")
+    assert lease["spec"]["holderIdentity"].startswith(successor + "_")
     assert lease["spec"]["leaseTransitions"] >= 1
-    print(f"{successor[0]} led {takeover:.1f} s after the leader's pod was deleted")
+    print(f"{successor} led {takeover:.1f} s after the leader's pod was deleted")
 
     assert refusals(core, namespace) == []

@@ -1,5 +1,6 @@
 """kwok fakes nodes for scale: many Ready nodes and pods without real containers,
-next to the real node, which kwok must leave alone."""
+next to the real node, which kwok must leave alone. The local cluster runs kwok; on another
+cluster deselect these (``-m "not kwok"``) unless its owner runs kwok too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from kubernetes import client
 from . import _wait
 from .conftest import KWOK_TOLERATION
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.kwok]
 
 
 def _ready(node: client.V1Node) -> bool:

@@ -1,9 +1,9 @@
-"""The cluster has a real node that is Ready, and cluster-up is idempotent."""
+"""The cluster has a real node that is Ready, and cluster-up is idempotent (marker
+``local_cluster``: on another cluster there is no cluster-up to re-run)."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 from kubernetes import client
@@ -23,22 +23,23 @@ def test_real_node_is_ready(core: client.CoreV1Api, real_node: str) -> None:
 
 @pytest.mark.cluster
 @pytest.mark.node
+@pytest.mark.local_cluster
 def test_cluster_up_is_idempotent(cluster: Cluster) -> None:
     if not cluster.local:
-        pytest.skip("KUBECONFIG points at an external cluster; nothing local to re-run")
-    t0 = time.monotonic()
+        pytest.skip("KUBECONFIG points at another cluster; no local cluster-up to re-run")
     again = run_hack("cluster-up.sh", timeout=300)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == str(CLUSTER_DIR / "kubeconfig")
+    # Refreshing images after a Python change is allowed; a restart is not.
     assert "already up" in again.stderr
-    # Refreshing images after a Python change (~45 s) is allowed; a restart is not.
-    assert time.monotonic() - t0 < 150
 
 
 @pytest.mark.cluster
+@pytest.mark.local_cluster
 def test_built_helm_and_kubectl_talk_to_the_cluster(cluster: Cluster) -> None:
     if not cluster.local:
-        pytest.skip("the built tools are checked on the local cluster")
+        pytest.skip("KUBECONFIG points at another cluster; the built tools are checked on "
+                    "the local one")
     bin_dir = run_hack("k8s-binaries.sh", "--print").stdout.strip()
     for tool, args in (("kubectl", ["get", "--raw", "/readyz"]), ("helm", ["list", "-A"])):
         out = subprocess.run([f"{bin_dir}/{tool}", "--kubeconfig", str(cluster.kubeconfig), *args],

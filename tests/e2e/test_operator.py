@@ -2,8 +2,9 @@
 survive the operator being killed, and queue behind an AgentBudget.
 
 Needs the real node (marker ``node``). The scripted model and the fault tool server (test
-doubles) run in this process, bound to the node's InternalIP, which pods reach through the
-bridge (on this machine's cluster, 10.88.0.1). The operator runs as a child process.
+doubles) run in this process, bound to the address this machine reaches the node from, which
+pods reach back (on this machine's cluster the bridge, 10.88.0.1; on kind the Docker network's
+gateway; ``TETHER_E2E_HOST_IP`` overrides it). The operator runs as a child process.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tether_examples import fault_tools, scripted_model
 from tether_examples._serve import serve_in_thread
 
 from ._cluster import REPO_ROOT, Cluster
+from ._settings import E2ESettings, settings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -69,11 +71,22 @@ class Doubles:
         return effects
 
 
+def address_toward(ip: str) -> str:
+    """The local address this machine sends from to ``ip``: a UDP connect only picks the
+    route, no packet leaves. For a node on this machine it is the node's own address."""
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                       socket.SOCK_DGRAM) as sock:
+        sock.connect((ip, 9))
+        local: str = sock.getsockname()[0]
+        return local
+
+
 @pytest.fixture(scope="module")
-def doubles(core: client.CoreV1Api, real_node: str) -> Iterator[Doubles]:
+def doubles(core: client.CoreV1Api, real_node: str, e2e_settings: E2ESettings
+            ) -> Iterator[Doubles]:
     node = core.read_node(real_node)
-    host = os.environ.get("TETHER_E2E_HOST_IP") or next(
-        a.address for a in node.status.addresses if a.type == "InternalIP")
+    host = e2e_settings.host_ip or address_toward(next(
+        a.address for a in node.status.addresses if a.type == "InternalIP"))
     with serve_in_thread(scripted_model.build_app(steps_script(3)), host=host) as model, \
             serve_in_thread(fault_tools.build_app(), host=host) as tools:
         yield Doubles(model, tools)
@@ -124,8 +137,8 @@ class Operator:
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig),
-               "TETHER_OPERATOR_SIDECAR_IMAGE": "docker.io/tether/sidecar:latest",
-               "TETHER_OPERATOR_IMAGE_PULL_POLICY": "Never",
+               "TETHER_OPERATOR_SIDECAR_IMAGE": settings().image("sidecar"),
+               "TETHER_OPERATOR_IMAGE_PULL_POLICY": settings().image_pull_policy,
                "TETHER_OPERATOR_STATUS_POLL_SECONDS": "1",
                "TETHER_OPERATOR_BACKOFF_BASE_SECONDS": "1",
                "TETHER_OPERATOR_OPS_HOST": "127.0.0.1",
@@ -193,11 +206,14 @@ def operator(cluster: Cluster, namespace: str, crds: None, tmp_path: Path,
 
 def agenttask(name: str, doubles: Doubles, hard: str = "5.00", labels: dict[str, str] | None = None,
               **spec: Any) -> dict[str, Any]:
+    checkpoint = {"size": "64Mi"}
+    if settings().storage_class:
+        checkpoint["storageClassName"] = settings().storage_class
     body = {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentTask",
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {
-            "agent": {"image": "docker.io/tether/agent:latest", "imagePullPolicy": "Never",
+            "agent": {**settings().container("agent"),
                       "command": ["python", "-m", "tether_examples.reference_agent"]},
             "task": {"instructions": "Write the records."},
             "model": {"provider": "openai", "name": "gpt-4o", "baseURL": doubles.model + "/v1",
@@ -207,7 +223,7 @@ def agenttask(name: str, doubles: Doubles, hard: str = "5.00", labels: dict[str,
                        "sideEffects": True, "idempotencyHeader": "Idempotency-Key"}],
             "costEnvelope": {"hardLimitUSD": hard},
             "retryPolicy": {"calls": {"initialInterval": "50ms"}},
-            "checkpoint": {"size": "64Mi"},
+            "checkpoint": checkpoint,
             **spec,
         },
     }

@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 
 from . import _wait
+from ._settings import E2ESettings
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -59,13 +60,19 @@ def _evict(core: client.CoreV1Api, ns: str, name: str) -> None:
         "metadata": {"name": name, "namespace": ns}})
 
 
+def _claim(storage_class: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "64Mi"}}}
+    if storage_class:  # else the cluster's default StorageClass
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": "data"}, "spec": spec}
+
+
 def test_sidecar_pod_on_pvc_survives_eviction(core: client.CoreV1Api, policy: client.PolicyV1Api,
                                               namespace: str, real_node: str,
-                                              image: dict[str, str]) -> None:
-    core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
-    })
+                                              image: dict[str, str],
+                                              e2e_settings: E2ESettings) -> None:
+    core.create_namespaced_persistent_volume_claim(namespace, _claim(e2e_settings.storage_class))
     t0 = time.monotonic()
     core.create_namespaced_pod(namespace, _pod("first", "data", image))
     pod = _wait.pod_running(core, namespace, "first", timeout=180)

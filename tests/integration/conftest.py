@@ -6,8 +6,9 @@ Which API server, in order:
 3. Otherwise a control-plane-only instance of our own (``TETHER_NO_NODE=1 hack/cluster-up.sh``)
    in a scratch ``CLUSTER_DIR`` on free ports, stopped after the session. Never the shared
    directory: another engineer may be restarting that cluster, and cluster-up tears down an
-   unhealthy cluster it finds there. Needs root and the verified binary cache; else the tests
-   skip. ``TETHER_E2E_NO_START=1`` forbids starting one.
+   unhealthy cluster it finds there. Needs root and the verified binary cache (``make
+   k8s-binaries``); else the tests fail saying so. ``TETHER_E2E_NO_START=1`` forbids starting
+   one.
 
 Objects go in one throwaway namespace per session; CRDs this session created are deleted.
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from ..e2e._cluster import CLUSTER_DIR, TETHER_CACHE, _k8s_version, run_hack
+from ..e2e._settings import SettingsError, settings
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILES = sorted((REPO / "crds").glob("*.tether.dev.yaml"))
@@ -57,7 +59,8 @@ def _kubectl_binary() -> str:
     cached = TETHER_CACHE / f"k8s-{_k8s_version()}" / "bin" / "kubectl"
     found = str(cached) if cached.exists() else shutil.which("kubectl")
     if not found:
-        pytest.skip("no kubectl in the binary cache or on PATH (run: make k8s-binaries)")
+        pytest.fail(f"no kubectl at {cached} nor on PATH (run: make k8s-binaries, or install "
+                    "kubectl)", pytrace=False)
     return found
 
 
@@ -80,14 +83,23 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _no_start() -> bool:
+    try:
+        return settings().no_start
+    except SettingsError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 def _start_own_control_plane(state: Path) -> tuple[Path, dict[str, str]]:
-    if os.environ.get("TETHER_E2E_NO_START") == "1":
-        pytest.skip("no API server answers and TETHER_E2E_NO_START=1 forbids starting one")
+    if _no_start():
+        pytest.fail("no API server answers and TETHER_E2E_NO_START=1 forbids starting one "
+                    "(set KUBECONFIG, or run: make cluster-up)", pytrace=False)
     if os.geteuid() != 0:
-        pytest.skip("no API server answers and starting one needs root "
-                    "(set KUBECONFIG, or run: sudo make cluster-up)")
+        pytest.fail("no API server answers and starting one needs root "
+                    "(set KUBECONFIG, or run: sudo make cluster-up)", pytrace=False)
     if run_hack("k8s-binaries.sh", "--verify", timeout=120).returncode != 0:
-        pytest.skip("no verified binary cache to start an API server (run: make k8s-binaries)")
+        pytest.fail("no verified binary cache to start an API server (run: make k8s-binaries)",
+                    pytrace=False)
     names = ("ETCD", "ETCD_PEER", "APISERVER", "KCM", "SCHEDULER")
     env = {"TETHER_NO_NODE": "1", "CLUSTER_DIR": str(state),
            **{f"TETHER_{n}_PORT": str(p) for n, p in zip(names, _free_ports(len(names)),

@@ -18,6 +18,7 @@ BASE_TASK: dict[str, Any] = {
     "kind": "AgentTask",
     "metadata": {"name": "bad"},
     "spec": {
+        # Never pulled: these tasks are refused before a pod exists (no TETHER_E2E_IMAGE_*).
         "agent": {"image": "tether/agent:latest"},
         "task": {"instructions": "Find the answer."},
         "model": {"provider": "openai", "name": "gpt-4o"},
