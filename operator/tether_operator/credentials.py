@@ -21,6 +21,7 @@ section from which no credential came out.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import ConfigException
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 from kubernetes_asyncio.config.kube_config import ConfigNode, KubeConfigLoader, KubeConfigMerger
+from kubernetes_asyncio.config.openid import OpenIDRequestor
 
 __all__ = ["CredentialsError", "Login", "load", "login"]
 
@@ -121,7 +123,7 @@ async def _kubeconfig(config: Configuration, context: str | None) -> Login:
                                "cluster: set KUBECONFIG or TETHER_OPERATOR_CONTEXT")
     if merger.config is None:
         raise CredentialsError(f"no kubeconfig could be read from {', '.join(paths)}")
-    loader = KubeConfigLoader(merger.config, active_context=name, config_base_path=None)
+    loader = _Loader(merger.config, active_context=name, config_base_path=None)
     ctx: dict[str, Any] = (loader.current_context or {}).get("context") or {}
     user = _user(merger, ctx.get("user"))
     await loader.load_and_set(config)
@@ -134,6 +136,56 @@ async def _kubeconfig(config: Configuration, context: str | None) -> Login:
     if "exec" in user and stamp is not None:
         expiration = min(expiration, stamp.replace(tzinfo=stamp.tzinfo or UTC) - EXEC_MARGIN)
     return _finish(config, expiration, ctx.get("namespace"))
+
+
+# An OIDC user's refreshed tokens, by the refresh token in the kubeconfig: every login after
+# the first refresh starts from the newest pair (issuers may accept a refresh token only once);
+# kubectl writes them back into the kubeconfig, which the operator may only read.
+_REFRESHED: dict[str, tuple[str, str]] = {}
+
+
+class _Requestor(OpenIDRequestor):
+    """The library's token refresh, with the issuer's certificate verified: its own session
+    turns verification off when the kubeconfig has no ``idp-certificate-authority``, breaks
+    when it has one (kubernetes_asyncio 36.1 passes a file name as aiohttp's SSL context) and
+    uses aiohttp's deprecated ``BasicAuth``."""
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        basic = base64.b64encode(f"{self._client_id}:{self._client_secret}".encode()).decode()
+        return aiohttp.ClientSession(
+            headers={**self._default_headers, "Authorization": f"Basic {basic}"},
+            connector=aiohttp.TCPConnector(
+                ssl=ssl.create_default_context(cadata=self._ssl_ca_cert)),
+            raise_for_status=True, trust_env=True)
+
+
+class _Loader(KubeConfigLoader):
+    """The library's loader, with a working OIDC refresh (``_Requestor``) that is remembered."""
+
+    async def _load_oid_token(self) -> str:
+        config = self._user["auth-provider"]["config"] if self._user else None
+        if isinstance(config, ConfigNode) and config.safe_get("refresh-token") in _REFRESHED:
+            config.value["id-token"], config.value["refresh-token"] = _REFRESHED[
+                str(config["refresh-token"])]
+        return await super()._load_oid_token()
+
+    async def _refresh_oidc(self, provider: Any) -> None:
+        config = provider["config"]
+        if "refresh-token" not in config:
+            raise ConfigException("oidc: the id-token has expired and there is no "
+                                  "refresh-token: log in again (kubectl oidc-login, kubelogin)")
+        ca: str | None = None
+        if config.safe_get("idp-certificate-authority-data"):
+            ca = base64.b64decode(config["idp-certificate-authority-data"]).decode()
+        elif config.safe_get("idp-certificate-authority"):
+            ca = Path(config["idp-certificate-authority"]).read_text()
+        first = next((k for k, v in _REFRESHED.items() if v[1] == config["refresh-token"]),
+                     config["refresh-token"])
+        fresh = await _Requestor(config["client-id"], config.safe_get("client-secret") or "",
+                                 config["idp-issuer-url"], ca).refresh_token(
+            config["refresh-token"])
+        tokens = fresh["id_token"], fresh.get("refresh_token") or config["refresh-token"]
+        config.value["id-token"], config.value["refresh-token"] = _REFRESHED[first] = tokens
 
 
 def _user(merger: KubeConfigMerger, name: str | None) -> dict[str, Any]:
