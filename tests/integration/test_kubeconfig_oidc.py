@@ -101,7 +101,7 @@ class Issuer:
         return app
 
 
-def serve_in_thread(issuer: Issuer) -> threading.Event:
+def serve_in_thread(issuer: Issuer) -> tuple[threading.Event, threading.Thread]:
     import ssl
     ready, stop = threading.Event(), threading.Event()
 
@@ -109,7 +109,7 @@ def serve_in_thread(issuer: Issuer) -> threading.Event:
         async def main() -> None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(str(issuer.dir / "tls.crt"), str(issuer.dir / "tls.key"))
-            runner = web.AppRunner(issuer.app())
+            runner = web.AppRunner(issuer.app(), shutdown_timeout=1)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", issuer.port, ssl_context=tls).start()
             ready.set()
@@ -118,9 +118,10 @@ def serve_in_thread(issuer: Issuer) -> threading.Event:
             await runner.cleanup()
         asyncio.run(main())
 
-    threading.Thread(target=run, daemon=True).start()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
     assert ready.wait(30), "the OIDC issuer did not start"
-    return stop
+    return stop, thread
 
 
 @dataclass
@@ -148,7 +149,7 @@ def oidc(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     openssl("genrsa", "-out", str(d / "sign.key"), "2048")
     etcd_port, peer_port, api_port, issuer_port = _free_ports(4)
     issuer = Issuer(d, issuer_port)
-    stop = serve_in_thread(issuer)
+    stop, thread = serve_in_thread(issuer)
     ca = (d / "tls.crt").read_text()
     (d / "auth.yaml").write_text(json.dumps({
         "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration",
@@ -190,7 +191,6 @@ def oidc(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         own.ok("-n", "default", "create", "configmap", "kube-root-ca.crt")  # no KCM here
         yield Oidc(issuer, cluster)
     finally:
-        stop.set()
         for p in reversed(procs):  # the apiserver, then its etcd
             p.terminate()
             try:
@@ -198,6 +198,8 @@ def oidc(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             except subprocess.TimeoutExpired:  # a throwaway: no need for a graceful stop
                 p.kill()
                 p.wait(15)
+        stop.set()  # after the API server: none of its connections left open on the issuer
+        thread.join(30)
 
 
 def wait_until(ready: Any, procs: list[subprocess.Popen[bytes]], log: Path) -> None:
