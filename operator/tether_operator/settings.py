@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -24,8 +25,10 @@ def _own_namespace() -> str:
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TETHER_OPERATOR_", extra="forbid")
 
-    sidecar_image: str = Field("docker.io/tether/sidecar:latest",
-                               description="Image of the harness sidecar.")
+    sidecar_image: str = Field(f"docker.io/tether/sidecar:{version('tether')}",
+                               description="Image of the harness sidecar; the default is "
+                               "tagged with this operator's own version (not :latest, so "
+                               "IfNotPresent finds it offline).")
     image_pull_policy: str = Field("IfNotPresent", description="For the sidecar image.")
     sidecar_cpu: str = Field("100m", description="Sidecar CPU request.")
     sidecar_memory: str = Field("192Mi", description="Sidecar memory request.")

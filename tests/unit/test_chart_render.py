@@ -170,7 +170,7 @@ def test_deployment_defaults(render: Render) -> None:
     pod = deploy["spec"]["template"]["spec"]
     container = operator_container(docs)
     assert deploy["spec"]["replicas"] == 2
-    assert container["image"] == "docker.io/tether/operator:latest"  # appVersion
+    assert container["image"] == "docker.io/tether/operator:0.1.0"  # appVersion
     assert "command" not in container  # the image's entrypoint: tether-operator
     assert not any(a.startswith("--namespace") for a in container["args"])
     assert pod["terminationGracePeriodSeconds"] == 30
