@@ -1,11 +1,12 @@
-"""The floor: a bare aiohttp pass-through proxy with no accounting, spans or metrics.
+"""The floor: a bare pass-through proxy with no accounting, spans or metrics.
 
     python -m tests.bench._floor_proxy --upstream http://127.0.0.1:P/v1 --port 0
 
-Same stack as the sidecar (aiohttp server, aiohttp client session, uvloop), nothing else: read the
-body, POST it upstream, relay the answer. The gap between it and direct calls is what the HTTP
-stack costs; the gap between it and the sidecar is what tether's own per-call work costs. It is a
-reference for the benchmark, not a product.
+Same stack as the sidecar — an aiohttp server, the sidecar's own outbound transport
+(:func:`tether_sidecar.upstream.make_upstream`, configured as the sidecar configures it), uvloop —
+and nothing else: read the body, POST it upstream, relay the bytes. The gap between it and direct
+calls is what the HTTP stack costs; the gap between it and the sidecar is what tether's own
+per-call work costs. It is a reference for the benchmark, not a product.
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ import argparse
 import asyncio
 import signal
 
-import aiohttp
 from aiohttp import web
+
+from tether_sidecar.settings import Settings
+from tether_sidecar.upstream import make_upstream
 
 
 async def _serve(upstream: str, port: int) -> None:
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
-                                    skip_auto_headers=("User-Agent",))
+    cap = Settings.model_fields["max_response_bytes"].default
+    client = make_upstream(None, cap, {})  # the sidecar's defaults, no proxy
     url = upstream + "/chat/completions"
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-floor"}
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.read()
-        async with session.post(url, data=body,
-                                headers={"Content-Type": "application/json",
-                                         "Authorization": "Bearer sk-floor"}) as resp:
-            data = await resp.read()
-            return web.Response(body=data, status=resp.status, content_type="application/json")
+        resp = await client.send("POST", url, headers, body, 600.0)
+        return web.Response(body=resp.body, status=resp.status, content_type="application/json")
 
     app = web.Application(client_max_size=32 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
@@ -47,7 +48,7 @@ async def _serve(upstream: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-        await session.close()
+        await client.aclose()
 
 
 def main() -> None:

@@ -141,7 +141,7 @@ def cprofile(sc: _CProfiledSidecar, body: bytes, n: int, index: int) -> list[tup
 
 def run_profiles(make: Any, bodies: dict[str, bytes], quick: bool, out_dir: Path
                  ) -> dict[str, Any]:
-    """``make(cls, name, **kw)`` starts a sidecar (aiohttp upstream client) of class ``cls``."""
+    """``make(cls, name, **kw)`` starts a sidecar of class ``cls``."""
     n = {"1KB": 3000, "100KB": 300}
     if quick:
         n = {k: v // 10 for k, v in n.items()}

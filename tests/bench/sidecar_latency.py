@@ -2,12 +2,15 @@
 
     python -m tests.bench.sidecar_latency [--quick] [--no-litellm] [--no-install]
 
-Starts a fast OpenAI-compatible upstream (its own process), the sidecar twice (``--upstream-client
-aiohttp`` and ``httpx``, with accounting, spans and metrics on, as in production) and the LiteLLM
-proxy (from PyPI, in its own venv), all on 127.0.0.1. Then, from this one client process, with the
-same client for every target: sequential latency (p50/p90/p99/mean/stdev) and throughput at 32 in
-flight, for ~1 KB and ~100 KB request bodies, targets interleaved in rounds. Prints a table,
-writes ``_out/bench/sidecar_latency.json``. Method and figures: docs/benchmarks.md.
+Starts a fast OpenAI-compatible upstream (its own process), a bare pass-through proxy on the
+sidecar's own stack (aiohttp server + the sidecar's transport, no harness work), the sidecar (with
+accounting, spans and metrics on, as in production) and the LiteLLM proxy (from PyPI, in its own
+venv), all on 127.0.0.1. Then, from this one client process, with the same client for every
+target: sequential latency (p50/p90/p99/mean/stdev) and throughput at 32 in flight, for ~1 KB and
+~100 KB request bodies, targets interleaved in rounds. Reports each target's added latency over
+direct calls, tether's own work (sidecar - bare proxy) and LiteLLM's added latency over ours.
+Prints a table, writes ``_out/bench/sidecar_latency.json``. Method and figures:
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -88,13 +91,12 @@ def start_helper(module: str, *args: str, timeout: float = 20.0
     return proc, int(line.split("port=")[1])
 
 
-def start_sidecar(work: Path, up_port: int, client: str, cls: type[Sidecar] = Sidecar,
-                  name: str = "", **kw: Any) -> Sidecar:
+def start_sidecar(work: Path, up_port: int, cls: type[Sidecar] = Sidecar,
+                  name: str = "sidecar", **kw: Any) -> Sidecar:
     doc = task_doc(f"http://127.0.0.1:{up_port}",
                    costEnvelope={"softLimitUSD": "50000.00", "hardLimitUSD": "100000.00"})
     # The production span export interval (the test helper shortens it to 50 ms).
-    sc = cls(work / f"sidecar-{name or client}", doc, "--upstream-client", client,
-             env={"OTEL_BSP_SCHEDULE_DELAY": "5000"}, **kw)
+    sc = cls(work / name, doc, env={"OTEL_BSP_SCHEDULE_DELAY": "5000"}, **kw)
     return sc.start(timeout=60)
 
 
@@ -120,7 +122,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--profile", action="store_true",
-                   help="instead of measuring, profile the sidecar (aiohttp) per call")
+                   help="instead of measuring, profile the sidecar per call")
     p.add_argument("--time-limit", type=float, default=900.0,
                    help="seconds for all measuring; phases past it stop early and say so")
     return p.parse_args(argv)
@@ -163,7 +165,7 @@ def profile(args: argparse.Namespace) -> None:
         stack.callback(_stop, up)
 
         def make(cls: type[Sidecar], name: str, **kw: Any) -> Sidecar:
-            return start_sidecar(work, up_port, "aiohttp", cls, name, **kw)
+            return start_sidecar(work, up_port, cls, name, **kw)
 
         doc = _profile.run_profiles(make, {k: body_of(v) for k, v in SIZES.items()},
                                     args.quick, out_dir)
@@ -189,13 +191,11 @@ def main(argv: list[str] | None = None) -> None:
         floor, floor_port = start_helper("_floor_proxy", "--upstream",
                                          f"http://127.0.0.1:{up_port}/v1")
         stack.callback(_stop, floor)
-        targets.append(Target("floor-aiohttp", floor_port))
-        sidecars: dict[str, Sidecar] = {}
-        for client in ("aiohttp", "httpx", "fast"):
-            sc = start_sidecar(work, up_port, client)
-            stack.callback(sc.stop)
-            sidecars[f"sidecar-{client}"] = sc
-            targets.append(Target(f"sidecar-{client}", int(sc.url.rsplit(":", 1)[1])))
+        targets.append(Target("bare-proxy", floor_port))
+        sc = start_sidecar(work, up_port)
+        stack.callback(sc.stop)
+        sidecars = {"sidecar": sc}
+        targets.append(Target("sidecar", int(sc.url.rsplit(":", 1)[1])))
         info["litellm"] = _start_litellm(args, up_port, work, stack, targets)
         results = measure(targets, args)
         info["sidecar_facts"] = {name: sidecar_facts(sc) for name, sc in sidecars.items()}
