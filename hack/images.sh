@@ -17,7 +17,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_root "building images (buildah)"
-apt_ensure buildah runc
+apt_ensure buildah runc rsync
 ROOTFS="$("$HACK_DIR/rootfs.sh")"
 # cluster-up has just verified the binaries; a direct `make images` checks here.
 [ "${TETHER_BINARIES_VERIFIED:-}" = 1 ] || "$HACK_DIR/k8s-binaries.sh"
