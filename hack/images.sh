@@ -25,7 +25,6 @@ ROOTFS="$("$HACK_DIR/rootfs.sh")"
 IMAGES=(pause local-path-provisioner base sidecar operator agent scripted-model fault-tools)
 VERSION="$(awk -F'"' '/^version *=/ {print $2; exit}' "$REPO_ROOT/pyproject.toml")"
 [ -n "$VERSION" ] || die "no version = \"...\" line in pyproject.toml's [project] table"
-REVISION="$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
 SOURCE="$(git -C "$REPO_ROOT" config --get remote.origin.url || true)"
 PROVISIONER="$K8S_BIN_DIR/local-path-provisioner"
 # What the Dockerfiles COPY from the repo, tracked or untracked (not ignored); the
@@ -33,6 +32,13 @@ PROVISIONER="$K8S_BIN_DIR/local-path-provisioner"
 CONTEXT_INPUTS=(pyproject.toml README.md images api/tether_api sidecar/tether_sidecar
   sdk/tether_agent cli/tether_cli operator/tether_operator examples/tether_examples
   hack/tools/pause)
+# The revision label: the last commit that changed what the images are built from
+# (+dirty for local edits), not HEAD, so a commit to tests or docs rebuilds nothing.
+REVISION="$(git -C "$REPO_ROOT" log -1 --format=%H -- "${CONTEXT_INPUTS[@]}" 2>/dev/null || true)"
+REVISION="${REVISION:-unknown}"
+if [ -n "$(git -C "$REPO_ROOT" status --porcelain -- "${CONTEXT_INPUTS[@]}" 2>/dev/null)" ]; then
+  REVISION="$REVISION-dirty"
+fi
 
 context_files() {  # NUL-separated, sorted
   (cd "$REPO_ROOT" && git ls-files -co --exclude-standard -z -- "${CONTEXT_INPUTS[@]}" | sort -z)
