@@ -146,13 +146,17 @@ class Journal:
         return self.seq
 
     def sync(self) -> None:
+        """fdatasync what was written since the last sync. The periodic flush calls it from a
+        worker thread, so calls never wait on the disk: the flag is cleared first, so a record
+        appended meanwhile is synced next time rather than forgotten."""
         if self._dirty and self._fd >= 0:
+            self._dirty = False
             try:
                 os.fdatasync(self._fd)
             except OSError as exc:
+                self._dirty = True
                 raise JournalWriteFailed(f"cannot sync the call journal {self.path}: "
                                          f"{exc.strerror}", errno=exc.errno) from exc
-            self._dirty = False
 
     def close(self) -> None:
         if self._fd >= 0:
