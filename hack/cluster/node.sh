@@ -20,6 +20,7 @@ node_host_setup() {
   fi
   ip addr replace "$NODE_IP/16" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  pod_route_check
   mkdir -p "$CNI_CONF_DIR"
   cat > "$CNI_CONF_DIR/10-tether.conflist" <<JSON
 {
@@ -35,6 +36,15 @@ node_host_setup() {
   ]
 }
 JSON
+}
+
+# Replies to pods (DNS answers, the apiserver forwarder's) must leave by our bridge. Another
+# tool's bridge on the same subnet takes the route: podman's and buildah's default network is
+# also 10.88.0.0/16 (cni-podman0), and pods then send but never hear back.
+pod_route_check() {
+  local dev
+  dev="$(ip -o route get "${NODE_IP%.*}.2" 2>/dev/null | sed -nE 's/.* dev ([^ ]+).*/\1/p')"
+  [ "$dev" = "$BRIDGE" ] || die "the route to the pod network $POD_CIDR goes through ${dev:-nothing}, not $BRIDGE: another bridge holds the same subnet (podman/buildah's default network is 10.88.0.0/16). Remove it (ip link del $dev) or give that tool another subnet, then re-run make cluster-up"
 }
 
 start_containerd() {
@@ -209,6 +219,7 @@ node_up() {
 # components whose configuration changed. Restarting the kubelet leaves pods running;
 # pods started before a DNS change keep their old resolv.conf until recreated.
 node_converge() {
+  pod_route_check
   if kubelet_config | update_file "$CLUSTER_DIR/kubelet.yaml"; then
     log "The kubelet's configuration changed; restarting the kubelet (pods keep running)"
     stop_proc kubelet
