@@ -69,8 +69,11 @@ class Login:
     def tls(self) -> tuple[Any, ...]:
         """Everything a TLS connection depends on: when it changes, so must the pool."""
         c = self.config
-        return (c.host, c.ssl_ca_cert, c.cert_file, c.key_file, c.verify_ssl,
-                c.tls_server_name, c.proxy)
+        files = (c.ssl_ca_cert, c.cert_file, c.key_file)
+        # A file rewritten in place (a rotated client certificate) counts as new material.
+        stamps = tuple(os.stat(f).st_mtime_ns if f and os.path.exists(f) else None
+                       for f in files)
+        return (c.host, *files, *stamps, c.verify_ssl, c.tls_server_name, c.proxy)
 
 
 def _now() -> datetime:

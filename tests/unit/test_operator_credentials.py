@@ -245,3 +245,21 @@ def test_the_context_setting_picks_another_context(tmp_path: Path,
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
     assert load().server == "https://dev:6443"
     assert load("prod").server == "https://prod:6443"
+
+
+def test_a_certificate_rewritten_in_place_is_new_tls_material(
+        tmp_path: Path, pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube.py keeps its connection pool while ``tls`` is unchanged; a rotated file (same
+    path) must change it, or the old certificate would be used until a restart."""
+    import asyncio
+    for name in ("admin.crt", "admin.key"):
+        (tmp_path / name).write_bytes((pki / name).read_bytes())
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(
+        tmp_path / "config", {"client-certificate": str(tmp_path / "admin.crt"),
+                              "client-key": str(tmp_path / "admin.key")})))
+    first = asyncio.run(credentials.login())
+    assert asyncio.run(credentials.login()).tls == first.tls
+    before = (tmp_path / "admin.crt").stat().st_mtime_ns
+    (tmp_path / "admin.crt").write_bytes((pki / "admin.crt").read_bytes())
+    os.utime(tmp_path / "admin.crt", ns=(before + 10**9, before + 10**9))
+    assert asyncio.run(credentials.login()).tls != first.tls
