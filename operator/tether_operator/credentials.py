@@ -265,6 +265,7 @@ def connection_info(done: Login) -> kopf.ConnectionInfo:
         server=c.host, ca_path=c.ssl_ca_cert, insecure=not c.verify_ssl,
         scheme=scheme or None, token=token or None, certificate_path=c.cert_file or None,
         private_key_path=c.key_file or None, proxy_url=c.proxy or None,
+        trust_env=True,  # HTTPS_PROXY/NO_PROXY without a proxy-url, as kubectl and kube.py
         default_namespace=done.default_namespace, expiration=done.expiration)
     if c.tls_server_name:
         return _NamedConnection(tls_server_name=c.tls_server_name, **fields)
