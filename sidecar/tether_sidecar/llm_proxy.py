@@ -239,6 +239,12 @@ class LlmCall:
         return out
 
 
+def _context_hash(payload: bytes) -> str:
+    """128 bits of SHA-256: with the CPU's SHA instructions a third cheaper than BLAKE2b, which
+    counts at 100 KB (~50 against ~75 µs here, on every call)."""
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
 def _relay_headers(headers: Headers, ours: dict[str, str]) -> CIMultiDict[str]:
     """The upstream's end-to-end headers, repeated ones kept (Set-Cookie, Link, ...), then ours."""
     out: CIMultiDict[str] = CIMultiDict()
@@ -306,7 +312,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         ATTR.REQUEST_MAX_TOKENS: max_out, ATTR.STREAM: bool(body.get("stream")),
         ATTR.CONTEXT_TOKENS: est.tokens, ATTR.CONTEXT_EXACT: est.exact,
         ATTR.RESERVED: float(res.usd), ATTR.STEP: h.step + 1,
-        ATTR.CONTEXT_HASH: hashlib.blake2b(payload, digest_size=16).hexdigest()})
+        ATTR.CONTEXT_HASH: _context_hash(payload)})
     if compaction is not None:
         h.compactions += 1
         h.metrics.compaction(compaction.strategy)
