@@ -24,7 +24,7 @@ import uuid
 import kopf
 from pydantic import ValidationError
 
-from .credentials import CredentialsError
+from .credentials import CredentialsError, login
 from .handlers import register
 from .kube import Kube
 from .leader import Lease, lease_client
@@ -37,6 +37,8 @@ log = logging.getLogger("tether_operator")
 
 
 async def run(namespaces: list[str], settings: OperatorSettings) -> int:
+    # Unusable credentials stop the operator here (exit 2), with leader election or without.
+    await login(settings.context)
     kube, metrics = Kube(context=settings.context), OperatorMetrics()
     identity = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     lease = Lease(lease_client(settings.context, settings.lease_renew_seconds,

@@ -221,13 +221,14 @@ def test_operator_exits_2_naming_what_is_wrong(env: dict[str, str], message: str
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_an_unusable_form_exits_2_at_start_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("election", ["true", "false"])
+def test_an_unusable_form_exits_2_at_start_up(tmp_path: Path, election: str) -> None:
     conf = kubeconfig(tmp_path / "config", {"auth-provider": {"name": "gcp"}})
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("TETHER_OPERATOR_", "KUBERNETES_SERVICE"))}
     done = subprocess.run([sys.executable, "-m", "tether_operator"],
-                          env={**clean, "KUBECONFIG": str(conf),
-                               "TETHER_OPERATOR_OPS_PORT": "0"},
+                          env={**clean, "KUBECONFIG": str(conf), "TETHER_OPERATOR_OPS_PORT": "0",
+                               "TETHER_OPERATOR_LEADER_ELECTION": election},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "'gcp' auth-provider" in done.stderr and "Traceback" not in done.stderr
