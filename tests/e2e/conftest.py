@@ -48,7 +48,8 @@ def e2e_settings() -> E2ESettings:
     try:
         return settings()
     except SettingsError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +59,10 @@ def cluster(e2e_settings: E2ESettings) -> Cluster:
         found = find_or_start(e2e_settings)
         load_images(e2e_settings)
     except ClusterUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    return found
+        problem = str(exc)  # failed outside the handler: the message alone, no chained trace
+    else:
+        return found
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
