@@ -2,8 +2,9 @@
 issuer: a tiny HTTPS issuer (discovery, JWKS, a token endpoint whose refresh tokens work once)
 signs RS256 id-tokens with openssl; a dedicated control-plane-only apiserver (its own etcd, the
 test cluster's certificates) trusts it through ``--authentication-config``, so the shared
-cluster is never restarted. Our client and kopf's session both log in as the OIDC user, from a
-valid id-token and from an expired one refreshed with the refresh token."""
+cluster is never restarted (marker ``local_cluster``). Our client and kopf's session both log in
+as the OIDC user, from a valid id-token and from an expired one refreshed with the refresh
+token."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from tether_operator.credentials import CredentialsError
 from .conftest import Kubectl, _free_ports, _kubectl_binary
 from .test_kubeconfig_forms import admin, whoami_kopf, whoami_ours, write_kubeconfig
 
-pytestmark = pytest.mark.cluster
+# local_cluster: the dedicated API server is started from the binary cache with the local
+# cluster's certificates; on another cluster (kind) deselect it: -m "not local_cluster".
+pytestmark = [pytest.mark.cluster, pytest.mark.local_cluster]
 AUDIENCE = "tether-test"
 
 
@@ -139,8 +142,9 @@ def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
 def oidc(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oidc]:
     pki = kubectl.kubeconfig.parent / "pki"
     if not (pki / "apiserver.crt").exists():
-        pytest.skip(f"needs the local test cluster's certificates ({pki}); an external "
-                    "KUBECONFIG has none to start a dedicated API server with")
+        pytest.fail(f"no {pki / 'apiserver.crt'}: the dedicated API server needs the local "
+                    "cluster's certificates (make cluster-up); on another cluster deselect "
+                    "this module: -m 'not local_cluster'", pytrace=False)
     d = tmp_path_factory.mktemp("oidc")
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
             "-nodes", "-subj", "/CN=issuer", "-days", "1", "-addext",
