@@ -1,7 +1,7 @@
 """Two steps of hack/images.sh that are easier in Python than in bash.
 
     image_build.py pip-conf OUT CA_PATH        # pip's settings for RUN steps, as one file
-    image_build.py name-index INDEX VERSION    # name each image for `ctr images import`
+    image_build.py merge OUT VERSION LAYOUT...  # one OCI layout for `ctr images import`
 
 pip-conf: the build's RUN steps reach PyPI the way this machine does. pip there sees
 neither the host's /etc/pip.conf nor its PIP_* variables (build-args would be recorded
@@ -11,9 +11,11 @@ of precedence, with the certificate bundle pointed at CA_PATH (where the host's 
 is mounted). Options naming host paths other than the bundle are left out: those paths
 do not exist inside the build.
 
-name-index: containerd names an imported OCI manifest after its
-io.containerd.image.name annotation. Each image gets docker.io/tether/<name>:VERSION
-and, while tests still use it, docker.io/tether/<name>:latest.
+merge: the images are pushed in parallel, each to a layout of its own; merge hard-links
+their blobs into OUT (a layer shared by several images is stored once) and names each
+image for containerd, which names an imported manifest after its
+io.containerd.image.name annotation: docker.io/tether/<name>:VERSION and, while tests
+still use it, docker.io/tether/<name>:latest.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # pip's configuration files, lowest precedence first (pip's "site" file aside: the
 # build has its own venvs); then PIP_* variables override them.
@@ -51,19 +54,31 @@ def pip_conf(ca_path: str) -> configparser.ConfigParser:
     return conf
 
 
-def name_index(index_path: Path, version: str) -> None:
-    index = json.loads(index_path.read_text())
-    named = []
+def named(index: dict[str, Any], version: str, where: Path) -> list[dict[str, Any]]:
+    """The index's manifests, each twice: named with the version tag and with latest."""
+    out = []
     for manifest in index["manifests"]:
         name = manifest.get("annotations", {}).get("org.opencontainers.image.ref.name")
         if not name:
-            raise SystemExit(f"{index_path}: a manifest has no ref.name; push with oci:DIR:NAME")
+            raise SystemExit(f"{where}: a manifest has no ref.name; push with oci:DIR:NAME")
         for tag in (version, "latest"):
             ann = {**manifest["annotations"],
                    "io.containerd.image.name": f"docker.io/tether/{name}:{tag}"}
-            named.append({**manifest, "annotations": ann})
-    index["manifests"] = named
-    index_path.write_text(json.dumps(index))
+            out.append({**manifest, "annotations": ann})
+    return out
+
+
+def merge(out: Path, version: str, layouts: list[Path]) -> None:
+    blobs = out / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    manifests: list[dict[str, Any]] = []
+    for layout in layouts:
+        for blob in (layout / "blobs" / "sha256").iterdir():
+            if not (blobs / blob.name).exists():
+                os.link(blob, blobs / blob.name)
+        manifests += named(json.loads((layout / "index.json").read_text()), version, layout)
+    (out / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (out / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": manifests}))
 
 
 def main(argv: list[str]) -> None:
@@ -72,8 +87,8 @@ def main(argv: list[str]) -> None:
         out.touch(mode=0o600)  # it may hold an index URL's credentials
         with out.open("w") as f:
             pip_conf(argv[2]).write(f)
-    elif len(argv) == 3 and argv[0] == "name-index":
-        name_index(Path(argv[1]), argv[2])
+    elif len(argv) >= 4 and argv[0] == "merge":
+        merge(Path(argv[1]), argv[2], [Path(a) for a in argv[3:]])
     else:
         raise SystemExit(__doc__)
 

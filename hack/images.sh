@@ -104,14 +104,20 @@ build_image() {  # name
 }
 
 # One OCI layout for all images (shared layers stored once), uncompressed: it is
-# imported on this machine, and gzip would cost more CPU than it saves.
+# imported on this machine, and gzip would cost more CPU than it saves. Pushed in
+# parallel, each image to a layout of its own, then merged (hack/image_build.py merge).
 export_layout() {
-  local n
+  local n pids=() layouts=()
+  mkdir -p "$WORK/push"
   for n in "${IMAGES[@]}"; do
-    "${BUILDAH[@]}" push -q --disable-compression "docker.io/tether/$n:$VERSION" "oci:$WORK/oci:$n" \
-      >> "$LOG" 2>&1 || die "buildah push of docker.io/tether/$n:$VERSION failed; see $LOG"
+    "${BUILDAH[@]}" push -q --disable-compression "docker.io/tether/$n:$VERSION" \
+      "oci:$WORK/push/$n:$n" >> "$LOG" 2>&1 &
+    pids+=($!); layouts+=("$WORK/push/$n")
   done
-  python3 "$HACK_DIR/image_build.py" name-index "$WORK/oci/index.json" "$VERSION"
+  for n in "${!pids[@]}"; do
+    wait "${pids[$n]}" || die "buildah push of docker.io/tether/${IMAGES[$n]}:$VERSION failed; see $LOG"
+  done
+  python3 "$HACK_DIR/image_build.py" merge "$WORK/oci" "$VERSION" "${layouts[@]}"
   tar -C "$WORK/oci" -cf "$OUT/images.tar" .
 }
 

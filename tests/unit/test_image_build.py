@@ -78,19 +78,34 @@ def test_pip_conf_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "cert = /run/ca.pem" in out.read_text()
 
 
-def test_each_image_is_named_with_the_version_and_latest(tmp_path: Path) -> None:
-    index = tmp_path / "index.json"
-    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:ab",
-                "size": 1, "annotations": {"org.opencontainers.image.ref.name": "sidecar"}}
-    index.write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest]}))
-    image_build.name_index(index, "0.1.0")
+def _layout(root: Path, name: str, blobs: dict[str, bytes]) -> Path:
+    (root / "blobs/sha256").mkdir(parents=True)
+    for digest, data in blobs.items():
+        (root / "blobs/sha256" / digest).write_bytes(data)
+    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": f"sha256:{name}", "size": 1,
+                "annotations": {"org.opencontainers.image.ref.name": name}}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest]}))
+    return root
+
+
+def test_merge_stores_shared_layers_once_and_names_each_image_twice(tmp_path: Path) -> None:
+    a = _layout(tmp_path / "a", "sidecar", {"base": b"debian", "app": b"sidecar app"})
+    b = _layout(tmp_path / "b", "operator", {"base": b"debian", "kopf": b"kopf"})
+    out = tmp_path / "out"
+    image_build.merge(out, "0.1.0", [a, b])
+    assert sorted(p.name for p in (out / "blobs/sha256").iterdir()) == ["app", "base", "kopf"]
+    assert (out / "blobs/sha256/base").stat().st_nlink == 2  # a link to a's, no copy
     names = [m["annotations"]["io.containerd.image.name"]
-             for m in json.loads(index.read_text())["manifests"]]
-    assert names == ["docker.io/tether/sidecar:0.1.0", "docker.io/tether/sidecar:latest"]
+             for m in json.loads((out / "index.json").read_text())["manifests"]]
+    assert names == ["docker.io/tether/sidecar:0.1.0", "docker.io/tether/sidecar:latest",
+                     "docker.io/tether/operator:0.1.0", "docker.io/tether/operator:latest"]
+    assert json.loads((out / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
 
 
 def test_an_unnamed_manifest_is_refused(tmp_path: Path) -> None:
-    index = tmp_path / "index.json"
-    index.write_text(json.dumps({"manifests": [{"digest": "sha256:ab"}]}))
+    layout = tmp_path / "a"
+    (layout / "blobs/sha256").mkdir(parents=True)
+    (layout / "index.json").write_text(json.dumps({"manifests": [{"digest": "sha256:ab"}]}))
     with pytest.raises(SystemExit, match=r"no ref\.name"):
-        image_build.name_index(index, "0.1.0")
+        image_build.merge(tmp_path / "out", "0.1.0", [layout])
