@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -88,3 +89,19 @@ def test_an_oversized_tool_response_is_an_explicit_failure(
     assert (error["class"], error["failureClass"], error["attempts"]) == (
         "non_retryable", "too_large", 1)
     assert "over 4096 bytes" in error["reason"]
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (("--ca-bundle", "/nonexistent/ca.pem"), {}, "--ca-bundle /nonexistent/ca.pem"),
+    ((), {"HTTPS_PROXY": "socks5://127.0.0.1:1080"}, "HTTPS_PROXY"),
+    ((), {"TETHER_SIDECAR_UPSTREAM_CLIENT": "fast"}, "TETHER_SIDECAR_UPSTREAM_CLIENT"),
+])
+def test_a_transport_that_cannot_work_stops_the_start(
+        tmp_path: Path, args: tuple[str, ...], env: dict[str, str], says: str) -> None:
+    sc = Sidecar(tmp_path, task_doc("http://127.0.0.1:9"), *args, env=env)
+    try:
+        with pytest.raises(RuntimeError, match="sidecar exited 2") as err:
+            sc.start()
+    finally:
+        sc.stop()  # closes its output pipe
+    assert says in str(err.value)
