@@ -107,7 +107,10 @@ def _map(exc: BaseException, route: Route) -> TransportError:
 def _decoded(resp: aiohttp.ClientResponse, limit: int) -> tuple[Headers, Decoder | None]:
     """The headers to hand on and the decoder for the body, if it is encoded."""
     headers = resp.headers
-    decoder = decoder_for(headers.get("Content-Encoding"), limit, str(resp.url.origin()))
+    coding = headers.get("Content-Encoding")
+    if coding is None:  # the common case: no origin string built (a few µs per call)
+        return headers, None
+    decoder = decoder_for(coding, limit, str(resp.url.origin()))
     if decoder is None:
         return headers, None
     # The body handed on is decoded, so these no longer describe it.
