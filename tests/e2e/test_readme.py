@@ -102,6 +102,7 @@ def diagnostics(cluster: Cluster) -> str:
         ["get", "agenttask", TASK, "-o", "yaml"],
         ["get", "pods", "-A", "-o", "wide"],
         ["-n", SYSTEM_NS, "logs", "-l", "app.kubernetes.io/component=operator", "--tail=80"],
+        ["logs", "-l", f"tether.dev/task={TASK}", "--all-containers", "--prefix", "--tail=40"],
         ["get", "events", "--sort-by=.lastTimestamp"]))
 
 
@@ -132,6 +133,9 @@ def test_readme_kubernetes_block_runs_the_sample_to_succeeded(
     st = task["status"]
     assert st["phase"] == "Succeeded" and st["attempt"] == 1, st
     assert Decimal(st["spentUSD"]) > 0, st
+    # What the README says happens: the model's scripted 503 and 429 and the tool's 503
+    # were retried by the sidecar (examples/scripts/reference.yaml, the sample's tools).
+    assert st["retries"] == 3, st
     # The tools were reached by their Service names: the flaky one failed once and was
     # retried, the side effect was recorded exactly once.
     hits = tool_hits(core)
