@@ -8,6 +8,7 @@ sidecar mounts the model credentials; the agent reaches the world through it on 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -101,8 +102,8 @@ def agent_env(task: Body, attempt: int) -> list[dict[str, Any]]:
         "ANTHROPIC_API_KEY": "tether-sidecar-holds-the-key",
         "TETHER_TASK_NAME": meta["name"], "TETHER_TASK_NAMESPACE": meta["namespace"],
         "TETHER_TASK_INSTRUCTIONS": spec["task"]["instructions"],
-        "TETHER_TASK_INPUTS": yaml.safe_dump(spec["task"].get("inputs") or {},
-                                             default_flow_style=True).strip(),
+        # JSON, as the SDK (tether_agent.task) and `tether run` read it.
+        "TETHER_TASK_INPUTS": json.dumps(spec["task"].get("inputs") or {}),
         "TETHER_MODEL": spec["model"]["name"],
         "TETHER_TOOLS": ",".join(t["name"] for t in spec.get("tools") or []),
         "TETHER_ATTEMPT": str(attempt),

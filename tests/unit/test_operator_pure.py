@@ -227,3 +227,17 @@ def test_an_unreadable_summary_is_reported_not_taken_as_empty() -> None:
     assert plan.status["phase"] == "Succeeded" and "spentUSD" not in plan.status  # live kept
     assert "final summary was unreadable (not JSON" in plan.status["message"]
     assert "unreadable" in plan.events[0][2]
+
+
+def test_task_inputs_reach_the_agent_as_the_sdk_reads_them(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    # The pod's env was YAML flow text once, and the reference agent crashed parsing it.
+    import tether_agent
+
+    t = task()
+    t["spec"]["task"]["inputs"] = {"service": "payments", "since": "2026-11-01",
+                                   "ids": [1, 2], "nested": {"a": "x: y"}}
+    env = {e["name"]: e["value"] for e in manifests.agent_env(t, 1)}
+    monkeypatch.setenv("TETHER_TASK_INPUTS", env["TETHER_TASK_INPUTS"])
+    monkeypatch.setenv("TETHER_TASK_INSTRUCTIONS", env["TETHER_TASK_INSTRUCTIONS"])
+    assert tether_agent.task()[1] == t["spec"]["task"]["inputs"]
