@@ -89,6 +89,9 @@ stage_contexts() {
   cp "$PROVISIONER" "$WORK/provisioner/local-path-provisioner"
 }
 
+# --network=host: RUN steps use the host's own route to the mirror and PyPI, and buildah
+# never sets up its default network, a bridge on 10.88.0.0/16: the pod subnet, whose
+# route it would take from cni0 (hack/cluster/node.sh refuses to start then).
 build_image() {  # name
   local ctx="$WORK/repo" s0
   [ "$1" = local-path-provisioner ] && ctx="$WORK/provisioner"
