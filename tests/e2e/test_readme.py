@@ -69,32 +69,49 @@ def require_images(core: client.CoreV1Api, node: str, refs: set[str]) -> None:
                     "docker.io/tether/* and make cluster-up imports them", pytrace=False)
 
 
+def tools_env(cluster: Cluster) -> dict[str, str]:
+    """The user's shell: KUBECONFIG, and the cluster's kubectl and helm first on PATH."""
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+            "PATH": f"{bin_dir()}:{os.environ['PATH']}"}
+
+
+def run(env: dict[str, str], *cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=240, check=False,
+                          env=env)
+
+
 def kubectl(cluster: Cluster, *args: str) -> str:
-    out = subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-                         capture_output=True, text=True, timeout=180, check=False,
-                         env={**os.environ, "PATH": f"{bin_dir()}:{os.environ['PATH']}"})
+    out = run(tools_env(cluster), "kubectl", *args)
     return out.stdout + out.stderr
 
 
+def remove_task(env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """The task first (its pod and PVC go with it), while its operator still runs."""
+    return [run(env, "kubectl", "delete", "agenttask", TASK, "--ignore-not-found", "--wait",
+                "--timeout=120s"),
+            run(env, "kubectl", "delete", "secret", "model-creds", "--ignore-not-found")]
+
+
 @pytest.fixture
-def readme_env(cluster: Cluster, core: client.CoreV1Api, api: client.ApiClient,
-               real_node: str) -> Iterator[dict[str, str]]:
-    require_images(core, real_node, images_in(["examples/kubernetes/test-doubles.yaml",
-                                               "crds/samples/agenttask.yaml"]))
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-           "PATH": f"{bin_dir()}:{os.environ['PATH']}"}
+def readme_env(cluster: Cluster, core: client.CoreV1Api, real_node: str
+               ) -> Iterator[dict[str, str]]:
+    if cluster.local:  # elsewhere the images may come from a registry
+        require_images(core, real_node, images_in(["examples/kubernetes/test-doubles.yaml",
+                                                   "crds/samples/agenttask.yaml"]))
+    env = tools_env(cluster)
+    # A task left by `make kube-demo` would already be Succeeded: start from none.
+    assert all(r.returncode == 0 for r in remove_task(env))
     try:
         yield env
     finally:
-        # The task first (its pod and PVC go with it), while its operator still runs.
-        kubectl(cluster, "delete", "agenttask", TASK, "--ignore-not-found", "--wait",
-                "--timeout=120s")
-        kubectl(cluster, "delete", "secret", "model-creds", "--ignore-not-found")
-        subprocess.run(["helm", "uninstall", "tether", "-n", SYSTEM_NS, "--wait",
-                        "--ignore-not-found"], env=env, capture_output=True, timeout=180,
-                       check=False)
-        kubectl(cluster, "delete", "namespace", SYSTEM_NS, "--ignore-not-found", "--wait",
-                "--timeout=180s")
+        done = [
+            *remove_task(env),
+            run(env, "helm", "uninstall", "tether", "-n", SYSTEM_NS, "--wait",
+                "--ignore-not-found"),
+            run(env, "kubectl", "delete", "namespace", SYSTEM_NS, "--ignore-not-found",
+                "--wait", "--timeout=180s")]
+        failed = [f"{' '.join(r.args)}: {r.stderr}" for r in done if r.returncode != 0]
+        assert not failed, f"cleanup failed (the next run may clash): {failed}"
 
 
 def diagnostics(cluster: Cluster) -> str:
