@@ -19,7 +19,6 @@ from .policy import (
     CheckpointSpec,
     ContextBudget,
     CostEnvelope,
-    EvaluationSpec,
     ObservabilitySpec,
     RetryPolicy,
     ToolSpec,
@@ -198,9 +197,6 @@ class AgentTaskSpec(ApiModel):
     )
     observability: ObservabilitySpec = Field(
         default_factory=ObservabilitySpec, description="Traces: where they go, what they hold."
-    )
-    evaluation: EvaluationSpec = Field(
-        default_factory=EvaluationSpec, description="Grading of finished tasks."
     )
     active_deadline_seconds: int | None = Field(
         None, ge=1, description="Wall-clock limit on the task, in seconds (unset: none)."

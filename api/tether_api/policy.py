@@ -23,7 +23,6 @@ __all__ = [
     "ContextBudget",
     "ContextTiers",
     "CostEnvelope",
-    "EvaluationSpec",
     "ObservabilitySpec",
     "OnHardLimit",
     "PodRetry",
@@ -410,13 +409,3 @@ class ObservabilitySpec(ApiModel):
         alias="toolIO",
         description="Tool bodies in spans: verbatim, shape only (keys, types, sizes), or none.",
     )
-
-
-class EvaluationSpec(ApiModel):
-    """Grading of a sample of finished tasks by a model against a rubric."""
-
-    sample_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="Fraction of tasks graded, 0 (none) to 1 (all)."
-    )
-    rubric: str | None = Field(None, description="Rubric the grader scores the result against.")
-    grader_model: str | None = Field(None, description="Model name of the grader.")

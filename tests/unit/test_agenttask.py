@@ -91,3 +91,10 @@ def test_tool_retry_override_inherits_unset_fields() -> None:
     merged = tool.retry.apply(task.spec.retry_policy.calls)
     assert merged.max_attempts == 2
     assert merged.initial_interval == "1s"
+
+
+def test_evaluation_is_not_a_field_until_it_does_something(minimal_task: dict[str, Any]) -> None:
+    # It was accepted and used nowhere (issue #9); evaluation comes back as its own CRDs (#10).
+    with pytest.raises(InvalidAgentTask, match="evaluation"):
+        parse_agenttask({**minimal_task, "spec": {**minimal_task["spec"],
+                                                  "evaluation": {"sampleRate": 0.5}}})
