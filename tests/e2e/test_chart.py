@@ -6,8 +6,7 @@ leading pod is deleted mid-task the standby takes over and finishes it.
 Needs the real node (marker ``node``) and the images where its runtime finds them
 (TETHER_E2E_IMAGE_* and TETHER_E2E_LOAD_IMAGES). The replicas' ops ports are read through the
 API server's pod proxy, so the test machine need not reach pod IPs (it cannot on kind). The
-model and tool doubles run in this process, as in test_operator.py, whose helpers this module
-reuses.
+model and tool doubles run in this process, as in test_operator.py (_tasks.py).
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ from kubernetes import client
 from . import _tools, _wait
 from ._cluster import REPO_ROOT, Cluster
 from ._settings import E2ESettings
-from .test_operator import Doubles, Tasks, agenttask, doubles, steps_script
+from ._tasks import Doubles, Tasks, agenttask, doubles, steps_script
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
-__all__ = ["doubles"]  # a fixture from test_operator.py, used here by name
+__all__ = ["doubles"]  # a fixture from _tasks.py, used here by name
 
 CHART = REPO_ROOT / "charts" / "tether"
 SELECTOR = "app.kubernetes.io/component=operator"
