@@ -14,8 +14,7 @@ do not exist inside the build.
 merge: the images are pushed in parallel, each to a layout of its own; merge hard-links
 their blobs into OUT (a layer shared by several images is stored once) and names each
 image for containerd, which names an imported manifest after its
-io.containerd.image.name annotation: docker.io/tether/<name>:VERSION and, while tests
-still use it, docker.io/tether/<name>:latest.
+io.containerd.image.name annotation: docker.io/tether/<name>:VERSION.
 """
 
 from __future__ import annotations
@@ -55,16 +54,15 @@ def pip_conf(ca_path: str) -> configparser.ConfigParser:
 
 
 def named(index: dict[str, Any], version: str, where: Path) -> list[dict[str, Any]]:
-    """The index's manifests, each twice: named with the version tag and with latest."""
+    """The index's manifests, each named docker.io/tether/<name>:<version>."""
     out = []
     for manifest in index["manifests"]:
         name = manifest.get("annotations", {}).get("org.opencontainers.image.ref.name")
         if not name:
             raise SystemExit(f"{where}: a manifest has no ref.name; push with oci:DIR:NAME")
-        for tag in (version, "latest"):
-            ann = {**manifest["annotations"],
-                   "io.containerd.image.name": f"docker.io/tether/{name}:{tag}"}
-            out.append({**manifest, "annotations": ann})
+        ann = {**manifest["annotations"],
+               "io.containerd.image.name": f"docker.io/tether/{name}:{version}"}
+        out.append({**manifest, "annotations": ann})
     return out
 
 

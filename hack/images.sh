@@ -8,7 +8,7 @@
 # pulled (--pull=never). RUN steps reach Debian's mirror and PyPI the way this machine
 # does: the host's CA bundle and pip settings are mounted for the build only
 # (hack/image_build.py pip-conf), never baked in. Images are docker.io/tether/<name>
-# tagged with pyproject's version and, for now, :latest.
+# tagged with pyproject's version.
 #
 # Caches, all under ~/.cache/tether: buildah's store with its layer cache (--layers: a
 # code change rebuilds only the app layer, a pyproject.toml change the dependency layer),
@@ -23,8 +23,7 @@ ROOTFS="$("$HACK_DIR/rootfs.sh")"
 [ "${TETHER_BINARIES_VERIFIED:-}" = 1 ] || "$HACK_DIR/k8s-binaries.sh"
 
 IMAGES=(pause local-path-provisioner base sidecar operator agent scripted-model fault-tools)
-VERSION="$(awk -F'"' '/^version *=/ {print $2; exit}' "$REPO_ROOT/pyproject.toml")"
-[ -n "$VERSION" ] || die "no version = \"...\" line in pyproject.toml's [project] table"
+VERSION="$TETHER_VERSION"
 SOURCE="$(git -C "$REPO_ROOT" config --get remote.origin.url || true)"
 PROVISIONER="$K8S_BIN_DIR/local-path-provisioner"
 # What the Dockerfiles COPY from the repo, tracked or untracked (not ignored); the

@@ -15,6 +15,9 @@ source "$HACK_DIR/versions.env"
 TETHER_CACHE="${TETHER_CACHE:-$HOME/.cache/tether}"
 K8S_BIN_DIR="${K8S_BIN_DIR:-$TETHER_CACHE/k8s-$K8S_VERSION/bin}"
 CLUSTER_DIR="${CLUSTER_DIR:-$TETHER_CACHE/cluster}"
+# The images' tag: pyproject's version, a fixed tag, so IfNotPresent works with no registry.
+TETHER_VERSION="$(awk -F'"' '/^version *=/ {print $2; exit}' "$REPO_ROOT/pyproject.toml")"
+[ -n "$TETHER_VERSION" ] || die "no version = \"...\" line in pyproject.toml's [project] table"
 export PATH="/usr/local/go/bin:$PATH"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

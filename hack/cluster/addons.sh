@@ -4,7 +4,7 @@
 addons_up() {
   local vol="$CLUSTER_DIR/volumes"
   mkdir -p "$vol"
-  sed "s#@VOLUME_DIR@#$vol#" "$HACK_DIR/cluster/manifests/local-path-provisioner.yaml" \
+  sed -e "s#@VOLUME_DIR@#$vol#" -e "s#@TAG@#$TETHER_VERSION#" "$HACK_DIR/cluster/manifests/local-path-provisioner.yaml" \
     | kubectl_admin apply -f - > "$LOGS/addons.log" 2>&1 \
     || { cat "$LOGS/addons.log" >&2; die "applying the local-path-provisioner manifests failed"; }
   wait_for local-path-provisioner 120 addons_ready

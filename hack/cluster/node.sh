@@ -62,7 +62,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = "$CONTAINERD_SOCK.ttrpc"
 [plugins."io.containerd.grpc.v1.cri"]
   # Our own pause image, imported from hack/images.sh; never pulled.
-  sandbox_image = "docker.io/tether/pause:latest"
+  sandbox_image = "docker.io/tether/pause:$TETHER_VERSION"
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   # This VM withholds CAP_SYS_RESOURCE even from root, so runc cannot lower
@@ -93,7 +93,7 @@ import_images() {
   tar="$("$HACK_DIR/images.sh")" || die "building the node images failed (see above)"
   key="$(cat "$(dirname "$tar")/key")"
   if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] \
-     && ctr_k8s images ls -q | grep -qx docker.io/tether/pause:latest; then
+     && ctr_k8s images ls -q | grep -qx "docker.io/tether/pause:$TETHER_VERSION"; then
     log "Images $key already imported"
     return 0
   fi

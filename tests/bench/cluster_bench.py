@@ -21,6 +21,9 @@ from pathlib import Path
 from kubernetes import client, config
 
 from tests.e2e._cluster import CLUSTER_DIR, HACK, TETHER_CACHE
+from tests.e2e._settings import settings as e2e_settings
+
+E2E = e2e_settings()
 
 COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
               "apiserver-forward", "containerd", "kubelet", "kube-proxy"]
@@ -92,8 +95,7 @@ def pod_startup_s(core: client.CoreV1Api, n: int) -> list[float]:
             core.create_namespaced_pod(ns, {
                 "metadata": {"name": f"p{i}"},
                 "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
-                    "name": "c", "image": "docker.io/tether/pause:latest",
-                    "imagePullPolicy": "Never"}]}})
+                    "name": "c", **E2E.container("pause")}]}})
             while core.read_namespaced_pod(f"p{i}", ns).status.phase != "Running":
                 time.sleep(0.05)
             times.append(round(time.monotonic() - t0, 2))

@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
+from tests.e2e._settings import settings as e2e_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_VENV = Path.home() / ".cache" / "tether" / "operator-venv"
 
@@ -122,15 +124,17 @@ def job(i: int) -> dict[str, Any]:
             "spec": {"backoffLimit": 0, "template": {
                 "metadata": {"labels": {"bench-owner": f"j{i}"}},
                 "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "agent", "image": "docker.io/tether/agent:latest",
-                    "imagePullPolicy": "Never", "command": ["python", "-c", "pass"]}]}}}}
+                    "name": "agent", **E2E.container("agent"),
+                    "command": ["python", "-c", "pass"]}]}}}}
+
+
+E2E = e2e_settings()
 
 
 def task(i: int) -> dict[str, Any]:
     return {"apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
             "metadata": {"name": f"t{i}"},
-            "spec": {"agent": {"image": "docker.io/tether/agent:latest",
-                               "imagePullPolicy": "Never", "command": ["python", "-c", "pass"]},
+            "spec": {"agent": {**E2E.container("agent"), "command": ["python", "-c", "pass"]},
                      "task": {"instructions": "nothing"},
                      "model": {"provider": "openai", "name": "gpt-4o",
                                "baseURL": "http://127.0.0.1:9/v1"},

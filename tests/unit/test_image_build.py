@@ -89,7 +89,7 @@ def _layout(root: Path, name: str, blobs: dict[str, bytes]) -> Path:
     return root
 
 
-def test_merge_stores_shared_layers_once_and_names_each_image_twice(tmp_path: Path) -> None:
+def test_merge_stores_shared_layers_once_and_names_each_image_by_version(tmp_path: Path) -> None:
     a = _layout(tmp_path / "a", "sidecar", {"base": b"debian", "app": b"sidecar app"})
     b = _layout(tmp_path / "b", "operator", {"base": b"debian", "kopf": b"kopf"})
     out = tmp_path / "out"
@@ -98,8 +98,7 @@ def test_merge_stores_shared_layers_once_and_names_each_image_twice(tmp_path: Pa
     assert (out / "blobs/sha256/base").stat().st_nlink == 2  # a link to a's, no copy
     names = [m["annotations"]["io.containerd.image.name"]
              for m in json.loads((out / "index.json").read_text())["manifests"]]
-    assert names == ["docker.io/tether/sidecar:0.1.0", "docker.io/tether/sidecar:latest",
-                     "docker.io/tether/operator:0.1.0", "docker.io/tether/operator:latest"]
+    assert names == ["docker.io/tether/sidecar:0.1.0", "docker.io/tether/operator:0.1.0"]
     assert json.loads((out / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
 
 
