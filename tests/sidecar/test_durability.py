@@ -235,3 +235,23 @@ def test_unwritable_state_dir_stops_start_up(tmp_path: Path) -> None:
     sc = Sidecar(tmp_path, task_doc("http://127.0.0.1:9"))
     done = subprocess.run(sc.command(), capture_output=True, text=True, timeout=60, env=sc.env)
     assert done.returncode == 2 and "--state-dir" in done.stderr and "not writable" in done.stderr
+
+
+def test_replay_matches_the_same_request_in_another_key_order_and_nothing_else(
+        rig: Callable[..., Sidecar], model_server: str) -> None:
+    """A restarted agent's SDK may write the same request with its keys in another order (and
+    other whitespace): still the same call. Any value that differs is a new call."""
+    sc = rig()
+    first = httpx.post(sc.url + CHAT, json=BODY, timeout=30).json()
+    kill(sc)
+    again = rig()
+    reordered = json.dumps({"messages": BODY["messages"], "max_tokens": 100, "model": "gpt-4o"},
+                           indent=2).encode()
+    r = httpx.post(again.url + CHAT, content=reordered, timeout=30,
+                   headers={"content-type": "application/json"})
+    assert r.json() == first and r.headers["x-tether-replayed"] == "true"
+    other = {"model": "gpt-4o", "max_tokens": 100, "messages": [{"content": "hi", "role": "user",
+                                                                  "name": "b"}]}
+    assert httpx.post(again.url + CHAT, json=other, timeout=30).headers.get(
+        "x-tether-replayed") is None
+    assert len(upstream_requests(model_server)) == 2  # the first call and the different one

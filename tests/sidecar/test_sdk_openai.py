@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 
 import openai
 import pytest
 from genai_prices import Usage, calc_price
+
+from tether_sidecar.journal import call_key
 
 from .conftest import upstream_requests
 from .proc import REAL_KEY, Sidecar, task_doc
@@ -45,7 +48,7 @@ def test_tool_call_response(sidecar: Callable[..., Sidecar], model_server: str) 
     sc = sidecar(task_doc(model_server))
     messages: list[dict[str, object]] = [{"role": "user", "content": "search"},
                                          {"role": "assistant", "content": "Hello there."}]
-    reply = client(sc).chat.completions.create(model="gpt-4o", messages=messages,  # type: ignore[arg-type]
+    reply = client(sc).chat.completions.create(model="gpt-4o", messages=messages,
                                                max_tokens=50)
     calls = reply.choices[0].message.tool_calls
     assert calls and calls[0].function.name == "search"  # type: ignore[union-attr]
@@ -108,3 +111,26 @@ def test_span_per_call_with_genai_attributes(sidecar: Callable[..., Sidecar],
     assert Decimal(str(attrs["tether.cost_usd"])) == pytest.approx(price(1200, 35))
     assert attrs["tether.context.tokens_estimated"] > 0 and len(attrs["tether.context.hash"]) == 32
     assert span["traceId"] == "6f1c2a3e00004000800000000000abcd"  # the task UID
+
+
+def test_context_hash_names_the_request_as_sent(sidecar: Callable[..., Sidecar],
+                                                model_server: str) -> None:
+    """The span's context hash is the journal's call key of what reached the provider: the same
+    value when the sidecar changed nothing, that of the capped body when it set max_tokens."""
+    sc = sidecar(task_doc(model_server))
+    c = client(sc)
+    kept = [{"role": "user", "content": "kept as sent"}]
+    capped = [{"role": "user", "content": "max_tokens set by the sidecar"}]
+    c.chat.completions.create(model="gpt-4o", messages=kept, max_tokens=100)
+    c.chat.completions.create(model="gpt-4o", messages=capped)
+    sent = [r["body"] for r in upstream_requests(model_server)]
+    assert "max_tokens" in sent[1] or "max_completion_tokens" in sent[1]
+    journal = [json.loads(line) for line in
+               (sc.state_dir / "journal.jsonl").read_text().splitlines()]
+    keys = [doc["key"] for doc in journal if doc["t"] == "begin"]
+    kept_hash = keys[0][:32]  # nothing rewritten: the journal key, not hashed again
+    capped_hash = call_key("llm", "/chat/completions", sent[1])[:32]
+    for want in (kept_hash, capped_hash):
+        sc.wait_span(lambda s, want=want: s["attributes"].get("tether.context.hash") == want)
+    # The key names the agent's request; the hash, what was sent after the cap.
+    assert keys[1][:32] != capped_hash

@@ -104,3 +104,14 @@ def test_torn_tail_is_dropped_and_corrupt_middle_refused(tmp_path: Path) -> None
     path.write_bytes(text[0] + b"\n{not json\n" + b"\n".join(text[1:]) + b"\n")
     with pytest.raises(StartupError, match="line 2 is corrupt"):
         Journal(path).open()
+
+
+def test_call_key_is_canonical_for_parsed_bodies_and_exact_for_raw_ones() -> None:
+    a = {"model": "m", "messages": [{"role": "user", "content": "hi", "name": "x"}], "n": 1}
+    b = {"n": 1, "messages": [{"name": "x", "content": "hi", "role": "user"}], "model": "m"}
+    assert call_key("llm", "/chat", a) == call_key("llm", "/chat", b)
+    assert call_key("llm", "/chat", a) != call_key("llm", "/chat", {**a, "n": 2})
+    assert call_key("llm", "/chat", a) != call_key("llm", "/other", a)
+    assert call_key("llm", "/chat", a) != call_key("tool", "/chat", a)
+    assert call_key("tool", "t", b'{"q":1,"r":2}') != call_key("tool", "t", b'{"r":2,"q":1}')
+    assert len(call_key("tool", "t", b"")) == 64
