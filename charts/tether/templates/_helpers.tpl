@@ -76,6 +76,7 @@ resync_seconds: free
 queue_poll_seconds: free
 backoff_base_seconds: free
 backoff_max_seconds: free
+start_timeout_seconds: free
 workers: free
 ops_port: chart
 ops_host: free
