@@ -8,11 +8,10 @@ idempotent.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ._base import ApiModel
 from ._units import Money
@@ -29,26 +28,6 @@ __all__ = [
 ]
 
 _NEEDS_VALUES = ("In", "NotIn")
-_SIGNED_PATTERN = r"^-?[0-9]+(\.[0-9]{1,6})?$"
-
-
-def _to_signed(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, str) and re.fullmatch(_SIGNED_PATTERN, value):
-        return Decimal(value)
-    raise ValueError(f"{value!r} is not an amount: a decimal string in USD, e.g. \"-1.50\"")
-
-
-SignedUSD = Annotated[
-    Decimal,
-    BeforeValidator(_to_signed),
-    PlainSerializer(lambda v: format(v, "f"), return_type=str),
-    Field(json_schema_extra={"type": "string", "pattern": _SIGNED_PATTERN}),
-]
-"""USD that may be negative (a balance), written as a decimal string."""
-
-
 class LabelSelectorRequirement(ApiModel):
     """A label test, as in metav1.LabelSelectorRequirement."""
 
@@ -153,11 +132,12 @@ class AgentBudgetStatus(ApiModel):
     reserved_usd: Money = Field(
         Decimal("0"), alias="reservedUSD", description="USD held for running or admitted tasks."
     )
-    remaining_usd: SignedUSD | None = Field(
+    remaining_usd: Money | None = Field(
         None,
         alias="remainingUSD",
-        description="limitUSD minus spent and reserved, in USD; negative when limitUSD was "
-        "lowered below what is already spent or held.",
+        description="limitUSD minus spent and reserved, in USD, clamped at 0: never negative. "
+        "0 means no task can be admitted (condition Exhausted); when spend passed the limit "
+        "(limitUSD lowered), Exhausted's reason is LimitSpent.",
     )
     reservations: list[Reservation] = Field(
         default_factory=list,

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from .conditions import budget_conditions, merge
+
 __all__ = ["period_start", "release", "reserve", "selects", "with_totals"]
 
 Body = dict[str, Any]
@@ -56,18 +58,23 @@ def _money(value: Any) -> Decimal:
 
 
 def with_totals(budget: Body, status: Body, now: datetime) -> Body:
-    """Roll the period over if it ended (spend restarts at 0; holds stay), recompute totals."""
+    """Roll the period over if it ended (spend restarts at 0; holds stay), recompute totals
+    and the conditions SoftLimitReached and Exhausted."""
     start = period_start(budget["spec"].get("period", "Monthly"), now)
     iso = start.strftime("%Y-%m-%dT%H:%M:%SZ")
     spent = _money(status.get("spentUSD")) if status.get("periodStart") == iso else Decimal(0)
     holds = list(status.get("reservations") or [])
     reserved = sum((_money(h["amountUSD"]) for h in holds), Decimal(0))
     limit = _money(budget["spec"]["limitUSD"])
+    generation = budget["metadata"].get("generation")
     return {**status, "periodStart": iso, "spentUSD": f"{spent:f}", "reservations": holds,
             "reservedUSD": f"{reserved:f}",
-            # Never negative (the CRD refuses it): a limit lowered below the spend leaves 0.
+            # Clamped at 0, never negative: "remainingUSD == 0" is the one alert a user needs,
+            # and the Exhausted condition (reason LimitSpent) says by how much it was passed.
             "remainingUSD": f"{max(Decimal(0), limit - spent - reserved):f}",
-            "observedGeneration": budget["metadata"].get("generation")}
+            "conditions": merge(status.get("conditions"),
+                                budget_conditions(budget, spent, reserved), now, generation),
+            "observedGeneration": generation}
 
 
 def reserve(budget: Body, task: Body, amount: Decimal, now: datetime) -> Body | None:

@@ -12,7 +12,12 @@ Failure kinds (issue: the operator):
 - the hard limit — the sidecar's summary (or live status) says BudgetExceeded: stop for good,
   gracefully, keeping the checkpoint;
 - ``activeDeadlineSeconds`` — the task's whole lifetime, across attempts: Failed;
-- anything else is a failed attempt, retried after an exponential backoff up to ``backoffLimit``.
+- anything else is a failed attempt, retried after an exponential backoff up to ``backoffLimit``;
+- a pod that cannot start (a missing Secret or ConfigMap, an image that cannot be pulled, a
+  claim that stays unbound): ``Ready=False`` with the cause and an Event at once, then Failed
+  once the pod is ``start_timeout_seconds`` old and still blocked.
+
+Conditions are stated here, by type (conditions.py merges them into the status).
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .conditions import find, want
 from .manifests import LABEL_ATTEMPT, SIDECAR, object_names
 from .settings import OperatorSettings
 
-__all__ = ["TERMINAL", "Observed", "Plan", "decide", "sidecar_summary"]
+__all__ = ["TERMINAL", "Observed", "Plan", "decide", "ending", "sidecar_summary",
+           "start_blocker"]
 
 Body = dict[str, Any]
 TERMINAL = frozenset({"Succeeded", "Failed", "BudgetExceeded"})
 _DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "Terminated", "NodeLost",
                                  "DeletionByTaintManager", "TerminationByKubelet"})
+_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                           "ErrImageNeverPull", "RegistryUnavailable"})
+_START_REASONS = frozenset({"CreateContainerError", "RunContainerError", "CrashLoopBackOff"})
 _SUMMARY_FIELDS = ("step", "spentUSD", "inputTokens", "outputTokens", "retries",
                    "lastCheckpoint", "traceID")
 
@@ -45,7 +55,8 @@ class Observed:
 
 @dataclass
 class Plan:
-    status: dict[str, Any] = field(default_factory=dict)  # merge patch for .status
+    status: dict[str, Any] = field(default_factory=dict)  # fields of .status to set
+    conditions: list[Body] = field(default_factory=list)  # by type, merged into the old ones
     create_pod: int | None = None  # the attempt whose pod (and SA, ConfigMap, PVC) to ensure
     delete_pods: list[str] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -99,9 +110,42 @@ def disrupted(pod: Body) -> bool:
                for c in status.get("conditions") or [])
 
 
-def condition(type_: str, ok: bool, reason: str, message: str, now: datetime) -> Body:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason,
-            "message": message, "lastTransitionTime": iso(now)}
+def start_blocker(pod: Body) -> tuple[str, str] | None:
+    """Why ``pod`` cannot start, as (condition reason, message naming the container and its
+    waiting reason and message), or None. Init containers count: the sidecar is one."""
+    status = pod.get("status") or {}
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses")
+                                                              or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        why, text = waiting.get("reason") or "", waiting.get("message") or ""
+        lower = text.lower()
+        if why in _PULL_REASONS:
+            kind = "ImagePullFailed"
+        elif why == "CreateContainerConfigError":
+            kind = ("SecretMissing" if "secret" in lower else
+                    "ConfigMapMissing" if "configmap" in lower else "PodCannotStart")
+        elif why in _START_REASONS:
+            kind = "PodCannotStart"
+        else:
+            continue
+        return kind, f"container {cs.get('name')}: {why}" + (f": {text}" if text else "")
+    for cond in status.get("conditions") or []:
+        message = cond.get("message") or ""
+        if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+                and "persistentvolumeclaim" in message.lower()):
+            return "VolumeNotBound", f"pod unschedulable: {message}"
+    return None
+
+
+def ending(phase: str, reason: str, message: str) -> list[Body]:
+    """The conditions of a task that ended in ``phase`` (Succeeded, Failed, BudgetExceeded)."""
+    ok = phase == "Succeeded"
+    return [want("Complete", ok, reason, message),
+            want("Failed", not ok, reason, message),
+            want("Ready", ok, reason, message),
+            want("Progressing", False, reason, message),
+            want("BudgetExceeded", phase == "BudgetExceeded", reason if phase ==
+                 "BudgetExceeded" else "WithinHardLimit", message)]
 
 
 def _finish(phase: str, message: str, now: datetime, summary: Body, reason: str) -> Plan:
@@ -110,9 +154,9 @@ def _finish(phase: str, message: str, now: datetime, summary: Body, reason: str)
                     "spend and step are the last live figures")
     status = {"phase": phase, "message": message, "completionTime": iso(now),
               **{k: summary[k] for k in _SUMMARY_FIELDS if summary.get(k) is not None}}
-    status["conditions"] = [condition("Complete", phase == "Succeeded", reason, message, now)]
     kind = "Normal" if phase == "Succeeded" else "Warning"
-    return Plan(status=status, events=[(kind, reason, message)], release_budget=True)
+    return Plan(status=status, conditions=ending(phase, reason, message),
+                events=[(kind, reason, message)], release_budget=True)
 
 
 def _next_attempt(o: Observed, attempt: int, *, eviction: bool, failure: bool,
@@ -132,7 +176,10 @@ def _next_attempt(o: Observed, attempt: int, *, eviction: bool, failure: bool,
     events = [("Warning", "Evicted" if eviction else "AttemptFailed",
                f"{why}; starting attempt {attempt + 1}"
                + (" from the last checkpoint" if eviction else ""))]
-    return Plan(status=patch, events=events, requeue=0.0)
+    conds = [want("Ready", False, "Evicted" if eviction else "AttemptFailed", why),
+             want("Progressing", True, "Resuming" if eviction else "Retrying",
+                  f"starting attempt {attempt + 1}")]
+    return Plan(status=patch, conditions=conds, events=events, requeue=0.0)
 
 
 def _deadline_left(o: Observed) -> float | None:
@@ -153,6 +200,10 @@ def decide(o: Observed, settings: OperatorSettings) -> Plan:
     if attempt == 0:
         return Plan(status={"phase": "Running", "attempt": 1, "startTime": iso(o.now),
                             "failures": 0, "evictions": 0}, create_pod=1,
+                    conditions=[want("Ready", False, "PodStarting", "starting attempt 1"),
+                                want("Progressing", True, "Started", "starting attempt 1"),
+                                want("BudgetExceeded", False, "WithinHardLimit",
+                                     "the hard limit has not been reached")],
                     events=[("Normal", "Started", "starting attempt 1")])
     left = _deadline_left(o)
     if left is not None and left <= 0 and not running:
@@ -189,8 +240,7 @@ def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
     phase = (pod.get("status") or {}).get("phase")
     base: dict[str, Any] = {} if status.get("podName") == name else {"podName": name}
     if phase in (None, "Pending", "Running"):
-        return Plan(status={**base, "phase": "Running"} if base or status.get(
-            "phase") != "Running" else {})
+        return _live_pod(o, attempt, pod, base, settings)
     summary = sidecar_summary(pod)
     if summary.get("phase") == "BudgetExceeded":
         return _finish("BudgetExceeded", f"hard limit reached: spent {summary.get('spentUSD')} "
@@ -213,3 +263,33 @@ def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
                     settings.backoff_max_seconds)
         plan.status["nextAttemptAt"] = iso((finished or o.now) + timedelta(seconds=delay))
     return plan
+
+
+def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
+              settings: OperatorSettings) -> Plan:
+    """A pod not finished: Ready when it is; the cause and a deadline when it cannot start."""
+    name = pod["metadata"]["name"]
+    status = {**base, "phase": "Running"}
+    progressing = want("Progressing", True, "AttemptRunning", f"attempt {attempt}: pod {name}")
+    blocker = start_blocker(pod)
+    if blocker is None:
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (pod.get("status") or {}).get("conditions") or [])
+        cond = (want("Ready", True, "PodReady", f"pod {name} is running, its harness ready")
+                if ready else want("Ready", False, "PodStarting", f"pod {name} is starting"))
+        return Plan(status=status, conditions=[cond, progressing])
+    reason, message = blocker
+    timeout = settings.start_timeout_seconds
+    created = parse_time(pod["metadata"].get("creationTimestamp")) or o.now
+    left = (created + timedelta(seconds=timeout) - o.now).total_seconds()
+    if left <= 0:
+        plan = _finish("Failed", f"pod {name} could not start within {timeout:g} s "
+                       f"(TETHER_OPERATOR_START_TIMEOUT_SECONDS): {message}", o.now, {}, reason)
+        plan.delete_pods = [name]
+        return plan
+    old = find((o.task.get("status") or {}).get("conditions"), "Ready") or {}
+    events = [] if old.get("reason") == reason else [
+        ("Warning", reason, f"pod {name} cannot start: {message}; the task fails if it still "
+         f"cannot in {left:.0f} s")]
+    return Plan(status=status, conditions=[want("Ready", False, reason, message), progressing],
+                events=events, requeue=left)

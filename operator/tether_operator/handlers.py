@@ -8,6 +8,7 @@ status only, and Argo CD or Flux see no drift.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,7 +18,7 @@ import kopf
 
 from . import credentials
 from .decide import TERMINAL
-from .kube import GROUP, VERSION
+from .kube import GROUP, VERSION, ApiError, Conflict
 from .manifests import LABEL_TASK
 from .reconcile import Reconciler
 
@@ -54,11 +55,21 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> N
                 return
         changed = {k: live[k] for k in _LIVE_FIELDS if k in live and live[k] != seen.get(k)}
         if changed:
-            await rec.kube.patch_task_status(ns, name, changed)
+            try:  # only onto the status the figures were compared with
+                await rec.kube.patch_task_status(ns, name, changed, seen.get("resourceVersion"))
+            except Conflict:
+                log.debug("Agenttask %s/%s changed since its last event; live status next "
+                          "round", ns, name)
         if live.get("phase") == "BudgetExceeded":
             rec.wake(ns, name, live=live)
 
     await asyncio.gather(*(one(*item) for item in running))
+
+
+def json_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """kopf's read-only body view as the plain dict the pure modules take."""
+    plain: dict[str, Any] = json.loads(json.dumps(body, default=dict))
+    return plain
 
 
 def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
@@ -95,13 +106,14 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
 
     @kopf.on.event(GROUP, VERSION, "agenttasks")
     async def on_task(type: str, namespace: str | None, name: str, status: Mapping[str, Any],
-                      **_: Any) -> None:
+                      meta: Mapping[str, Any], **_: Any) -> None:
         assert namespace is not None  # AgentTask is namespaced
         if type == "DELETED":
             rec.metrics.task_phase(namespace, name, None)
             rec.tasks.pop((namespace, name), None)
             return
         rec.tasks[(namespace, name)] = {k: status.get(k) for k in _INDEXED}
+        rec.tasks[(namespace, name)]["resourceVersion"] = meta.get("resourceVersion")
         rec.wake(namespace, name)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_TASK: kopf.PRESENT})
@@ -115,6 +127,13 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
         rec.wake(namespace, labels[LABEL_TASK])
 
     @kopf.on.event(GROUP, VERSION, "agentbudgets")
-    async def on_budget(namespace: str | None, **_: Any) -> None:
+    async def on_budget(type: str, namespace: str | None, body: Mapping[str, Any],
+                        **_: Any) -> None:
         assert namespace is not None
+        if type != "DELETED":  # a new limit or softLimitPercent shows in status at once
+            try:
+                await rec.refresh_budget(json_body(body))
+            except ApiError as exc:  # the next reserve, release or edit recomputes it
+                log.warning("Refreshing agentbudget %s/%s failed: %s", namespace,
+                            body.get("metadata", {}).get("name"), exc)
         rec.wake_queued(namespace)

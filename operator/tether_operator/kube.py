@@ -32,6 +32,8 @@ __all__ = ["GROUP", "VERSION", "ApiError", "Conflict", "Kube"]
 log = logging.getLogger(__name__)
 GROUP, VERSION = "tether.dev", "v1alpha1"
 MERGE = "application/merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+FIELD_MANAGER = "tether-operator"
 Body = dict[str, Any]
 
 
@@ -168,6 +170,22 @@ class Kube:
             body["metadata"] = {"resourceVersion": resource_version}
         await self.request("PATCH", _custom(ns, "agenttasks", name, "status"), body, MERGE)
 
+    async def apply_task_status(self, task: Body, status: Body) -> Body:
+        """Server-side apply of the whole ``status`` under field manager ``tether-operator``
+        on the status subresource, conditional on the task's resourceVersion (a change since
+        it was read is a ``Conflict``). Returns the task as written. Conditions merge by type
+        (the CRD lists them as a map keyed on type)."""
+        meta = task["metadata"]
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentTask",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                             "resourceVersion": meta["resourceVersion"]},
+                "status": status}
+        # JSON is YAML: the client sends the apply patch as JSON.
+        written: Body = await self.request(
+            "PATCH", _custom(meta["namespace"], "agenttasks", meta["name"], "status"),
+            body, APPLY, fieldManager=FIELD_MANAGER, force="true")
+        return written
+
     async def patch_task_finalizers(self, ns: str, name: str, finalizers: list[str],
                                     resource_version: str) -> None:
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
@@ -196,10 +214,14 @@ class Kube:
                                           "status"), body)
 
     async def event(self, task: Body, type_: str, reason: str, message: str) -> None:
-        meta = task["metadata"]
+        await self.event_on(task, type_, reason, message)
+
+    async def event_on(self, obj: Body, type_: str, reason: str, message: str) -> None:
+        """An Event about ``obj`` (an AgentTask or an AgentBudget, as read)."""
+        meta, kind = obj["metadata"], obj.get("kind", "AgentTask")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AgentTask",
+                "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
                                    "name": meta["name"], "namespace": meta["namespace"],
                                    "uid": meta["uid"]},
                 "type": type_, "reason": reason, "message": message[:1000],
@@ -208,5 +230,5 @@ class Kube:
         try:
             await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
         except ApiError as exc:  # an event is a courtesy; its loss must not stop the work
-            log.warning("Could not post event %s on agenttask %s/%s: %s", reason,
+            log.warning("Could not post event %s on %s %s/%s: %s", reason, kind.lower(),
                         meta["namespace"], meta["name"], exc)

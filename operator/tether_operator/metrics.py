@@ -46,6 +46,10 @@ class OperatorMetrics:
                                   "period, USD.", ["namespace", "budget"], registry=self.registry)
         self.budget_reserved = Gauge("tether_budget_reserved_usd", "Held for running tasks, USD.",
                                      ["namespace", "budget"], registry=self.registry)
+        self.budget_soft_limit = Gauge(
+            "tether_budget_soft_limit_reached", "1 while the budget's spend plus holds is at or "
+            "over limitUSD * softLimitPercent / 100, else 0.", ["namespace", "budget"],
+            registry=self.registry)
         self.budget_limit = Gauge("tether_budget_limit_usd", "The budget's limit, USD.",
                                   ["namespace", "budget"], registry=self.registry)
 

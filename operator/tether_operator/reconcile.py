@@ -3,9 +3,10 @@
 One path for create and resume (docs/architecture.md, Conventions): whatever woke it up (a task
 event, a pod event, a budget change, a timer), ``Reconciler.run`` reads the task and its pods
 fresh from the API server, asks ``decide`` for a plan and applies it. Runs for one task are
-serialised and coalesced; status patches carry the resourceVersion they were computed from, so a
-second replica (or a stale read) gets a conflict and reconciles again instead of
-double-counting.
+serialised and coalesced. Status is written whole by server-side apply (field manager
+``tether-operator``) carrying the resourceVersion it was computed from, so a second replica (or
+a stale read) gets a conflict and reconciles again instead of double-counting; conditions are
+merged by type in conditions.py, so one that is not restated is kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from decimal import Decimal
 from typing import Any
 
 from . import budgets, manifests
-from .decide import TERMINAL, Observed, Plan, decide, iso
+from .conditions import find, merge, spend_conditions, want
+from .decide import TERMINAL, Observed, Plan, decide, ending, iso
 from .kube import ApiError, Conflict, Kube
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
@@ -141,20 +143,25 @@ class Reconciler:
         self.metrics.task_phase(ns, name, phase)
         return plan.requeue
 
-    async def _patch(self, task: Body, patch: Body) -> None:
-        meta = task["metadata"]
-        patch = {**patch, "observedGeneration": meta.get("generation", 0)}
-        await self.kube.patch_task_status(meta["namespace"], meta["name"], patch,
-                                          meta["resourceVersion"])
+    async def _write(self, task: Body, fields: Body, conds: list[Body]) -> Body:
+        """Apply ``fields`` and ``conds`` onto the task's status as read (nothing when that
+        changes nothing); the task as written."""
+        meta, old = task["metadata"], task.get("status") or {}
+        new = {k: v for k, v in {**old, **fields}.items() if v is not None}
+        new["conditions"] = merge(old.get("conditions"),
+                                  [*conds, *spend_conditions(task["spec"], new)], _now(),
+                                  meta.get("generation"))
+        new["observedGeneration"] = meta.get("generation", 0)
+        if new == old:
+            return task
+        return await self.kube.apply_task_status(task, new)
 
     async def _apply(self, task: Body, plan: Plan) -> None:
         meta = task["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        if plan.status:
-            await self._patch(task, plan.status)
-            if plan.status.get("evictions", 0) > int((task.get("status") or {}).get(
-                    "evictions", 0)):
-                self.metrics.evictions.labels(ns, name).inc()
+        if plan.status.get("evictions", 0) > int((task.get("status") or {}).get("evictions", 0)):
+            self.metrics.evictions.labels(ns, name).inc()
+        task = await self._write(task, plan.status, plan.conditions)
         if plan.create_pod is not None:
             await self._start_pod(task, plan.create_pod)
         for pod in plan.delete_pods:
@@ -162,9 +169,7 @@ class Reconciler:
         for event in plan.events:
             await self.kube.event(task, *event)
         if plan.release_budget:
-            # Release with the spend this plan just recorded, not the (older) one read.
-            final = {**(task.get("status") or {}), **plan.status}
-            await self._release({**task, "status": final})
+            await self._release(task)  # as written: with the spend this plan recorded
 
     async def _start_pod(self, task: Body, attempt: int) -> None:
         spec = task["spec"]
@@ -180,8 +185,7 @@ class Reconciler:
         pod = manifests.pod(task, attempt, self.settings, left)
         created = await self.kube.ensure(pod)
         meta = task["metadata"]
-        await self.kube.patch_task_status(meta["namespace"], meta["name"],
-                                          {"podName": pod["metadata"]["name"]})
+        await self._write(task, {"podName": pod["metadata"]["name"]}, [])
         if created:
             log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],
                      meta["namespace"], meta["name"])
@@ -206,8 +210,30 @@ class Reconciler:
                 continue
             self.metrics.budget(ns, name, budget["spec"]["limitUSD"], new["spentUSD"],
                                 new["reservedUSD"])
+            await self._budget_events(budget, new)
             return new
         return False
+
+    async def _budget_events(self, budget: Body, new: Body) -> None:
+        """An Event and the soft-limit gauge when SoftLimitReached or Exhausted changes."""
+        meta = budget["metadata"]
+        soft = find(new.get("conditions"), "SoftLimitReached") or {}
+        self.metrics.budget_soft_limit.labels(meta["namespace"], meta["name"]).set(
+            1 if soft.get("status") == "True" else 0)
+        old = (budget.get("status") or {}).get("conditions")
+        for type_ in ("SoftLimitReached", "Exhausted"):
+            cur, was = find(new.get("conditions"), type_), find(old, type_) or {}
+            if cur and cur["status"] != was.get("status", "False"):
+                kind = "Warning" if cur["status"] == "True" else "Normal"
+                await self.kube.event_on({"kind": "AgentBudget", **budget}, kind,
+                                         cur["reason"], cur["message"])
+
+    async def refresh_budget(self, budget: Body) -> None:
+        """Recompute a budget's totals and conditions after its spec changed (a new limit or
+        softLimitPercent); writes only when something differs."""
+        now = _now()
+        await self._cas(budget, lambda b: (None if (new := budgets.with_totals(
+            b, b.get("status") or {}, now)) == (b.get("status") or {}) else new))
 
     async def _admit(self, task: Body) -> float | None:
         """Hold the task's hard limit on every budget that selects it; None when admitted,
@@ -229,9 +255,8 @@ class Reconciler:
                 return await self._refuse(task, budget, held, amount, result is False)
             held.append(budget)
         names = ", ".join(b["metadata"]["name"] for b in selecting) or "none select it"
-        await self._patch(task, {"phase": "Pending", "conditions": [{
-            "type": "Admitted", "status": "True", "reason": "Reserved",
-            "message": f"{amount} USD held on budgets: {names}", "lastTransitionTime": iso(now)}]})
+        await self._write(task, {"phase": "Pending"}, [
+            want("Admitted", True, "Reserved", f"{amount} USD held on budgets: {names}")])
         return None
 
     async def _refuse(self, task: Body, budget: Body, held: list[Body], amount: Decimal,
@@ -247,18 +272,17 @@ class Reconciler:
                    f"{budget['spec']['limitUSD']} this {budget['spec'].get('period', 'Monthly')}"
                    " period)")
         if budget["spec"].get("onExhausted", "Queue") == "Reject":
-            await self._patch(task, {"phase": "Failed", "message": message,
-                                     "completionTime": iso(now), "conditions": [{
-                                         "type": "Admitted", "status": "False",
-                                         "reason": "BudgetExhausted", "message": message,
-                                         "lastTransitionTime": iso(now)}]})
+            await self._write(task, {"phase": "Failed", "message": message,
+                                     "completionTime": iso(now)},
+                              [want("Admitted", False, "BudgetExhausted", message),
+                               *ending("Failed", "BudgetExhausted", message)])
             await self.kube.event(task, "Warning", "BudgetExhausted", message)
             return None
         status = task.get("status") or {}
         if status.get("message") != message:
-            await self._patch(task, {"phase": "Pending", "message": message, "conditions": [{
-                "type": "Admitted", "status": "False", "reason": "Queued", "message": message,
-                "lastTransitionTime": iso(now)}]})
+            await self._write(task, {"phase": "Pending", "message": message},
+                              [want("Admitted", False, "Queued", message),
+                               want("Progressing", False, "Queued", message)])
             await self.kube.event(task, "Normal", "Queued", message)
         return self.settings.queue_poll_seconds
 

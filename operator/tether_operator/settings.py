@@ -46,6 +46,10 @@ class OperatorSettings(BaseSettings):
     backoff_base_seconds: float = Field(10.0, ge=0, description="First retry delay after a "
                                         "failed pod; doubles per failure.")
     backoff_max_seconds: float = Field(300.0, ge=0, description="Cap on that delay.")
+    start_timeout_seconds: float = Field(
+        180.0, gt=0, description="A pod that cannot start (a missing Secret or ConfigMap, an "
+        "image that cannot be pulled, a claim left unbound) fails the task once it is this "
+        "many seconds old and still blocked; its cause is a condition and an Event at once.")
     workers: int = Field(16, ge=1, description="Tasks reconciled at once; more wait in the "
                          "work queue (bounds memory when a thousand tasks arrive together).")
     ops_port: int = Field(8000, description="/metrics, /healthz and /readyz; 0 = off.")

@@ -100,7 +100,7 @@ def test_fresh_task_starts_attempt_one() -> None:
 
 def test_running_pod_means_running() -> None:
     plan = plan_for(task({"attempt": 1, "phase": "Running", "podName": "t1-a1"}), [pod(1)])
-    assert plan.create_pod is None and not plan.status
+    assert plan.create_pod is None and plan.status == {"phase": "Running"}  # as it is
 
 
 def test_success_takes_the_sidecar_summary() -> None:
