@@ -44,7 +44,8 @@ WORKLOAD_CALLS = [
     ("tether.dev", "agentbudgets", "watch"), ("tether.dev", "agentbudgets/status", "update"),
     ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "create"), ("", "pods", "delete"),
     ("", "configmaps", "create"), ("", "serviceaccounts", "create"),
-    ("", "persistentvolumeclaims", "create"), ("", "events", "create")]
+    ("", "persistentvolumeclaims", "create"), ("", "events", "create"),
+    ("", "events", "list")]
 
 
 @pytest.mark.parametrize("values", [{}, FULL], ids=["clusterwide", "namespaces"])

@@ -30,8 +30,9 @@
 - apiGroups: [""]
   resources: [configmaps, serviceaccounts, persistentvolumeclaims]
   verbs: [create]
-# Events on AgentTasks, from the operator and from kopf.
+# Events on AgentTasks, from the operator and from kopf; a pending pod's warnings are listed
+# (a Secret volume that cannot mount is told only there, as FailedMount).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end }}
