@@ -14,8 +14,8 @@ Failure kinds (issue: the operator):
 - ``activeDeadlineSeconds`` — the task's whole lifetime, across attempts: Failed;
 - anything else is a failed attempt, retried after an exponential backoff up to ``backoffLimit``;
 - a pod that cannot start (a missing Secret or ConfigMap, an image that cannot be pulled, a
-  claim that stays unbound): ``Ready=False`` with the cause and an Event at once, then Failed
-  once the pod is ``start_timeout_seconds`` old and still blocked.
+  claim that stays unbound; podstart.py): ``Ready=False`` with the cause and an Event at
+  once, then Failed once the pod is ``start_timeout_seconds`` old and still blocked.
 
 Conditions are stated here, by type (conditions.py merges them into the status).
 """
@@ -29,18 +29,15 @@ from typing import Any
 
 from .conditions import find, want
 from .manifests import LABEL_ATTEMPT, SIDECAR, object_names
+from .podstart import start_blocker
 from .settings import OperatorSettings
 
-__all__ = ["TERMINAL", "Observed", "Plan", "decide", "ending", "sidecar_summary",
-           "start_blocker"]
+__all__ = ["TERMINAL", "Observed", "Plan", "decide", "ending", "sidecar_summary"]
 
 Body = dict[str, Any]
 TERMINAL = frozenset({"Succeeded", "Failed", "BudgetExceeded"})
 _DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "Terminated", "NodeLost",
                                  "DeletionByTaintManager", "TerminationByKubelet"})
-_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                           "ErrImageNeverPull", "RegistryUnavailable"})
-_START_REASONS = frozenset({"CreateContainerError", "RunContainerError", "CrashLoopBackOff"})
 _SUMMARY_FIELDS = ("step", "spentUSD", "inputTokens", "outputTokens", "retries",
                    "lastCheckpoint", "traceID")
 
@@ -51,6 +48,7 @@ class Observed:
     pods: list[Body]
     now: datetime
     live: Body | None = None  # the running sidecar's /status, when the poll reached it
+    pod_warnings: list[Body] = field(default_factory=list)  # Warning Events of a pending pod
 
 
 @dataclass
@@ -108,33 +106,6 @@ def disrupted(pod: Body) -> bool:
         return True
     return any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
                for c in status.get("conditions") or [])
-
-
-def start_blocker(pod: Body) -> tuple[str, str] | None:
-    """Why ``pod`` cannot start, as (condition reason, message naming the container and its
-    waiting reason and message), or None. Init containers count: the sidecar is one."""
-    status = pod.get("status") or {}
-    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses")
-                                                              or []):
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        why, text = waiting.get("reason") or "", waiting.get("message") or ""
-        lower = text.lower()
-        if why in _PULL_REASONS:
-            kind = "ImagePullFailed"
-        elif why == "CreateContainerConfigError":
-            kind = ("SecretMissing" if "secret" in lower else
-                    "ConfigMapMissing" if "configmap" in lower else "PodCannotStart")
-        elif why in _START_REASONS:
-            kind = "PodCannotStart"
-        else:
-            continue
-        return kind, f"container {cs.get('name')}: {why}" + (f": {text}" if text else "")
-    for cond in status.get("conditions") or []:
-        message = cond.get("message") or ""
-        if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
-                and "persistentvolumeclaim" in message.lower()):
-            return "VolumeNotBound", f"pod unschedulable: {message}"
-    return None
 
 
 def ending(phase: str, reason: str, message: str) -> list[Body]:
@@ -271,13 +242,15 @@ def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
     name = pod["metadata"]["name"]
     status = {**base, "phase": "Running"}
     progressing = want("Progressing", True, "AttemptRunning", f"attempt {attempt}: pod {name}")
-    blocker = start_blocker(pod)
+    blocker = start_blocker(pod, o.pod_warnings)
     if blocker is None:
         ready = any(c.get("type") == "Ready" and c.get("status") == "True"
                     for c in (pod.get("status") or {}).get("conditions") or [])
         cond = (want("Ready", True, "PodReady", f"pod {name} is running, its harness ready")
                 if ready else want("Ready", False, "PodStarting", f"pod {name} is starting"))
-        return Plan(status=status, conditions=[cond, progressing])
+        # A failing mount changes nothing on the pod, so no pod event wakes us: look again.
+        return Plan(status=status, conditions=[cond, progressing],
+                    requeue=None if ready else settings.status_poll_seconds)
     reason, message = blocker
     timeout = settings.start_timeout_seconds
     created = parse_time(pod["metadata"].get("creationTimestamp")) or o.now

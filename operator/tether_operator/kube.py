@@ -146,6 +146,14 @@ class Kube:
         items: list[Body] = doc["items"]
         return items
 
+    async def pod_warnings(self, ns: str, pod_uid: str) -> list[Body]:
+        """The Warning Events about one pod (by UID: pod names repeat across tasks of the
+        same name)."""
+        doc = await self.request("GET", f"/api/v1/namespaces/{ns}/events",
+                                 fieldSelector=f"involvedObject.uid={pod_uid},type=Warning")
+        items: list[Body] = doc["items"]
+        return items
+
     async def ensure(self, obj: Body) -> bool:
         """Create ``obj`` unless it exists; True when this call created it."""
         ns = obj["metadata"]["namespace"]

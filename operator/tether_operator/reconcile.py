@@ -137,7 +137,9 @@ class Reconciler:
             if requeue is not None or (task := await self.kube.get_task(ns, name)) is None:
                 return requeue
         pods = await self.kube.pods_of(ns, name)
-        plan = decide(Observed(task, pods, _now(), live), self.settings)
+        warnings = [e for p in pods if (p.get("status") or {}).get("phase") == "Pending"
+                    for e in await self.kube.pod_warnings(ns, p["metadata"]["uid"])]
+        plan = decide(Observed(task, pods, _now(), live, warnings), self.settings)
         await self._apply(task, plan)
         phase = plan.status.get("phase") or (task.get("status") or {}).get("phase")
         self.metrics.task_phase(ns, name, phase)

@@ -11,10 +11,11 @@ import pytest
 
 from tether_operator import budgets
 from tether_operator.conditions import find, merge, spend_conditions, want
-from tether_operator.decide import iso, start_blocker
+from tether_operator.decide import Observed, decide, iso
+from tether_operator.podstart import start_blocker
 from tether_operator.settings import OperatorSettings
 
-from .test_operator_pure import NOW, budget, plan_for, pod, task, terminated
+from .test_operator_pure import NOW, S, budget, plan_for, pod, task, terminated
 
 Body = dict[str, Any]
 LATER = NOW + timedelta(minutes=5)
@@ -154,3 +155,18 @@ def test_overspent_budget_is_exhausted_and_remaining_is_clamped() -> None:
     assert totals["remainingUSD"] == "0"
     assert exhausted is not None and (exhausted["status"], exhausted["reason"]) == (
         "True", "LimitSpent")
+
+
+def test_a_secret_volume_that_cannot_mount_is_named_from_the_pods_event() -> None:
+    # What the kubelet does (seen on the real node): containers wait in PodInitializing and
+    # only a FailedMount Event names the Secret.
+    initialising = waiting("PodInitializing", "", init=True)
+    event = {"type": "Warning", "reason": "FailedMount", "lastTimestamp": iso(NOW),
+             "message": 'MountVolume.SetUp failed for volume "model-credentials" : '
+                        'secret "model-creds" not found'}
+    plan = decide(Observed(task(RUNNING), [initialising], NOW, None, [event]), S)
+    ready = find(plan.conditions, "Ready")
+    assert ready is not None and ready["reason"] == "SecretMissing"
+    assert 'secret "model-creds" not found' in plan.events[0][2]
+    unknown = plan_for(task(RUNNING), [initialising])
+    assert unknown.events == [] and unknown.requeue == S.status_poll_seconds  # looks again
