@@ -31,6 +31,8 @@ if healthy; then
   [ "${TETHER_NO_NODE:-}" = 1 ] || node_converge
   # The repo may have changed since: new pods should get images of the current code.
   [ "${TETHER_NO_NODE:-}" = 1 ] || import_images
+  # And the add-ons of the current recipe (an image tag or a manifest may have changed).
+  [ "${TETHER_NO_NODE:-}" = 1 ] || addons_up
   echo "$KUBECONFIG_ADMIN"; exit 0
 fi
 
