@@ -15,12 +15,14 @@ import re
 import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from ._cluster import REPO_ROOT, Cluster
+from ._tools import helm
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -70,9 +72,11 @@ def require_images(core: client.CoreV1Api, node: str, refs: set[str]) -> None:
 
 
 def tools_env(cluster: Cluster) -> dict[str, str]:
-    """The user's shell: KUBECONFIG, and the cluster's kubectl and helm first on PATH."""
+    """The user's shell: KUBECONFIG, the pinned helm first on PATH, and the local cluster's
+    kubectl (another cluster's user brings their own kubectl on PATH)."""
+    first = [str(Path(helm()).parent)] + ([bin_dir()] if cluster.local else [])
     return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-            "PATH": f"{bin_dir()}:{os.environ['PATH']}"}
+            "PATH": ":".join([*first, os.environ["PATH"]])}
 
 
 def run(env: dict[str, str], *cmd: str) -> subprocess.CompletedProcess[str]:
