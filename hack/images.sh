@@ -128,6 +128,14 @@ HOST_CA="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
 [ -r "$HOST_CA" ] || die "the CA bundle $HOST_CA (PIP_CERT/SSL_CERT_FILE) is not readable; pip in the build needs it"
 mkdir -p "$WORK" "$TETHER_CACHE/pip"
 python3 "$HACK_DIR/image_build.py" pip-conf "$WORK/pip.conf" /run/tether-build/ca.pem
+# The layer cache grows with every code change (each build leaves its app layers behind) and
+# nothing in buildah bounds it: past the cap it is emptied, and this one build runs cold.
+STORE_CAP_MB="${TETHER_BUILDAH_STORE_CAP_MB:-8192}"
+store_mb="$(du -sm "$TETHER_CACHE/buildah" 2>/dev/null | cut -f1)"
+if [ "${store_mb:-0}" -gt "$STORE_CAP_MB" ]; then
+  log "The buildah store holds ${store_mb} MB (cap ${STORE_CAP_MB}); emptying it, so this build is cold"
+  "${BUILDAH[@]}" rmi --all --force >> "$LOG" 2>&1 || die "emptying the buildah store failed; see $LOG"
+fi
 commit_base
 stage_contexts
 for name in "${IMAGES[@]}"; do build_image "$name"; done
