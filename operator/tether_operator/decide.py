@@ -249,8 +249,9 @@ def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
         cond = (want("Ready", True, "PodReady", f"pod {name} is running, its harness ready")
                 if ready else want("Ready", False, "PodStarting", f"pod {name} is starting"))
         # A failing mount changes nothing on the pod, so no pod event wakes us: look again.
+        pending = (pod.get("status") or {}).get("phase") in (None, "Pending")
         return Plan(status=status, conditions=[cond, progressing],
-                    requeue=None if ready else settings.status_poll_seconds)
+                    requeue=settings.status_poll_seconds if pending else None)
     reason, message = blocker
     timeout = settings.start_timeout_seconds
     created = parse_time(pod["metadata"].get("creationTimestamp")) or o.now
