@@ -5,16 +5,21 @@ conditions the CRD's schema accepts. Time is the reconciler's clock, set by the 
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from tether_operator import reconcile
 from tether_operator.conditions import find
 from tether_operator.decide import Observed, Plan, decide, iso
+from tether_operator.handlers import poll_live
 from tether_operator.kube import Conflict, Kube
 from tether_operator.metrics import OperatorMetrics
 from tether_operator.reconcile import Reconciler
@@ -126,3 +131,45 @@ async def test_budget_conditions_are_written_and_accepted(rec: Reconciler, kubec
                         "involvedObject.kind=AgentBudget,involvedObject.name=soft",
                         "-o", "jsonpath={.items[*].reason}")
     assert "SoftLimitReached" in events.split()
+
+
+class _SidecarStatus(BaseHTTPRequestHandler):
+    """A running sidecar's ops port as the live poll sees it: GET /status."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"phase": "Running", "step": 3, "spentUSD": "0.25"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+async def test_live_poll_writes_only_onto_the_status_it_saw(rec: Reconciler,
+                                                             namespace: str) -> None:
+    name = "conditions-live"
+    await rec.kube.request("POST", f"/apis/tether.dev/v1alpha1/namespaces/{namespace}"
+                           "/agenttasks", task(name))
+    stale = await fresh(rec, namespace, name)
+    await rec._write(stale, {"phase": "Running", "podName": "p"}, [])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SidecarStatus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rec.settings = rec.settings.model_copy(update={"sidecar_ops_port": server.server_port})
+    rec.pod_ips[(namespace, "p")] = "127.0.0.1"
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            rec.tasks[(namespace, name)] = {"phase": "Running", "podName": "p",
+                                            "resourceVersion": stale["metadata"]["resourceVersion"]}
+            await poll_live(rec, http, resync=False)  # seen before the write: not applied
+            assert (await fresh(rec, namespace, name))["status"]["spentUSD"] == "0"  # default
+            current = await fresh(rec, namespace, name)
+            rec.tasks[(namespace, name)]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await poll_live(rec, http, resync=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    live = (await fresh(rec, namespace, name))["status"]
+    assert (live["spentUSD"], live["step"]) == ("0.25", 3)
