@@ -164,3 +164,18 @@ def test_crdgen_needs_no_kubernetes_client() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )
     assert probe.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED))
+def test_conditions_merge_by_type_and_remaining_is_never_negative(name: str) -> None:
+    # Server-side apply merges a list by key only when the CRD says so; else the operator's
+    # apply would replace every condition (issue #9). remainingUSD is clamped at 0.
+    schema = dict(_schemas())[name]
+    conditions = schema["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    required = set(conditions["items"]["required"])
+    assert {"type", "status", "reason", "lastTransitionTime"} <= required
+    if name.startswith("agentbudgets"):
+        remaining = schema["properties"]["status"]["properties"]["remainingUSD"]
+        assert not remaining["pattern"].startswith("^-?"), remaining
