@@ -232,10 +232,19 @@ class Reconciler:
 
     async def refresh_budget(self, budget: Body) -> None:
         """Recompute a budget's totals and conditions after its spec changed (a new limit or
-        softLimitPercent); writes only when something differs."""
+        softLimitPercent); writes only when something differs. Also sets the budget's gauges,
+        so a restarted operator shows them before the next hold or release."""
         now = _now()
-        await self._cas(budget, lambda b: (None if (new := budgets.with_totals(
+        status = budget.get("status") or {}
+        written = await self._cas(budget, lambda b: (None if (new := budgets.with_totals(
             b, b.get("status") or {}, now)) == (b.get("status") or {}) else new))
+        if written is None and status.get("spentUSD") is not None:
+            meta = budget["metadata"]
+            self.metrics.budget(meta["namespace"], meta["name"], budget["spec"]["limitUSD"],
+                                status["spentUSD"], status.get("reservedUSD") or "0")
+            soft = find(status.get("conditions"), "SoftLimitReached") or {}
+            self.metrics.budget_soft_limit.labels(meta["namespace"], meta["name"]).set(
+                1 if soft.get("status") == "True" else 0)
 
     async def _admit(self, task: Body) -> float | None:
         """Hold the task's hard limit on every budget that selects it; None when admitted,
