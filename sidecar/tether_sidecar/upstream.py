@@ -204,7 +204,9 @@ class AiohttpUpstream:
             # Connecting never gets the whole budget: were the two deadlines equal, the total
             # one would fire first and a request that never left would read as "reached".
             # Deadlines are not rounded to whole seconds (ceil_threshold) for the same reason.
-            connect = min(seconds * 0.95, 10.0)
+            # The gap is at least 0.1 s (half the budget for tiny ones): a loop busy for a few
+            # ms must not see both deadlines pass in one turn and report the wrong one.
+            connect = min(10.0, max(seconds * 0.5, min(seconds * 0.95, seconds - 0.1)))
             # A stream may run for long: the limit is on silence (to headers, between chunks).
             t = (aiohttp.ClientTimeout(total=None, connect=connect, sock_read=seconds,
                                        ceil_threshold=_NO_ROUNDING) if streaming else
