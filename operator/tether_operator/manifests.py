@@ -167,6 +167,9 @@ def pod(task: Body, attempt: int, settings: OperatorSettings,
     pod_spec: dict[str, Any] = {
         "serviceAccountName": names["sa"], "automountServiceAccountToken": False,
         "restartPolicy": "Never",  # attempts are the operator's, with their own accounting
+        # A Service named e.g. "tether-sidecar" in the task's namespace would otherwise inject
+        # TETHER_SIDECAR_SERVICE_HOST & co., which the sidecar refuses as unknown settings.
+        "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.grace_seconds,
         "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
                             "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}},

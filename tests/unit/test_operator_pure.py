@@ -241,3 +241,14 @@ def test_task_inputs_reach_the_agent_as_the_sdk_reads_them(monkeypatch: pytest.M
     monkeypatch.setenv("TETHER_TASK_INPUTS", env["TETHER_TASK_INPUTS"])
     monkeypatch.setenv("TETHER_TASK_INSTRUCTIONS", env["TETHER_TASK_INSTRUCTIONS"])
     assert tether_agent.task()[1] == t["spec"]["task"]["inputs"]
+
+
+def test_task_pods_get_no_service_link_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Service called tether-sidecar in the task's namespace injects TETHER_SIDECAR_* names,
+    # which the sidecar's settings refuse: the pod would never start.
+    from tether_sidecar.settings import Settings
+
+    monkeypatch.setenv("TETHER_SIDECAR_SERVICE_HOST", "10.96.0.20")
+    with pytest.raises(ValueError, match="TETHER_SIDECAR_SERVICE_HOST"):
+        Settings(task="t.yaml", state_dir="/s", secrets_dir="/x")
+    assert manifests.pod(task(), 1, S, 600)["spec"]["enableServiceLinks"] is False
