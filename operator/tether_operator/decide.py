@@ -236,6 +236,23 @@ def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
     return plan
 
 
+def _look_again(pod: Body, now: datetime, settings: OperatorSettings) -> float | None:
+    """When to look at a pod that is not ready again, if no pod event will wake us.
+
+    A failing Secret or ConfigMap mount changes nothing on the pod (only an Event says it), so
+    a pod on a node that has not started is looked at again: every status poll while young,
+    less often as it ages (a thousand pods held by a slow node must not cost a thousand reads
+    every poll). A pod not yet on a node is waiting for room; the scheduler's verdict comes as
+    a pod event, so no timer.
+    """
+    if (pod.get("status") or {}).get("phase") not in (None, "Pending") or not (
+            pod.get("spec") or {}).get("nodeName"):
+        return None
+    created = parse_time(pod["metadata"].get("creationTimestamp")) or now
+    age = (now - created).total_seconds()
+    return min(max(settings.status_poll_seconds, age / 4), 60.0)
+
+
 def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
               settings: OperatorSettings) -> Plan:
     """A pod not finished: Ready when it is; the cause and a deadline when it cannot start."""
@@ -248,10 +265,8 @@ def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
                     for c in (pod.get("status") or {}).get("conditions") or [])
         cond = (want("Ready", True, "PodReady", f"pod {name} is running, its harness ready")
                 if ready else want("Ready", False, "PodStarting", f"pod {name} is starting"))
-        # A failing mount changes nothing on the pod, so no pod event wakes us: look again.
-        pending = (pod.get("status") or {}).get("phase") in (None, "Pending")
         return Plan(status=status, conditions=[cond, progressing],
-                    requeue=settings.status_poll_seconds if pending else None)
+                    requeue=_look_again(pod, o.now, settings))
     reason, message = blocker
     timeout = settings.start_timeout_seconds
     created = parse_time(pod["metadata"].get("creationTimestamp")) or o.now

@@ -137,7 +137,9 @@ class Reconciler:
             if requeue is not None or (task := await self.kube.get_task(ns, name)) is None:
                 return requeue
         pods = await self.kube.pods_of(ns, name)
+        # Only a pod on a node can fail to mount (docs/operator.md, pods that cannot start).
         warnings = [e for p in pods if (p.get("status") or {}).get("phase") == "Pending"
+                    and (p.get("spec") or {}).get("nodeName")
                     for e in await self.kube.pod_warnings(ns, p["metadata"]["uid"])]
         plan = decide(Observed(task, pods, _now(), live, warnings), self.settings)
         await self._apply(task, plan)

@@ -26,6 +26,7 @@ def waiting(reason: str, message: str, *, init: bool, created: str = iso(NOW)) -
     """A Pending pod with one container waiting, as the kubelet reports it."""
     p = pod(1, "Pending")
     p["metadata"]["creationTimestamp"] = created
+    p["spec"] = {"nodeName": "tether-node"}
     where = "initContainerStatuses" if init else "containerStatuses"
     other = "containerStatuses" if init else "initContainerStatuses"
     p["status"][where] = [{"name": "tether-sidecar" if init else "agent", "ready": False,
@@ -170,3 +171,16 @@ def test_a_secret_volume_that_cannot_mount_is_named_from_the_pods_event() -> Non
     assert 'secret "model-creds" not found' in plan.events[0][2]
     unknown = plan_for(task(RUNNING), [initialising])
     assert unknown.events == [] and unknown.requeue == S.status_poll_seconds  # looks again
+
+
+def test_a_pod_on_a_node_is_looked_at_again_less_often_as_it_ages_and_one_waiting_for_room_not(
+        ) -> None:
+    young = waiting("PodInitializing", "", init=True)
+    assert plan_for(task(RUNNING), [young]).requeue == S.status_poll_seconds
+    old = waiting("PodInitializing", "", init=True, created=iso(NOW - timedelta(minutes=2)))
+    assert plan_for(task(RUNNING), [old]).requeue == 30.0
+    ancient = waiting("PodInitializing", "", init=True, created=iso(NOW - timedelta(hours=1)))
+    assert plan_for(task(RUNNING), [ancient]).requeue == 60.0
+    unscheduled = pod(1, "Pending", conditions=[{"type": "PodScheduled", "status": "False",
+                                                 "reason": "Unschedulable"}])
+    assert plan_for(task(RUNNING), [unscheduled]).requeue is None
