@@ -39,12 +39,15 @@ class TokenCounter:
     most prompts never need one, and every agent pod pays for the sidecar's memory."""
 
     # An agent resends its whole history on every call, so most texts were counted before.
-    CACHE_CHARS = 16 * 1024 * 1024  # the cache's keys hold at most this many characters
+    CACHE_CHARS = 16 * 1024 * 1024  # the cache's texts hold at most this many characters
 
     def __init__(self) -> None:
         self._enc: Any = None
         self.ratio = 1.0  # provider tokens per counted token, learnt from usage
-        self._cache: dict[str, int] = {}
+        # Keyed by length, head and tail, and the text compared whole on a hit: every call's
+        # texts are new str objects, and hashing one whole costs ~15 µs per 100 KB (on every
+        # call), comparing it ~1 µs. Texts that share the key just replace each other.
+        self._cache: dict[tuple[int, str, str], tuple[str, int]] = {}
         self._cached_chars = 0
 
     def count(self, texts: list[str]) -> int:
@@ -52,19 +55,23 @@ class TokenCounter:
         for text in texts:
             if not text:
                 continue
-            n = self._cache.get(text)
-            if n is None:
-                if self._enc is None:
-                    import bpe_openai
+            key = (len(text), text[:32], text[-32:])
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == text:
+                total += hit[1]
+                continue
+            if self._enc is None:
+                import bpe_openai
 
-                    self._enc = bpe_openai.get_encoding("o200k_base")
-                n = len(self._enc.encode_ordinary(text))
-                if len(text) > 256:  # short texts are cheaper to count than to keep
+                self._enc = bpe_openai.get_encoding("o200k_base")
+            n = len(self._enc.encode_ordinary(text))
+            if len(text) > 256:  # short texts are cheaper to count than to keep
+                if hit is None:
                     if self._cached_chars + len(text) > self.CACHE_CHARS:
                         self._cache.clear()
                         self._cached_chars = 0
-                    self._cache[text] = n
                     self._cached_chars += len(text)
+                self._cache[key] = (text, n)
             total += n
         return total
 

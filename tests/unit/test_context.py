@@ -43,6 +43,21 @@ def test_cheap_bound_is_never_below_the_exact_count() -> None:
     assert not cheap.exact and cheap.tokens >= exact.tokens
 
 
+def test_cached_counts_never_answer_for_a_different_text() -> None:
+    """The count cache is keyed cheaply (length, head, tail): texts that share all three but
+    differ inside are still counted each on its own, repeatedly, and an equal copy hits."""
+    head, tail = "begin " * 20, " end" * 20
+    one = head + "x " * 600 + tail
+    other = head + "xyzzyplugh " * 109 + "x" + tail
+    assert len(one) == len(other) and one[:32] == other[:32] and one[-32:] == other[-32:]
+    alone = [TokenCounter().count([t]) for t in (one, other)]
+    assert alone[0] != alone[1]
+    counter = TokenCounter()
+    for _ in range(2):
+        assert [counter.count([t]) for t in (one, other)] == alone
+    assert counter.count(["".join(list(one))]) == alone[0]  # an equal copy, another object
+
+
 def test_split_keeps_permanent_and_working_tiers_and_tool_pairs() -> None:
     msgs = conversation(6)
     start, end = manager(keepLastToolResults=2).split(msgs, OPENAI)
