@@ -22,6 +22,7 @@ before a checkpoint is written, on graceful stop, and at most a second after any
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 from collections import defaultdict
@@ -45,18 +46,23 @@ _MAX_STORED_BODY = 1024 * 1024  # larger responses are journalled without a body
 def call_key(kind: str, target: str, body: Any) -> str:
     """The identity a call is replayed by: a hash of its kind, target and body.
 
-    A parsed body is hashed in canonical form (orjson, keys sorted), so a restarted agent whose
-    SDK writes the same request with its keys in another order, or other whitespace, is still
-    answered from the journal; any difference in a value is a different call. Raw bytes (tool
-    calls) are hashed as given. BLAKE3 rather than SHA-256: as collision-resistant (a replay must
-    never answer a different request) and ~4x cheaper, which every model call pays over its
-    whole prompt (12 against 47 µs at 100 KB here, docs/benchmarks.md). Journals written before
-    2026-11-30 hold SHA-256 keys: their calls are not replayed by this version but sent again.
+    A parsed body (model calls) is hashed in canonical form (orjson, keys sorted), so a restarted
+    agent whose SDK writes the same request with its keys in another order, or other spacing, is
+    still answered from the journal; any difference in a value is a different call. It is hashed
+    with BLAKE3: as collision-resistant as SHA-256 (a replay must never answer a different
+    request) and ~4x cheaper, which every model call pays over its whole prompt (12 against
+    47 µs at 100 KB here, docs/benchmarks.md). Model calls journalled before 2026-11-30 have
+    SHA-256 keys, so a task resumed across that upgrade sends them again (and pays again).
+
+    Raw bytes (tool calls) are hashed as given, still with SHA-256: a completed side-effecting
+    call in a journal written before must keep replaying rather than run twice, and tool bodies
+    are small.
     """
-    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS) if not isinstance(
-        body, bytes) else body
-    digest = blake3(f"{kind}\0{target}\0".encode())
-    digest.update(canonical)  # not concatenated: that would copy the whole body once more
+    prefix = f"{kind}\0{target}\0".encode()
+    if isinstance(body, bytes):
+        return hashlib.sha256(prefix + body).hexdigest()
+    digest = blake3(prefix)
+    digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))  # not concatenated: a copy
     return digest.hexdigest()
 
 
