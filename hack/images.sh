@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the node's images from images/*/Dockerfile with buildah, offline, as one OCI
+# Build the node's images from images/ with buildah, offline (the six Python images are
+# targets of images/python/Dockerfile; pause and the provisioner have their own), as one OCI
 # layout tar for `ctr images import`, and print the tar's path. The Dockerfiles are the
 # only recipe: what runs here is what `docker build` runs on a user's machine.
 #
@@ -92,16 +93,18 @@ stage_contexts() {
 # never sets up its default network, a bridge on 10.88.0.0/16: the pod subnet, whose
 # route it would take from cni0 (hack/cluster/node.sh refuses to start then).
 build_image() {  # name
-  local ctx="$WORK/repo" s0
+  local ctx="$WORK/repo" file="images/$1/Dockerfile" target=() s0
   [ "$1" = local-path-provisioner ] && ctx="$WORK/provisioner"
+  # The Python images are targets of one Dockerfile; the others have one each.
+  if [ ! -f "$WORK/repo/$file" ]; then file=images/python/Dockerfile target=(--target "$1"); fi
   s0=$(date +%s)
   echo "=== $1" >> "$LOG"
   nice -n 10 "${BUILDAH[@]}" build --layers --pull=never --network=host --identity-label=false \
     --volume "$WORK/pip.conf:/etc/pip.conf:ro" --volume "$HOST_CA:/run/tether-build/ca.pem:ro" \
     --volume "$TETHER_CACHE/pip:/root/.cache/pip" \
     --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" --build-arg SOURCE="$SOURCE" \
-    -f "$WORK/repo/images/$1/Dockerfile" -t "docker.io/tether/$1:$VERSION" "$ctx" >> "$LOG" 2>&1 \
-    || { tail -n 30 "$LOG" >&2; die "building images/$1/Dockerfile failed; the whole log is $LOG"; }
+    -f "$WORK/repo/$file" "${target[@]}" -t "docker.io/tether/$1:$VERSION" "$ctx" >> "$LOG" 2>&1 \
+    || { tail -n 30 "$LOG" >&2; die "building $file ${target[*]} failed; the whole log is $LOG"; }
   log "Built docker.io/tether/$1:$VERSION in $(( $(date +%s) - s0 ))s"
 }
 

@@ -1,8 +1,9 @@
-"""images/*/Dockerfile against the repo, without building: the cheap drift checks.
+"""images/ against the repo, without building: the cheap drift checks.
 
-Every entry point is a console script pyproject.toml defines, every image is built by
-hack/images.sh, the Python images share one recipe, versions and labels agree. The
-images themselves run on the real node in tests/e2e/test_images.py.
+The six Python images are targets (stages) of images/python/Dockerfile; pause and the
+provisioner have a Dockerfile each. Every entry point is a console script pyproject.toml
+defines, every image is built by hack/images.sh, versions and labels agree. The images
+themselves run on the real node in tests/e2e/test_images.py.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
+PYTHON = IMAGES / "python" / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
-DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
-SHARED = re.compile(r"# ---- shared by every Python image.*?# ---- end of the shared part ----\n",
-                    re.S)
+PYTHON_IMAGES = {"sidecar": "deps", "operator": "deps-operator", "agent": "deps-agent",
+                 "scripted-model": "deps", "fault-tools": "deps", "base": "deps-all"}
+SINGLE = {"pause": "/pause", "local-path-provisioner": "/usr/bin/local-path-provisioner"}
 OCI_LABELS = ["title", "description", "version", "revision", "source", "licenses"]
+Steps = list[tuple[str, str]]
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+def instructions(dockerfile: Path) -> Steps:
     """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
     lines = [ln.strip() for ln in text.splitlines()]
@@ -33,96 +36,101 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
             for ln in lines if ln and not ln.startswith("#")]
 
 
-def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
-    steps = instructions(dockerfile)
-    last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
-    return steps[last_from:]
+def stages(dockerfile: Path) -> dict[str, Steps]:
+    """Each stage's steps by its name (the last, unnamed stage is ''), FROM first."""
+    out: dict[str, Steps] = {}
+    name = None
+    for op, args in instructions(dockerfile):
+        if op == "FROM":
+            name = args.split(" AS ")[1].strip() if " AS " in args else ""
+            out[name] = []
+        assert name is not None, f"{dockerfile}: {op} before the first FROM"
+        out[name].append((op, args))
+    return out
 
 
-def python_images() -> list[Path]:
-    return [d for d in DOCKERFILES if SHARED.search(d.read_text())]
+def image_steps(name: str) -> Steps:
+    """What image ``name`` is: its stage with what it inherits (LABELs, ENV) from its parents."""
+    if name in SINGLE:
+        return stages(IMAGES / name / "Dockerfile")[""]
+    all_stages = stages(PYTHON)
+    steps, stage = [], name
+    while stage in all_stages:
+        steps = all_stages[stage] + steps
+        stage = all_stages[stage][0][1].split(" AS ")[0].strip()
+    return steps
 
 
-def test_every_image_directory_has_a_dockerfile_and_hack_builds_each() -> None:
+def test_hack_builds_every_image_and_nothing_else() -> None:
     built = re.search(r"^IMAGES=\((.*?)\)", (ROOT / "hack/images.sh").read_text(), re.M)
     assert built, "hack/images.sh has no IMAGES=(...) line"
-    assert sorted(built.group(1).split()) == sorted(d.parent.name for d in DOCKERFILES)
-    assert {d.parent.name for d in python_images()} == {
-        "base", "sidecar", "operator", "agent", "scripted-model", "fault-tools"}
+    assert sorted(built.group(1).split()) == sorted([*PYTHON_IMAGES, *SINGLE])
+    dirs = sorted(d.parent.name for d in IMAGES.glob("*/Dockerfile"))
+    assert dirs == sorted(["python", *SINGLE]), "one Dockerfile for the Python images"
+    final = [n for n, steps in stages(PYTHON).items() if steps[0][1].startswith("runtime ")]
+    assert sorted(final) == sorted(PYTHON_IMAGES)
 
 
-@pytest.mark.parametrize("dockerfile", python_images(), ids=lambda d: d.parent.name)
-def test_python_entrypoint_is_a_console_script_pyproject_defines(dockerfile: Path) -> None:
-    entry = [json.loads(args) for op, args in final_stage(dockerfile) if op == "ENTRYPOINT"]
-    if dockerfile.parent.name == "base":  # a shell for tests and helper pods, every script on PATH
-        assert entry == []
-        assert ("CMD", '["bash"]') in final_stage(dockerfile)
+@pytest.mark.parametrize("name", sorted(PYTHON_IMAGES))
+def test_python_entrypoint_is_a_console_script_pyproject_defines(name: str) -> None:
+    steps = image_steps(name)
+    entry = [json.loads(args) for op, args in steps if op == "ENTRYPOINT"]
+    if name == "base":  # a shell for tests and helper pods, every script on PATH
+        assert entry == [] and ("CMD", '["bash"]') in steps
         return
-    assert len(entry) == 1 and len(entry[0]) == 1, f"{dockerfile}: one exec-form ENTRYPOINT"
-    path = entry[0][0]
-    assert path.startswith("/opt/tether/bin/"), path
-    script = path.removeprefix("/opt/tether/bin/")
+    assert len(entry) == 1 and len(entry[0]) == 1, f"target {name}: one exec-form ENTRYPOINT"
+    script = entry[0][0].removeprefix("/opt/tether/bin/")
     assert script in PYPROJECT["project"]["scripts"], (
-        f"{dockerfile.relative_to(ROOT)} runs {script}, which [project.scripts] does not define")
+        f"target {name} runs {script}, which [project.scripts] does not define")
 
 
-@pytest.mark.parametrize("name,binary", [("pause", "/pause"),
-                                         ("local-path-provisioner",
-                                          "/usr/bin/local-path-provisioner")])
+@pytest.mark.parametrize(("name", "deps"), sorted(PYTHON_IMAGES.items()))
+def test_python_images_take_the_dependencies_they_need_and_the_same_app_layer(
+        name: str, deps: str) -> None:
+    copies = [args for op, args in stages(PYTHON)[name] if op == "COPY"]
+    assert copies == [f"--from={deps} /opt/tether /opt/tether", "--from=app /opt/app/ /opt/tether/"]
+
+
+def test_extras_stages_install_the_pyproject_extras() -> None:
+    extras = {n: re.findall(r"--only (\w+)", " ".join(a for op, a in s if op == "RUN"))
+              for n, s in stages(PYTHON).items() if n.startswith("deps-")}
+    assert extras == {"deps-operator": ["operator"], "deps-agent": ["agent"],
+                      "deps-all": ["agent"]}  # deps-all stacks agent onto deps-operator
+    assert stages(PYTHON)["deps-all"][0][1] == "deps-operator AS deps-all"
+    assert {"operator", "agent"} <= set(PYPROJECT["project"]["optional-dependencies"])
+
+
+@pytest.mark.parametrize(("name", "binary"), sorted(SINGLE.items()))
 def test_single_binary_image_runs_the_file_it_copies(name: str, binary: str) -> None:
-    stage = final_stage(IMAGES / name / "Dockerfile")
+    stage = image_steps(name)
     assert ("ENTRYPOINT", json.dumps([binary])) in stage
     assert any(op == "COPY" and args.split()[-1] == binary for op, args in stage)
 
 
-def test_python_images_share_one_recipe() -> None:
-    parts = {d.parent.name: SHARED.search(d.read_text()).group(0)  # type: ignore[union-attr]
-             for d in python_images()}
-    reference = parts["sidecar"]
-    for name, part in parts.items():
-        assert part == reference, f"images/{name}/Dockerfile's shared part differs from sidecar's"
-
-
-def test_python_images_install_the_extras_they_need() -> None:
-    extras = {}
-    for d in python_images():
-        found = re.search(r'^ARG EXTRAS="(.*)"$', d.read_text(), re.M)
-        assert found, f"{d}: no ARG EXTRAS=\"...\" before the first FROM"
-        extras[d.parent.name] = found.group(1).split()
-    assert extras == {"sidecar": [], "scripted-model": [], "fault-tools": [],
-                      "operator": ["operator"], "agent": ["agent"],
-                      "base": ["operator", "agent"]}
-    assert all(e in PYPROJECT["project"]["optional-dependencies"]
-               for names in extras.values() for e in names)
-
-
 def test_the_wheel_is_built_from_exactly_the_packages_hatch_ships() -> None:
-    copied = {src for op, args in instructions(IMAGES / "sidecar" / "Dockerfile")
+    copied = {src for op, args in instructions(PYTHON)
               if op == "COPY" and not args.startswith("--from") for src in args.split()[:-1]}
     packages = set(PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
     assert copied == packages | {"README.md", "pyproject.toml", "images/python-deps.py"}
     assert all((ROOT / p).exists() for p in copied)
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda d: d.parent.name)
-def test_images_run_as_non_root_except_base(dockerfile: Path) -> None:
-    users = [args for op, args in final_stage(dockerfile) if op == "USER"]
-    assert users, f"{dockerfile}: no USER in the final stage"
-    if dockerfile.parent.name == "base":  # the provisioner's helper pods write host paths
-        assert users[-1] == "0:0"
-    else:
-        assert users[-1] == "65532:65532"
+@pytest.mark.parametrize("name", sorted([*PYTHON_IMAGES, *SINGLE]))
+def test_images_run_as_non_root_except_base(name: str) -> None:
+    users = [args for op, args in image_steps(name) if op == "USER"]
+    assert users, f"{name}: no USER"
+    assert users[-1] == ("0:0" if name == "base" else "65532:65532")
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda d: d.parent.name)
-def test_oci_labels_and_version_agree_with_pyproject(dockerfile: Path) -> None:
-    stage = final_stage(dockerfile)
-    labels = " ".join(args for op, args in stage if op == "LABEL")
+@pytest.mark.parametrize("name", sorted([*PYTHON_IMAGES, *SINGLE]))
+def test_oci_labels_and_version_agree_with_pyproject(name: str) -> None:
+    steps = image_steps(name)
+    labels = " ".join(args for op, args in steps if op == "LABEL")
     for label in OCI_LABELS:
-        assert f"org.opencontainers.image.{label}=" in labels, f"{dockerfile}: no {label} label"
+        assert f"org.opencontainers.image.{label}=" in labels, f"{name}: no {label} label"
     assert 'org.opencontainers.image.licenses="Apache-2.0"' in labels
-    assert f'org.opencontainers.image.title="tether-{dockerfile.parent.name}"' in labels
-    assert ("ARG", f"VERSION={VERSION}") in stage, f"{dockerfile}: ARG VERSION={VERSION}"
+    assert f'org.opencontainers.image.title="tether-{name}"' in labels
+    assert ("ARG", f"VERSION={VERSION}") in steps, f"{name}: ARG VERSION={VERSION}"
 
 
 def test_chart_app_version_is_the_image_tag() -> None:
