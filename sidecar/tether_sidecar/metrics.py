@@ -61,6 +61,7 @@ class SidecarMetrics:
         self.overhead_model = self.overhead.labels(ns, t, "model")
         self.overhead_tool = self.overhead.labels(ns, t, "tool")
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._llm: dict[tuple[str, str], list[Any]] = {}
 
     def _child(self, metric: Counter, *labels: str) -> Any:
         """The labelled child, looked up once (``labels()`` costs a few µs a call)."""
@@ -73,13 +74,23 @@ class SidecarMetrics:
 
     def llm(self, model: str, outcome: str, input_tokens: int = 0, output_tokens: int = 0,
             cost: float = 0.0) -> None:
-        self._child(self.model_calls, model, outcome).inc()
+        # Every model call lands here: one lookup for its children, not four. A series is
+        # still created only when first counted (no zero-valued token series for a replay).
+        kids = self._llm.get((model, outcome))
+        if kids is None:
+            kids = self._llm[(model, outcome)] = [
+                self._child(self.model_calls, model, outcome), None, None, None]
+        kids[0].inc()
         if input_tokens:
-            self._child(self.tokens, model, "input").inc(input_tokens)
+            (kids[1] or self._llm_kid(kids, 1, self.tokens, model, "input")).inc(input_tokens)
         if output_tokens:
-            self._child(self.tokens, model, "output").inc(output_tokens)
+            (kids[2] or self._llm_kid(kids, 2, self.tokens, model, "output")).inc(output_tokens)
         if cost:
-            self._child(self.cost, model).inc(cost)
+            (kids[3] or self._llm_kid(kids, 3, self.cost, model)).inc(cost)
+
+    def _llm_kid(self, kids: list[Any], i: int, metric: Counter, *labels: str) -> Any:
+        kids[i] = self._child(metric, *labels)
+        return kids[i]
 
     def tool(self, tool: str, outcome: str) -> None:
         self._child(self.tool_calls, tool, outcome).inc()

@@ -197,6 +197,7 @@ class Tracing:
         self.write_errors = 0
         self._fd = os.open(span_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._rng = random.Random()
+        self._step_ids: dict[int, int] = {}  # a SHA-256 each is ~5 µs, and every call asks
         self._otlp: _OtlpMirror | None = None
         if otlp_endpoint:
             resource = Resource.create({
@@ -212,9 +213,16 @@ class Tracing:
     def start(self, name: str, attributes: dict[str, Any]) -> Span:
         """A call span, child of the step in progress (``tether.step`` in ``attributes``)."""
         step = attributes.get(ATTR.STEP)
-        parent = step_span_id(self.trace_id, step) if isinstance(step, int) else \
-            self.attempt_span
+        parent = self._step_id(step) if isinstance(step, int) else self.attempt_span
         return Span(self, name, self._rng.getrandbits(64) or 1, parent, attributes)
+
+    def _step_id(self, step: int) -> int:
+        span_id = self._step_ids.get(step)
+        if span_id is None:
+            if len(self._step_ids) > 64:  # only the step in progress and its neighbours matter
+                self._step_ids.clear()
+            span_id = self._step_ids[step] = step_span_id(self.trace_id, step)
+        return span_id
 
     def finish(self, span: Span) -> None:
         try:
@@ -229,7 +237,7 @@ class Tracing:
 
     def step_done(self, step: int, since_ns: int, attributes: dict[str, Any]) -> None:
         """Emit the span of a step when its checkpoint is written."""
-        Span(self, f"step {step}", step_span_id(self.trace_id, step), self.attempt_span,
+        Span(self, f"step {step}", self._step_id(step), self.attempt_span,
              {ATTR.STEP: step, **attributes}, since_ns).end()
 
     def attempt_done(self, attributes: dict[str, Any]) -> None:
