@@ -36,28 +36,9 @@ shellcheck_path() {
 }
 
 actionlint_path() {
-  local dir="$TOOLS/actionlint-$ACTIONLINT_VERSION"
-  if [ -x "$dir/actionlint" ]; then echo "$dir/actionlint"; return; fi
-  command -v go >/dev/null \
-    || die "Go is needed at /usr/local/go/bin/go to build actionlint $ACTIONLINT_VERSION"
-  mkdir -p "$TOOLS"
-  exec 8>"$TOOLS/.actionlint.lock"  # two test targets at once build it once
-  flock -w 900 8 || die "another build has held $TOOLS/.actionlint.lock for 15 minutes"
-  if [ ! -x "$dir/actionlint" ]; then
-    log "Building actionlint $ACTIONLINT_VERSION (go install, cached in $dir)"
-    # The Go caches are the ones hack/k8s-binaries.sh fills: downloads and compiles are shared.
-    local stage="$dir.tmp"
-    rm -rf "$stage" && mkdir -p "$stage"
-    GOCACHE="${TETHER_GO_CACHE:-$TETHER_CACHE/go}/build" \
-      GOMODCACHE="${TETHER_GO_CACHE:-$TETHER_CACHE/go}/mod" GOTOOLCHAIN=local CGO_ENABLED=0 \
-      GOFLAGS=-mod=mod GOBIN="$stage" nice -n 10 go install -trimpath \
-      -ldflags "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" \
-      "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
-      || die "go install of actionlint $ACTIONLINT_VERSION failed (see the output above)"
-    "$stage/actionlint" -version >/dev/null || die "the built $stage/actionlint does not run"
-    rm -rf "$dir" && mv "$stage" "$dir"  # by rename: a half-built tool is never found
-  fi
-  echo "$dir/actionlint"
+  go_tool "$TOOLS/actionlint-$ACTIONLINT_VERSION" actionlint \
+    "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
+    "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" "" -version
 }
 
 case "${1:-}" in

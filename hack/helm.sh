@@ -14,25 +14,7 @@ if command -v helm >/dev/null 2>&1 \
     && [ "$(helm version --template '{{.Version}}' 2>/dev/null)" = "$HELM_VERSION" ]; then
   command -v helm; exit 0
 fi
-if [ -x "$DIR/helm" ]; then echo "$DIR/helm"; exit 0; fi
-
-command -v go >/dev/null || die "Go is needed at /usr/local/go/bin/go to build helm $HELM_VERSION"
-mkdir -p "$TOOLS"
-exec 8>"$TOOLS/.helm.lock"  # two test targets at once build it once
-flock -w 900 8 || die "another build has held $TOOLS/.helm.lock for 15 minutes"
-if [ ! -x "$DIR/helm" ]; then
-  log "Building helm $HELM_VERSION (go install, cached in $DIR)"
-  stage="$DIR.tmp"
-  rm -rf "$stage" && mkdir -p "$stage"
-  # Flags as hack/k8s-binaries.sh builds helm, so its compiled packages are reused.
-  GOCACHE="${TETHER_GO_CACHE:-$TETHER_CACHE/go}/build" \
-    GOMODCACHE="${TETHER_GO_CACHE:-$TETHER_CACHE/go}/mod" GOTOOLCHAIN=local CGO_ENABLED=0 \
-    GOFLAGS=-mod=mod GOBIN="$stage" nice -n 10 go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    || die "go install of helm $HELM_VERSION failed (see the output above)"
-  got="$("$stage/helm" version --template '{{.Version}}')"
-  [ "$got" = "$HELM_VERSION" ] || die "the built helm says it is $got, not $HELM_VERSION"
-  rm -rf "$DIR" && mv "$stage" "$DIR"  # by rename: a half-built tool is never found
-fi
-echo "$DIR/helm"
+# Flags as hack/k8s-binaries.sh builds helm, so its compiled packages are reused.
+go_tool "$DIR" helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+  "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "$HELM_VERSION" \
+  version --template '{{.Version}}'

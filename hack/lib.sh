@@ -44,3 +44,33 @@ apt_ensure() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
     >/dev/null || die "apt-get install ${missing[*]} failed"
 }
+
+# Print the path of a Go tool built once with `go install` into DIR (tools under
+# TETHER_CACHE/tools): under a lock, so two test targets at once build it once; with the Go
+# caches hack/k8s-binaries.sh fills, so downloads and compiles are shared; by rename, so a
+# half-built tool is never found. The built binary must print EXPECT when run with the check
+# arguments (any output when EXPECT is empty).
+#   go_tool DIR BINARY MODULE/CMD@VERSION LDFLAGS EXPECT CHECK-ARG...
+go_tool() {
+  local dir="$1" bin="$2" pkg="$3" ldflags="$4" expect="$5" got stage="$1.tmp"
+  shift 5
+  if [ -x "$dir/$bin" ]; then echo "$dir/$bin"; return 0; fi
+  command -v go >/dev/null || die "Go is needed at /usr/local/go/bin/go to build $pkg"
+  mkdir -p "$(dirname "$dir")"
+  exec 8>"$dir.lock"
+  flock -w 900 8 || die "another build has held $dir.lock for 15 minutes"
+  if [ ! -x "$dir/$bin" ]; then
+    log "Building $pkg (go install, cached in $dir)"
+    rm -rf "$stage" && mkdir -p "$stage"
+    GOCACHE="${TETHER_GO_CACHE:-$TETHER_CACHE/go}/build" \
+      GOMODCACHE="${TETHER_GO_CACHE:-$TETHER_CACHE/go}/mod" GOTOOLCHAIN=local CGO_ENABLED=0 \
+      GOFLAGS=-mod=mod GOBIN="$stage" nice -n 10 go install -trimpath \
+      -ldflags "-s -w $ldflags" "$pkg" || die "go install of $pkg failed (see the output above)"
+    got="$("$stage/$bin" "$@")" || die "the built $stage/$bin does not run"
+    [ -z "$expect" ] || [ "$got" = "$expect" ] \
+      || die "the built $bin says it is $got, not $expect"
+    rm -rf "$dir" && mv "$stage" "$dir"
+  fi
+  exec 8>&-
+  echo "$dir/$bin"
+}
