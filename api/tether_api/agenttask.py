@@ -55,7 +55,8 @@ class EnvVar(ApiModel):
 class AgentSpec(ApiModel):
     """The agent's container: it talks only to the sidecar on 127.0.0.1."""
 
-    image: str = Field(description="The agent's container image, e.g. tether/agent:latest.")
+    image: str = Field(description="The agent's container image, e.g. "
+                       "docker.io/tether/agent:0.1.0 (a fixed tag: :latest means pull Always).")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         None, description="As in a Pod: Always, IfNotPresent or Never (unset: Kubernetes' "
         "default, Always for :latest).")
