@@ -66,6 +66,12 @@ class OperatorSettings(BaseSettings):
                                           "this long stops leading (< lease_seconds).")
     lease_renew_seconds: float = Field(2.0, gt=0, description="How often the leader renews.")
     sidecar_ops_port: int = Field(9090, description="The sidecar's ops port (status, metrics).")
+    sidecar_http_proxy: str = Field("", description="HTTP_PROXY of every sidecar (its model "
+                                    "and tool calls); empty: none.")
+    sidecar_https_proxy: str = Field("", description="HTTPS_PROXY of every sidecar; empty: "
+                                     "none.")
+    sidecar_no_proxy: str = Field("", description="NO_PROXY of every sidecar (hosts reached "
+                                  "directly, e.g. .svc,.cluster.local); empty: none.")
 
     context: str | None = Field(None, description="Out of a cluster: the kubeconfig context "
                                 "to use instead of the current one.")
