@@ -6,7 +6,9 @@ is the conversation; after each step it checkpoints it, so a killed run resumes 
 and, through the sidecar's journal, neither pays twice nor repeats a tool's side effect.
 
 Exit codes: 0 done (the answer is printed and is the last checkpoint's ``result``), 3 out of
-steps, 4 stopped by the budget.
+steps, 4 stopped by the budget. For fault tests, ``AGENT_EXIT_AT_STEP=N`` makes it exit with
+``AGENT_EXIT_CODE`` (default 1) right after checkpointing step N, as a crashing agent would:
+resumed from that checkpoint it goes on; started afresh (no checkpoint volume) it fails again.
 
 Run it under the harness: ``tether run examples/agenttask-local.yaml --state-dir /tmp/t``.
 """
@@ -65,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="tether-agent", description=__doc__.split("\n\n")[0],
         epilog="Environment: OPENAI_BASE_URL and OPENAI_API_KEY (the sidecar), TETHER_MODEL "
                "(default gpt-4o), TETHER_TOOLS (comma-separated tool names), AGENT_MAX_STEPS "
-               "(default 50); the harness variables read by tether_agent.Harness.",
+               "(default 50); AGENT_EXIT_AT_STEP and AGENT_EXIT_CODE (default 1): exit with "
+               "that code after checkpointing that step (fault tests); the harness variables "
+               "read by tether_agent.Harness.",
     ).parse_args(argv)
 
 
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     model = os.environ.get("TETHER_MODEL", "gpt-4o")
     tools = tool_schemas([t for t in os.environ.get("TETHER_TOOLS", "").split(",") if t])
     max_steps = int(os.environ.get("AGENT_MAX_STEPS", "50"))
+    exit_at = int(os.environ.get("AGENT_EXIT_AT_STEP", "0"))
     ckpt = h.resume()
     if ckpt is not None and ckpt.state.get("done"):
         print(ckpt.state["result"])
@@ -97,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         done = answer is not None
         h.checkpoint(step, {"messages": messages, "done": done, "result": answer})
         print(f"step {step} done", file=sys.stderr, flush=True)
+        if step == exit_at:
+            print(f"exiting at step {step} as AGENT_EXIT_AT_STEP asks", file=sys.stderr)
+            return int(os.environ.get("AGENT_EXIT_CODE", "1"))
         if done:
             print(answer)
             return 0

@@ -38,7 +38,10 @@ Test-control endpoints (not part of any provider API):
 
 - ``GET /_scripted/requests`` — every model request received, in order: ``path``,
   ``authorization``, ``x-api-key``, ``idempotency-key`` (header values or null), ``body``
-  (parsed JSON, null if malformed) and ``turn`` (null if it could not be computed).
+  (parsed JSON, null if malformed), ``turn`` (null if it could not be computed) and ``usage``:
+  ``{"input_tokens", "output_tokens"}`` of the answer, set once an answer is built (null for an
+  error answer), which is what a provider bills. A client that hangs up while the answer is
+  delayed is still billed, as a provider would bill it; a test adds the log up into a bill.
 - ``POST /_scripted/reset`` — clears the log and fault counters; a JSON body
   ``{"script": {...}}`` also replaces the script (400 with the reason if it is invalid).
 
@@ -114,7 +117,7 @@ def build_app(script: Script | Mapping[str, Any]) -> web.Application:
 async def _model_request(request: web.Request) -> web.StreamResponse:
     state, wire, path = request.app[STATE], _WIRES[request.path], request.path
     record: dict[str, Any] = {h: request.headers.get(h) for h in _RECORDED_HEADERS}
-    record = {"path": path, **record, "body": None, "turn": None}
+    record = {"path": path, **record, "body": None, "turn": None, "usage": None}
     state.requests.append(record)
     raw = await request.read()
     try:
@@ -142,6 +145,7 @@ async def _model_request(request: web.Request) -> web.StreamResponse:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         return _error(wire, fault.status, message, headers)
     answer = build_answer(path, body, reply, state.script.model)
+    record["usage"] = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
     if body.get("stream") is True:
         return await _stream(request, wire.render_stream(answer, body))
     return web.json_response(wire.render(answer))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -177,3 +178,32 @@ def test_requests_are_logged_with_their_credentials(
     assert entry["x-api-key"] is None
     assert entry["turn"] == 3
     assert entry["body"]["messages"] == conversation(3)
+
+
+def test_the_log_is_the_bill_usage_of_answers_none_for_errors(
+    client: openai.OpenAI, scripted_url: str, conversation: Conversation
+) -> None:
+    answered = client.chat.completions.create(model="m", messages=conversation(0))
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="m", messages=conversation(5))
+
+    first, refused = httpx.get(f"{scripted_url}/_scripted/requests").json()
+    assert answered.usage is not None
+    assert first["usage"] == {"input_tokens": answered.usage.prompt_tokens,
+                              "output_tokens": answered.usage.completion_tokens}
+    assert refused["usage"] is None  # an error answer bills nothing
+
+
+def test_a_client_that_hangs_up_during_the_delay_is_billed(scripted_url: str) -> None:
+    script = {"turns": [{"content": "slow", "delay": 0.5, "usage": {"input_tokens": 7}}]}
+    httpx.post(f"{scripted_url}/_scripted/reset", json={"script": script}).raise_for_status()
+    with pytest.raises(httpx.ReadTimeout):  # the caller gives up; the server answers anyway
+        httpx.post(f"{scripted_url}/v1/chat/completions", timeout=0.1,
+                   json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+    def billed() -> Any:
+        return httpx.get(f"{scripted_url}/_scripted/requests").json()[0]["usage"]
+    deadline = time.monotonic() + 5
+    while billed() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polls the log the delayed handler writes; no event to wait on
+    assert billed() == {"input_tokens": 7, "output_tokens": 1}

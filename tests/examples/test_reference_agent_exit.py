@@ -1,0 +1,70 @@
+"""The reference agent's fault option, run for real under the local harness (sidecar process,
+scripted model and tool doubles on 127.0.0.1): ``AGENT_EXIT_AT_STEP`` makes it exit non-zero
+right after that step's checkpoint, and the next run resumes from that checkpoint and finishes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tether_cli.run import LocalRun
+from tether_examples import fault_tools, scripted_model
+from tether_examples._serve import serve_in_thread
+
+
+def _script(steps: int) -> dict[str, object]:
+    turns: list[dict[str, object]] = [
+        {"content": f"step {i}", "usage": {"input_tokens": 50, "output_tokens": 5},
+         "tool_calls": [{"id": f"call_{i}", "name": "search", "arguments": {"i": i}}]}
+        for i in range(steps - 1)]
+    turns.append({"content": "FINAL", "usage": {"input_tokens": 60, "output_tokens": 2}})
+    return {"model": "gpt-4o", "turns": turns}
+
+
+@pytest.fixture
+def task_file(tmp_path: Path) -> Iterator[Path]:
+    with serve_in_thread(scripted_model.build_app(_script(4))) as model, \
+            serve_in_thread(fault_tools.build_app()) as tools:
+        task = {
+            "apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
+            "metadata": {"name": "crashy", "uid": "0c7a55e2-1111-4222-8333-444455550000"},
+            "spec": {
+                "agent": {"image": "tether/agent:dev",
+                          "command": ["python", "-m", "tether_examples.reference_agent"],
+                          "env": [{"name": "AGENT_EXIT_AT_STEP", "value": "2"},
+                                  {"name": "AGENT_EXIT_CODE", "value": "7"}]},
+                "task": {"instructions": "Search twice."},
+                "model": {"provider": "openai", "name": "gpt-4o", "baseURL": model + "/v1",
+                          "allowPlaintextHTTP": True,
+                          "pricing": {"inputPerMTok": "1.00", "outputPerMTok": "2.00"}},
+                "tools": [{"name": "search", "url": tools + "/ok"}],
+                "costEnvelope": {"hardLimitUSD": "1.00"},
+            },
+        }
+        path = tmp_path / "task.yaml"
+        path.write_text(yaml.safe_dump(task))
+        yield path
+
+
+def _run(task_file: Path, state_dir: Path) -> int:
+    run = LocalRun(task_file, state_dir)
+    run.start()
+    assert run.agent is not None
+    code = run.agent.wait(60)
+    run.finish(code)
+    return code
+
+
+def test_exits_with_the_code_after_the_step_then_resumes_past_it(task_file: Path,
+                                                                 tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert _run(task_file, state) == 7
+    checkpoints = sorted((state / "checkpoints").glob("ckpt-*.json"))
+    saved = json.loads(checkpoints[-1].read_bytes().split(b"\n", 1)[1])
+    assert saved["step"] == 2 and not saved["state"]["done"]  # the step was kept before exiting
+
+    assert _run(task_file, state) == 0  # resumed at step 2: the exit step is behind it
