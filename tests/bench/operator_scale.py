@@ -1,14 +1,23 @@
-"""Scale: 1,000 AgentTasks created at once against 1,000 equivalent batch/v1 Jobs, same run.
+"""Scale: N AgentTasks created at once against N equivalent batch/v1 Jobs, same run, for N in
+``--counts`` (default 100,1000,10000).
 
-    python -m tests.bench.operator_scale [--count 1000] [--concurrency 16]
+    python -m tests.bench.operator_scale [--counts 100,1000,10000] [--concurrency 16]
 
-Needs a cluster (KUBECONFIG, or the local one of `make cluster-up`) with the CRDs applied by
-this script. The real node is cordoned for the run, so the pods stay Pending: what is measured
-is the controllers' work up to "every pod exists", not the kubelet's. The Job controller
-runs with kube-controller-manager's defaults (client QPS 20, burst 30 on this cluster); the
-operator's client has no rate limit of its own. Reported: time until all pods exist (and the
-ratio), create→pod-seen p50/p99 (client clock: object create returned → pod ADDED event), and
-the operator's RSS. Everything it creates is deleted at the end.
+Each count runs on a control plane of its own, started fresh by this script (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and kwok, as ``make cluster-up`` starts
+them with ``TETHER_NO_NODE=1``, in ~/.cache/tether/bench-cluster on other ports), so the shared
+local cluster, its real node and whatever runs on it are left alone, and no run inherits the
+last one's deletions. Its only nodes are kwok's fakes (``--kwok-nodes``, 1,000 pods each): pods
+are scheduled and reported Running without containers, so what is measured is the controllers'
+work, scheduling included, not a kubelet's. Give ``--kubeconfig`` to use a cluster you started
+(it must have kwok-managed nodes, or the pods stay Pending).
+
+The Job controller runs with kube-controller-manager's defaults (client QPS 20, burst 30); the
+operator's client has no rate limit of its own. Reported per count: time until all pods exist
+(and the ratio), create→pod-seen p50/p99 (client clock: object create returned → pod ADDED
+event), and the operator's RSS at rest, peak, and a minute after the burst (live-status rounds
+and a resync included: the sidecars' pod IPs are kwok's fakes, so every live poll times out,
+which is what an operator watching unreachable pods pays).
 
 The operator runs as deployed: from a virtualenv with only ``tether[operator]`` installed (as
 its image has), built under ~/.cache/tether/operator-venv, not from the test environment,
@@ -142,92 +151,141 @@ def task(i: int) -> dict[str, Any]:
                      "checkpoint": {"enabled": False}}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--skip-jobs", action="store_true",
-                        help="only the operator's half (no ratio): for iterating on it")
-    args = parser.parse_args()
-    kubeconfig = os.environ.get("KUBECONFIG") or str(
-        Path.home() / ".cache" / "tether" / "cluster" / "kubeconfig")
-    api = config.new_client_from_config(config_file=kubeconfig)
-    api.configuration.connection_pool_maxsize = args.concurrency * 2
-    core, batch, custom = client.CoreV1Api(api), client.BatchV1Api(api), \
-        client.CustomObjectsApi(api)
-    ext = client.ApiextensionsV1Api(api)
+BENCH_CLUSTER = Path.home() / ".cache" / "tether" / "bench-cluster"
+# Ports of the bench control plane: clear of the shared cluster's (config.sh defaults).
+BENCH_PORTS = {"TETHER_ETCD_PORT": "12379", "TETHER_ETCD_PEER_PORT": "12380",
+               "TETHER_APISERVER_PORT": "16443", "TETHER_KCM_PORT": "20257",
+               "TETHER_SCHEDULER_PORT": "20259"}
+BENCH_ENV = {"CLUSTER_DIR": str(BENCH_CLUSTER), "TETHER_NO_NODE": "1", **BENCH_PORTS}
+
+
+def bench_cluster(up: bool) -> str:
+    """Start (or tear down) the bench's own control plane; returns its kubeconfig."""
+    script = ROOT / "hack" / ("cluster-up.sh" if up else "cluster-down.sh")
+    done = subprocess.run(["bash", str(script)], env={**os.environ, **BENCH_ENV},
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{script.name} for the bench cluster failed ({done.returncode}):\n"
+                         f"{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1] if up else ""
+
+
+def fake_nodes(core: client.CoreV1Api, count: int) -> None:
+    """kwok nodes that take any pod: no taint (unlike the e2e tests' fakes, which share a
+    cluster with a real node), room for 1,000 pods each."""
+    room = {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
+    for i in range(count):
+        core.create_node({"metadata": {"name": f"kwok-bench-{i}",
+                                       "annotations": {"kwok.x-k8s.io/node": "fake"},
+                                       "labels": {"type": "kwok"}},
+                          "status": {"capacity": room, "allocatable": room}})
+
+
+def apply_crds(ext: client.ApiextensionsV1Api) -> None:
     for path in sorted((ROOT / "crds").glob("*.tether.dev.yaml")):
-        crd = yaml.safe_load(path.read_text())
         try:
-            ext.create_custom_resource_definition(crd)
+            ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-    nodes = [n.metadata.name for n in core.list_node().items]
-    for n in nodes:
-        core.patch_node(n, {"spec": {"unschedulable": True}})
-    suffix = time.strftime("%H%M%S")  # a namespace from an earlier run may still be going
-    jobs_ns, tasks_ns = f"bench-jobs-{suffix}", f"bench-tasks-{suffix}"
-    results: dict[str, Any] = {"count": args.count, "machine": {"nproc": os.cpu_count(),
-                                                                "loadavg": os.getloadavg()}}
-    op = None
-    python = operator_python()
+    time.sleep(2)  # the CRDs' endpoints become served
+
+
+def run_operator(python: str, kubeconfig: str, ns: str, count: int, core: client.CoreV1Api,
+                 custom: client.CustomObjectsApi, concurrency: int,
+                 timeout: float) -> dict[str, Any]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "TETHER_OPERATOR_OPS_PORT": "0",
+           "TETHER_OPERATOR_LEASE_NAMESPACE": ns,
+           "TETHER_OPERATOR_RESYNC_SECONDS": "20"}  # the safety-net resync runs in the minute
+    log = ROOT / "_out" / "bench"
+    log.mkdir(parents=True, exist_ok=True)
+    with (log / f"operator_scale_{count}.log").open("wb") as out:
+        op = subprocess.Popen([python, "-m", "tether_operator", "--namespace", ns,
+                               "--log-level", "WARNING"],
+                              stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
+        time.sleep(3)
+        idle = rss_mb(op.pid)
+        w = PodWatch(core, ns, "tether.dev/task")
+        result = measure(
+            "AgentTask (tether operator)", [task(i) for i in range(count)],
+            lambda b: custom.create_namespaced_custom_object("tether.dev", "v1alpha1", ns,
+                                                             "agenttasks", b),
+            w, concurrency, timeout, sample=lambda: rss_mb(op.pid) if op.poll() is None
+            else sys.exit(f"the operator exited {op.returncode}: see {log}"))
+        w.stop()
+        peak = result["peak_rss_mb"] or 0.0
+        for _ in range(60):  # a minute with every task live: resync and live rounds included
+            time.sleep(1)
+            peak = max(peak, rss_mb(op.pid))
+        return {**result, "peak_rss_mb": peak, "operator_rss_idle_mb": idle,
+                "operator_rss_settled_mb": rss_mb(op.pid)}
+    finally:
+        op.terminate()
+        op.wait(30)
+
+
+def one_count(count: int, args: argparse.Namespace, python: str) -> dict[str, Any]:
+    kubeconfig = args.kubeconfig or bench_cluster(up=True)
+    try:
+        api = config.new_client_from_config(config_file=kubeconfig)
+        api.configuration.connection_pool_maxsize = args.concurrency * 2
+        core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+        custom, ext = client.CustomObjectsApi(api), client.ApiextensionsV1Api(api)
+        apply_crds(ext)
+        if not args.kubeconfig:
+            fake_nodes(core, args.kwok_nodes or max(2, -(-count // 800)))
+        suffix = time.strftime("%H%M%S")
+        jobs_ns, tasks_ns = f"bench-jobs-{suffix}", f"bench-tasks-{suffix}"
         for ns in (jobs_ns, tasks_ns):
             core.create_namespace({"metadata": {"name": ns}})
         time.sleep(2)  # the service-account controller
+        result: dict[str, Any] = {"count": count, "loadavg_before": os.getloadavg()}
         if not args.skip_jobs:
             w = PodWatch(core, jobs_ns, "bench-owner")
-            results["jobs"] = measure(
-                "batch/v1 Job (kube-controller-manager)", [job(i) for i in range(args.count)],
+            result["jobs"] = measure(
+                "batch/v1 Job (kube-controller-manager)", [job(i) for i in range(count)],
                 lambda b: batch.create_namespaced_job(jobs_ns, b), w, args.concurrency,
                 args.timeout)
             w.stop()
-        env = {**os.environ, "KUBECONFIG": kubeconfig, "TETHER_OPERATOR_OPS_PORT": "0",
-               "TETHER_OPERATOR_LEASE_NAMESPACE": tasks_ns,
-               "TETHER_OPERATOR_RESYNC_SECONDS": "20"}  # the safety-net resync runs in the minute
-        log = (ROOT / "_out" / "bench")
-        log.mkdir(parents=True, exist_ok=True)
-        with (log / "operator_scale.log").open("wb") as out:
-            op = subprocess.Popen([python, "-m", "tether_operator", "--namespace",
-                                   tasks_ns, "--log-level", "WARNING"],
-                                  stdout=out, stderr=subprocess.STDOUT, env=env)
-        time.sleep(3)
-        idle = rss_mb(op.pid)
-        w = PodWatch(core, tasks_ns, "tether.dev/task")
-        results["agenttasks"] = measure(
-            "AgentTask (tether operator)", [task(i) for i in range(args.count)],
-            lambda b: custom.create_namespaced_custom_object("tether.dev", "v1alpha1", tasks_ns,
-                                                             "agenttasks", b),
-            w, args.concurrency, args.timeout, sample=lambda: rss_mb(op.pid) if op.poll() is None
-            else sys.exit(f"the operator exited {op.returncode}: see {log}"))
-        w.stop()
-        peak = results["agenttasks"]["peak_rss_mb"] or 0.0
-        for _ in range(60):  # a minute with 1,000 live tasks: resync and live rounds included
-            time.sleep(1)
-            peak = max(peak, rss_mb(op.pid))
-        results["agenttasks"]["peak_rss_mb"] = peak
-        results["agenttasks"]["operator_rss_idle_mb"] = idle
-        results["agenttasks"]["operator_rss_settled_mb"] = rss_mb(op.pid)
+        result["agenttasks"] = run_operator(python, kubeconfig, tasks_ns, count, core, custom,
+                                            args.concurrency, args.timeout)
+        result["loadavg_after"] = os.getloadavg()
         if not args.skip_jobs:
-            j, t = results["jobs"], results["agenttasks"]
-            results["ratio_all_pods_operator_over_jobs"] = (t["all_pods_seconds"]
-                                                            / j["all_pods_seconds"])
+            result["ratio_all_pods_operator_over_jobs"] = (
+                result["agenttasks"]["all_pods_seconds"] / result["jobs"]["all_pods_seconds"])
+        return result
     finally:
-        if op is not None:
-            op.terminate()
-            op.wait(30)
-        for n in nodes:
-            core.patch_node(n, {"spec": {"unschedulable": False}})
-        for ns in (jobs_ns, tasks_ns):
-            try:
-                core.delete_namespace(ns)
-            except client.ApiException as exc:
-                print(f"could not delete namespace {ns}: {exc.reason}", file=sys.stderr)
+        if not args.kubeconfig:
+            bench_cluster(up=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", default="100,1000,10000",
+                        help="comma-separated task counts, each on a fresh control plane")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--kwok-nodes", type=int, default=0,
+                        help="fake nodes (default: one per 800 pods, at least 2)")
+    parser.add_argument("--kubeconfig", default="",
+                        help="use this cluster instead of starting one (not torn down)")
+    parser.add_argument("--skip-jobs", action="store_true",
+                        help="only the operator's half (no ratio): for iterating on it")
+    args = parser.parse_args()
+    python = operator_python()
+    results = [one_count(int(n), args, python) for n in args.counts.split(",")]
     out_path = ROOT / "_out" / "bench" / "operator_scale.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+    for r in results:
+        t, j = r["agenttasks"], r.get("jobs") or {}
+        print(f"{r['count']:>6} tasks: all pods {t['all_pods_seconds']:.1f} s"
+              + (f" vs Jobs {j['all_pods_seconds']:.1f} s (ratio "
+                 f"{r['ratio_all_pods_operator_over_jobs']:.2f})" if j else "")
+              + f"; operator RSS {t['operator_rss_idle_mb']:.1f} → peak {t['peak_rss_mb']:.1f}"
+              f" MB, settled {t['operator_rss_settled_mb']:.1f} MB")
 
 
 if __name__ == "__main__":
