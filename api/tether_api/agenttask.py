@@ -26,15 +26,25 @@ from .policy import (
 
 __all__ = [
     "API_VERSION",
+    "PLAINTEXT_MESSAGE",
     "AgentSpec",
     "AgentTask",
     "AgentTaskSpec",
+    "CABundle",
+    "ConfigMapKeyRef",
     "InvalidAgentTask",
     "ModelSpec",
+    "SecretKeyRef",
     "load_agenttask",
 ]
 
 API_VERSION = "tether.dev/v1alpha1"
+
+PLAINTEXT_MESSAGE = (
+    "baseURL must start with https://: the API key and prompts would cross the network "
+    "unencrypted; use https, or set spec.model.allowPlaintextHTTP: true for an in-cluster "
+    "server or a test double"
+)
 
 _DEFAULT_BASE_URL = {
     "openai": "https://api.openai.com/v1",
@@ -101,6 +111,44 @@ class SecretKeyRef(ApiModel):
     key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret.")
 
 
+class ConfigMapKeyRef(ApiModel):
+    """A key in a ConfigMap in the task's namespace."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", description="Name of the ConfigMap."
+    )
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the ConfigMap.")
+
+
+class CABundle(ApiModel):
+    """PEM CA certificates the sidecar trusts for the model and tools, besides the system ones
+    (a provider or proxy behind a private CA). Exactly one of the two references."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.configMapKeyRef) != has(self.secretKeyRef)",
+                    "message": "caBundle needs exactly one of configMapKeyRef and secretKeyRef",
+                }
+            ]
+        }
+    )
+
+    config_map_key_ref: ConfigMapKeyRef | None = Field(
+        None, description="A ConfigMap key holding the PEM bundle (CA certificates are public)."
+    )
+    secret_key_ref: SecretKeyRef | None = Field(
+        None, description="A Secret key holding the PEM bundle."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CABundle:
+        if (self.config_map_key_ref is None) == (self.secret_key_ref is None):
+            raise ValueError("caBundle needs exactly one of configMapKeyRef and secretKeyRef")
+        return self
+
+
 class Pricing(ApiModel):
     """Model prices in USD per million tokens."""
 
@@ -121,10 +169,17 @@ class ModelSpec(ApiModel):
                 {
                     "rule": "self.provider != 'openai-compatible' || has(self.baseURL)",
                     "message": "provider openai-compatible needs baseURL "
-                    "(e.g. http://vllm:8000/v1)",
+                    "(e.g. https://vllm.example:8000/v1)",
                     "fieldPath": ".baseURL",
                     "reason": "FieldValueRequired",
-                }
+                },
+                {
+                    "rule": "!has(self.baseURL) || self.baseURL.startsWith('https://') || "
+                    "(has(self.allowPlaintextHTTP) && self.allowPlaintextHTTP)",
+                    "message": PLAINTEXT_MESSAGE,
+                    "fieldPath": ".baseURL",
+                    "reason": "FieldValueForbidden",
+                },
             ]
         }
     )
@@ -138,8 +193,19 @@ class ModelSpec(ApiModel):
         None,
         alias="baseURL",
         pattern=r"^https?://",
-        description="Provider endpoint, an http:// or https:// URL (unset: the provider's public "
-        "API).",
+        description="Provider endpoint, an https:// URL (unset: the provider's public API); "
+        "http:// only with allowPlaintextHTTP.",
+    )
+    allow_plaintext_http: bool = Field(
+        False,
+        alias="allowPlaintextHTTP",
+        description="Allow an http:// baseURL: the API key and every prompt then cross the "
+        "network unencrypted. For an in-cluster server or a test double only.",
+    )
+    ca_bundle: CABundle | None = Field(
+        None,
+        description="Extra CA certificates the sidecar trusts for the model and tools (unset: "
+        "the system store only).",
     )
     credentials_secret_ref: SecretKeyRef | None = Field(
         None,
@@ -158,7 +224,11 @@ class ModelSpec(ApiModel):
     @model_validator(mode="after")
     def _compatible_needs_url(self) -> ModelSpec:
         if self.provider == "openai-compatible" and not self.base_url:
-            raise ValueError("provider openai-compatible needs baseURL (e.g. http://vllm:8000/v1)")
+            raise ValueError(
+                "provider openai-compatible needs baseURL (e.g. https://vllm.example:8000/v1)")
+        if (self.base_url and not self.base_url.startswith("https://")
+                and not self.allow_plaintext_http):
+            raise ValueError(PLAINTEXT_MESSAGE)
         return self
 
     @property

@@ -105,6 +105,11 @@ class AgentTaskStatus(ApiModel):
     )
     input_tokens: int = Field(0, ge=0, description="Input tokens billed so far.")
     output_tokens: int = Field(0, ge=0, description="Output tokens billed so far.")
+    hard_limit_usd: Money | None = Field(
+        None, alias="hardLimitUSD", description="The hard limit in USD the running attempt "
+        "enforces (spec.costEnvelope.hardLimitUSD once the operator and sidecar applied it; "
+        "unset: not started yet)."
+    )
     retries: int = Field(0, ge=0, description="Model and tool call retries so far.")
     evictions: int = Field(0, ge=0, description="Pods evicted or preempted so far.")
     last_checkpoint: LastCheckpoint | None = Field(

@@ -30,7 +30,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from tether_api import AgentBudgetSpec, AgentBudgetStatus, AgentTaskSpec, AgentTaskStatus
+from tether_api import (
+    AgentBudgetSpec,
+    AgentBudgetStatus,
+    AgentTaskSpec,
+    AgentTaskStatus,
+    edit_rules,
+)
 from tether_api._units import DURATION_PATTERN, MONEY_PATTERN
 
 __all__ = ["GROUP", "HEADER", "KINDS", "VERSION", "CrdGenError", "Kind", "generate", "main",
@@ -56,6 +62,8 @@ class Kind:
     spec: type[BaseModel]
     status: type[BaseModel]
     columns: tuple[tuple[str, str, str, str], ...]  # (name, type, jsonPath, description)
+    # CEL rules on the whole object: they may read status, e.g. "immutable once started".
+    root_rules: tuple[Schema, ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -77,10 +85,12 @@ KINDS = (
              "BudgetExceeded."),
             ("Attempt", "integer", ".status.attempt", "Pods started for the task so far."),
             ("Spent", "string", ".status.spentUSD", "USD spent so far."),
-            ("Limit", "string", ".spec.costEnvelope.hardLimitUSD", "Hard limit in USD."),
+            ("Limit", "string", ".status.hardLimitUSD", "The hard limit in USD the running "
+             "attempt enforces."),
             ("Step", "integer", ".status.step", "Agent steps completed."),
             _AGE,
         ),
+        root_rules=tuple(edit_rules()),
     ),
     Kind(
         kind="AgentBudget",
@@ -236,7 +246,7 @@ def structural_schema(model: type[BaseModel], messages: bool = True) -> Schema:
 
 
 def _version_schema(kind: Kind) -> Schema:
-    return {
+    root: Schema = {
         "description": kind.description,
         "type": "object",
         "required": ["spec"],
@@ -250,6 +260,9 @@ def _version_schema(kind: Kind) -> Schema:
             "status": structural_schema(kind.status, messages=False),
         },
     }
+    if kind.root_rules:
+        root["x-kubernetes-validations"] = [_ordered_rule(r) for r in kind.root_rules]
+    return root
 
 
 def crd(kind: Kind) -> Schema:

@@ -64,6 +64,16 @@ def _no_hard_limit(spec: Spec) -> None:
     spec["costEnvelope"] = {"onHardLimit": "Stop"}
 
 
+def _plaintext_url(spec: Spec) -> None:
+    spec["model"]["baseURL"] = "http://model.example:8080/v1"
+
+
+def _ca_bundle(*refs: str) -> Callable[[Spec], None]:
+    def mutate(spec: Spec) -> None:
+        spec["model"]["caBundle"] = {ref: {"name": "ca", "key": "ca.crt"} for ref in refs}
+    return mutate
+
+
 INVALID_TASKS = (
     InvalidTask("soft-above-hard", _set("costEnvelope", "softLimitUSD", value="5.00"),
                 ("spec.costEnvelope.softLimitUSD",
@@ -94,4 +104,13 @@ INVALID_TASKS = (
                 ('unknown field "spec.costEnvelope.hardLimitUsd"',)),
     InvalidTask("missing-hard-limit", _no_hard_limit,
                 ("spec.costEnvelope.hardLimitUSD: Required value",)),
+    InvalidTask("plaintext-base-url", _plaintext_url,
+                ("spec.model.baseURL", "baseURL must start with https://",
+                 "set spec.model.allowPlaintextHTTP: true")),
+    InvalidTask("ca-bundle-with-both-refs", _ca_bundle("configMapKeyRef", "secretKeyRef"),
+                ("spec.model.caBundle",
+                 "caBundle needs exactly one of configMapKeyRef and secretKeyRef")),
+    InvalidTask("ca-bundle-with-no-ref", _ca_bundle(),
+                ("spec.model.caBundle",
+                 "caBundle needs exactly one of configMapKeyRef and secretKeyRef")),
 )

@@ -63,7 +63,10 @@ def test_samples_are_accepted_and_read_back_by_tether_api(kubectl: Kubectl,
     listing = kubectl.ok("-n", namespace, "get", "at")
     assert listing.split("\n")[0].split() == ["NAME", "PHASE", "ATTEMPT", "SPENT", "LIMIT", "STEP",
                                               "AGE"]
-    assert "1.00" in listing
+    # Limit is the enforced limit (status.hardLimitUSD), blank until the operator applies one,
+    # never the spec's 1.00 (issue #9: the column showed a limit nobody enforced).
+    row = next(line for line in listing.splitlines() if line.startswith("incident-research"))
+    assert "1.00" not in row, listing
     assert "payments-monthly" in kubectl.ok("-n", namespace, "get", "tether")
 
 
@@ -78,6 +81,7 @@ def test_status_written_by_the_operator_is_accepted(kubectl: Kubectl, namespace:
     kubectl.ok("-n", namespace, "create", "-f", "-", stdin=yaml.safe_dump(task))
     status = AgentTaskStatus(
         phase="Running", attempt=2, step=7, spent_usd=Decimal("0.4321"), input_tokens=1200,
+        hard_limit_usd=Decimal("1.50"),
         conditions=[Condition(type="Ready", status="True", reason="PodRunning",
                               last_transition_time="2025-01-31T12:00:00Z")],
         last_checkpoint=LastCheckpoint(step=6, time="2025-01-31T12:01:00Z", sha256="a" * 64),
@@ -87,7 +91,7 @@ def test_status_written_by_the_operator_is_accepted(kubectl: Kubectl, namespace:
     kubectl.ok("-n", namespace, "patch", "agenttask", "with-status", "--subresource=status",
                "--type=merge", "-p", json.dumps(body))
     row = kubectl.ok("-n", namespace, "get", "agenttask", "with-status", "--no-headers").split()
-    assert row[1:6] == ["Running", "2", "0.4321", "2.00", "7"]  # Phase .. Step
+    assert row[1:6] == ["Running", "2", "0.4321", "1.50", "7"]  # Phase .. Step
     stored = _get(kubectl, namespace, "agenttask/with-status")["status"]
     assert AgentTaskStatus.model_validate(stored) == status
 

@@ -68,6 +68,15 @@ INVALID = [
     ("schema not a schema", {"tools": [{"name": "a", "url": "http://x",
                                         "verify": {"schema": {"type": "banana"}}}]},
      "spec.tools.0.verify.schema", "not a valid JSON Schema"),
+    ("plaintext baseURL", {"model": {"provider": "openai", "name": "m",
+                                     "baseURL": "http://model:8080/v1"}},
+     "spec.model", "set spec.model.allowPlaintextHTTP: true"),
+    ("caBundle with both refs", {"model": {"provider": "openai", "name": "m", "caBundle": {
+        "configMapKeyRef": {"name": "ca", "key": "ca.crt"},
+        "secretKeyRef": {"name": "ca", "key": "ca.crt"}}}},
+     "spec.model.caBundle", "exactly one of configMapKeyRef and secretKeyRef"),
+    ("caBundle with no ref", {"model": {"provider": "openai", "name": "m", "caBundle": {}}},
+     "spec.model.caBundle", "exactly one of configMapKeyRef and secretKeyRef"),
 ]
 
 
@@ -98,3 +107,26 @@ def test_evaluation_is_not_a_field_until_it_does_something(minimal_task: dict[st
     with pytest.raises(InvalidAgentTask, match="evaluation"):
         parse_agenttask({**minimal_task, "spec": {**minimal_task["spec"],
                                                   "evaluation": {"sampleRate": 0.5}}})
+
+
+def test_plaintext_base_url_only_when_the_task_says_so() -> None:
+    # tether run applies the CRD's rule through this model: a key sent over plain HTTP is a
+    # decision a user writes down (issue #9).
+    model = {"provider": "openai-compatible", "name": "llama", "baseURL": "http://vllm:8000/v1",
+             "allowPlaintextHTTP": True}
+    task = parse_agenttask(task_dict(model=model))
+    assert task.spec.model.upstream_base == "http://vllm:8000/v1"
+    secure = parse_agenttask(task_dict(model={"provider": "openai", "name": "m",
+                                              "baseURL": "https://model.example/v1"}))
+    assert secure.spec.model.allow_plaintext_http is False
+
+
+def test_ca_bundle_from_a_config_map_or_a_secret() -> None:
+    for ref in ("configMapKeyRef", "secretKeyRef"):
+        bundle_ref = {ref: {"name": "ca", "key": "ca.crt"}}
+        task = parse_agenttask(task_dict(model={"provider": "openai", "name": "m",
+                                                "caBundle": bundle_ref}))
+        bundle = task.spec.model.ca_bundle
+        assert bundle is not None
+        chosen = bundle.config_map_key_ref or bundle.secret_key_ref
+        assert chosen is not None and (chosen.name, chosen.key) == ("ca", "ca.crt")

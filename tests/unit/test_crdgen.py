@@ -115,7 +115,7 @@ def test_agenttask_crd_shape() -> None:
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns == {
         "Phase": ".status.phase", "Attempt": ".status.attempt", "Spent": ".status.spentUSD",
-        "Limit": ".spec.costEnvelope.hardLimitUSD", "Step": ".status.step",
+        "Limit": ".status.hardLimitUSD", "Step": ".status.step",
         "Age": ".metadata.creationTimestamp",
     }
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
@@ -179,3 +179,41 @@ def test_conditions_merge_by_type_and_remaining_is_never_negative(name: str) -> 
     if name.startswith("agentbudgets"):
         remaining = schema["properties"]["status"]["properties"]["remainingUSD"]
         assert not remaining["pattern"].startswith("^-?"), remaining
+
+
+def test_immutable_fields_are_refused_by_one_transition_rule_each() -> None:
+    """Each immutable row of the edit table is a root rule reading oldSelf.status, naming its
+    field (tests/integration/test_edit_rules.py runs them on a real apiserver)."""
+    from tether_api import EDITS, IMMUTABLE_MESSAGE
+
+    doc = yaml.safe_load(GENERATED["agenttasks.tether.dev.yaml"])
+    rules = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    immutable = [f for f, kind in EDITS.items() if kind == "immutable"]
+    assert [r["fieldPath"] for r in rules] == [f".spec.{f}" for f in immutable]
+    for rule in rules:
+        assert rule["rule"].startswith("!has(oldSelf.status) || ")
+        assert "oldSelf.status.phase == 'Pending'" in rule["rule"]
+        assert rule["message"] == IMMUTABLE_MESSAGE
+        assert "create a new AgentTask instead" in rule["message"]
+
+
+def test_the_edit_table_covers_every_spec_field() -> None:
+    """A field added to AgentTaskSpec must say when its edits take effect (docs/operator.md)."""
+    from tether_api import EDITS, AgentTaskSpec
+
+    covered = {f.split(".")[0] for f in EDITS}
+    fields = {info.alias or name for name, info in AgentTaskSpec.model_fields.items()}
+    assert covered == fields
+    split = {f.split(".")[0] for f in EDITS if "." in f}
+    for parent in split:  # a split field lists every one of its own fields
+        model = AgentTaskSpec.model_fields[_snake(parent)].annotation
+        assert isinstance(model, type)
+        own = {info.alias or n for n, info in model.model_fields.items()}
+        assert {f.split(".", 1)[1] for f in EDITS if f.startswith(parent + ".")} == own, parent
+    doc = (REPO / "docs" / "operator.md").read_text()
+    for field in EDITS:
+        assert f"`spec.{field}`" in doc, f"docs/operator.md: the edit table lacks spec.{field}"
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

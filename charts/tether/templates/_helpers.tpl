@@ -77,6 +77,7 @@ queue_poll_seconds: free
 backoff_base_seconds: free
 backoff_max_seconds: free
 start_timeout_seconds: free
+deletion_wait_seconds: free
 workers: free
 ops_port: chart
 ops_host: free
@@ -87,6 +88,9 @@ lease_seconds: free
 lease_deadline_seconds: free
 lease_renew_seconds: free
 sidecar_ops_port: free
+sidecar_http_proxy: chart
+sidecar_https_proxy: chart
+sidecar_no_proxy: chart
 context: chart
 {{- end }}
 
@@ -99,7 +103,7 @@ context: chart
 {{- fail (printf "operator.settings.%s: no such operator setting; known: %s" $key (keys $known | sortAlpha | join ", ")) }}
 {{- end }}
 {{- if eq (get $known $name) "chart" }}
-{{- fail (printf "operator.settings.%s is set by the chart: use %s instead" $key (get (dict "sidecar_image" "sidecarImage" "ops_port" "opsPort" "leader_election" "leaderElection.enabled" "lease_name" "leaderElection.leaseName" "lease_namespace" "the release namespace (the Lease lives there)" "context" "no setting (in a cluster the operator logs in with its service account)") $name)) }}
+{{- fail (printf "operator.settings.%s is set by the chart: use %s instead" $key (get (dict "sidecar_image" "sidecarImage" "ops_port" "opsPort" "leader_election" "leaderElection.enabled" "lease_name" "leaderElection.leaseName" "lease_namespace" "the release namespace (the Lease lives there)" "context" "no setting (in a cluster the operator logs in with its service account)" "sidecar_http_proxy" "sidecarProxy.httpProxy" "sidecar_https_proxy" "sidecarProxy.httpsProxy" "sidecar_no_proxy" "sidecarProxy.noProxy") $name)) }}
 {{- end }}
 - name: TETHER_OPERATOR_{{ $name | upper }}
   value: {{ $value | toString | quote }}
