@@ -40,6 +40,8 @@ def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> we
 def _error(request: web.Request, exc: SidecarError) -> web.Response:
     dialect = _LLM_ROUTES.get(request.path)
     headers = {"x-tether-error-class": exc.error_class, "x-should-retry": "false"}
+    if exc.retry_after is not None:  # the SDKs honour both (openai-python, anthropic-sdk)
+        headers.update({"x-should-retry": "true", "retry-after": f"{exc.retry_after:g}"})
     if dialect is not None:
         doc = dialect.error(exc.error_class, exc.reason)
         doc["tether"] = exc.body()["error"]

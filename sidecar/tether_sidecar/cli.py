@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attempt", type=int, help="pod attempt number")
     p.add_argument("--termination-log", type=Path)
     p.add_argument("--grace-seconds", type=float, help="on SIGTERM, time for calls in flight")
+    p.add_argument("--model-timeout-seconds", type=float,
+                   help="one model attempt's limit (default 600; a stream: on silence)")
+    p.add_argument("--hold-wait-seconds", type=float,
+                   help="wait for other calls' holds before a 429 budget_contended (default 30)")
+    p.add_argument("--prior-spent-usd", help="USD spent by earlier attempts (status.spentUSD)")
+    p.add_argument("--prior-input-tokens", type=int, help="input tokens of earlier attempts")
+    p.add_argument("--prior-output-tokens", type=int, help="output tokens of earlier attempts")
+    p.add_argument("--task-poll-seconds", type=float,
+                   help="how often the task file is checked for a changed costEnvelope")
     p.add_argument("--log-level")
     return p
 

@@ -6,7 +6,9 @@
     │   └── PayloadTooLarge      413  body over the size limit
     ├── ToolCallFailed           502  retryable_exhausted | non_retryable | verification_failed
     ├── ModelCallFailed          upstream status; retryable_exhausted | non_retryable
-    ├── BudgetExceeded           402  budget_exceeded (hard limit or token cap)
+    ├── BudgetExceeded           402  budget_exceeded (hard limit or token cap: the breaker trips)
+    ├── BudgetContended          429  budget_contended (fits, but not beside the holds in flight;
+    │                                 retryable: Retry-After, x-should-retry: true)
     ├── ContextBudgetExceeded    400  context_budget_exceeded
     ├── NoCheckpoint             404  no_checkpoint (a fresh start)
     ├── StorageTooLarge          413  checkpoint_too_large
@@ -25,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "BadRequest",
+    "BudgetContended",
     "BudgetExceeded",
     "CheckpointCorrupt",
     "ContextBudgetExceeded",
@@ -44,6 +47,8 @@ __all__ = [
 class SidecarError(Exception):
     status = 500
     error_class = "internal"
+    # Seconds after which the agent may send the same request again; None: do not retry it.
+    retry_after: float | None = None
 
     def __init__(self, reason: str, **details: Any) -> None:
         super().__init__(reason)
@@ -91,6 +96,16 @@ class BudgetExceeded(SidecarError):
     # 402: the OpenAI and Anthropic SDKs do not retry it (they retry 408/409/429/5xx).
     status = 402
     error_class = "budget_exceeded"
+
+
+class BudgetContended(SidecarError):
+    """The call fits the envelope, but not beside the holds of the calls in flight, and they
+    did not settle within ``--hold-wait-seconds``. Not the hard limit: the task goes on, and
+    the SDKs retry a 429 (honouring Retry-After)."""
+
+    status = 429
+    error_class = "budget_contended"
+    retry_after = 1.0
 
 
 class ContextBudgetExceeded(SidecarError):

@@ -69,13 +69,17 @@ class Harness:
     in_flight: int = 0
     _calls: int = 0
     rng: random.Random = field(default_factory=random.Random)
-    phase: str = "Running"
     llm_calls: int = 0
     tool_calls: int = 0
     retries: int = 0
     compactions: int = 0
     step: int = 0
     ready: bool = False
+
+    @property
+    def phase(self) -> str:
+        """BudgetExceeded once the breaker has tripped (the ledger owns it), else Running."""
+        return "BudgetExceeded" if self.ledger.tripped else "Running"
 
     @property
     def dialect(self) -> Dialect:

@@ -3,6 +3,10 @@
 Per call: parse, fit the prompt into the context budget, reserve the worst-case cost, send with
 retries, relay (streamed as it arrives, or whole), settle the cost from the provider's ``usage``.
 The agent's dummy key is dropped and the real one added here; nothing else ever sees it.
+
+The spend rules live in :mod:`spend`: waiting out other calls' holds, and the charge-the-hold
+rule — a call that fails after it may have reached the provider is charged what was held for
+it (``SpendingCall.fail``, the only place a failed call's hold is closed).
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -19,11 +22,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from .context import Estimate, transcript
 from .dialects import Dialect, Message
-from .errors import BadRequest, BudgetExceeded, ModelCallFailed, SidecarError
+from .errors import BadRequest, ModelCallFailed, SidecarError
 from .harness import Harness
 from .journal import call_key, stored_body
 from .ledger import Reservation
 from .retry import Failure, RetryExhausted, RetryState, parse_retry_after
+from .spend import SpendingCall, hold
 from .sse import SseUsage
 from .tracing import ATTR, Span
 from .upstream import HOP_HEADERS, Headers, StreamingResponse, TransportError
@@ -34,7 +38,6 @@ log = logging.getLogger(__name__)
 
 # Agent headers never sent upstream: its dummy credentials, and framing we redo.
 _DROP = HOP_HEADERS | {"authorization", "x-api-key", "cookie", "accept-encoding"}
-_MODEL_TIMEOUT = 600.0  # a long generation can take minutes; the retry policy caps the total
 _NO_HEADERS: Headers = CIMultiDictProxy(CIMultiDict())
 
 
@@ -57,9 +60,9 @@ def _failure_of(status: int, headers: Headers, body: bytes) -> Failure:
                    retry_after=parse_retry_after(headers.get("retry-after")), status=status)
 
 
-class LlmCall:
+class LlmCall(SpendingCall):
     def __init__(self, h: Harness, request: web.Request, dialect: Dialect) -> None:
-        self.h = h
+        super().__init__(h, h.task.spec.model.name)
         self.request = request
         self.dialect = dialect
         self.model = h.task.spec.model
@@ -67,35 +70,6 @@ class LlmCall:
         self.upstream_time = 0.0
         self.last_status = 0
         self.last_headers: Headers = _NO_HEADERS
-        self.call_id = ""
-        self.key = ""
-        self.settled: tuple[Decimal, int, int] | None = None
-
-    # --- the journal's view of this call: begin, then end or abort ------------------------
-
-    def begin(self, key: str, occurrence: int, res: Reservation) -> None:
-        call_id = self.h.next_call_id()
-        try:
-            self.h.journal.begin(call_id, "llm", key, occurrence, hold=res.usd)
-        except SidecarError:
-            self.h.ledger.release(res)
-            raise
-        self.call_id, self.key = call_id, key
-
-    def end(self, status: int, headers: Headers, body: bytes) -> None:
-        cost, inp, out = self.settled or (Decimal(0), 0, 0)
-        self.h.journal.end(self.call_id, self.key, status=status, headers=headers, body=body,
-                           usd=cost, input_tokens=inp, output_tokens=out)
-
-    def abort(self, reason: str, charge: Reservation | None = None) -> None:
-        """The call failed for good. With ``charge``, the hold is counted as spent (the
-        provider may have billed a call we lost sight of)."""
-        if not self.call_id or self.settled is not None:
-            return
-        if charge is not None:
-            self.settle(charge, None, None)
-        self.h.journal.abort(self.call_id, reason,
-                             usd=self.settled[0] if self.settled else None)
 
     def check_body(self, body: dict[str, Any]) -> None:
         if not isinstance(body.get("messages"), list) or not body["messages"]:
@@ -118,8 +92,8 @@ class LlmCall:
             out["anthropic-version"] = "2023-06-01"
         return out
 
-    def reserve(self, body: dict[str, Any], est: Estimate, max_out: int) -> tuple[Reservation,
-                                                                                 Estimate]:
+    async def reserve(self, body: dict[str, Any], est: Estimate, max_out: int
+                      ) -> tuple[Reservation, Estimate]:
         ledger, price = self.h.ledger, self.h.price
         amount = price.cost(est.tokens, max_out)
         hard = ledger.envelope.hard_limit_usd
@@ -127,13 +101,7 @@ class LlmCall:
             # The cheap byte bound says no; count exactly before refusing.
             est = self.h.context.estimate(body, self.dialect, exact=True)
             amount = price.cost(est.tokens, max_out)
-        try:
-            return ledger.reserve(amount, est.tokens + max_out), est
-        except BudgetExceeded:
-            self.h.metrics.limit_hit("hard")
-            self.h.phase = "BudgetExceeded"
-            log.warning("Refused a model call of task %s: hard limit reached", self.h.name)
-            raise
+        return await hold(self.h, amount, est.tokens + max_out), est
 
     async def summarize(self, archived: list[Message]) -> str:
         """Ask the task's own model to summarise the archivable tier (accounted like any call)."""
@@ -147,7 +115,7 @@ class LlmCall:
             return self.dialect.reply_text(orjson.loads(stored_body(earlier[1])))
         sub = LlmCall(self.h, self.request, self.dialect)
         est = self.h.context.estimate(body, self.dialect, exact=True)
-        res, est = sub.reserve(body, est, self.h.settings.summary_max_tokens)
+        res, est = await sub.reserve(body, est, self.h.settings.summary_max_tokens)
         sub.begin(key, occurrence, res)
         span = self.h.tracing.start(f"chat {self.model.name}", {
             ATTR.OPERATION: "chat", ATTR.PROVIDER: self.dialect.name,
@@ -160,7 +128,10 @@ class LlmCall:
             self.upstream_time += sub.upstream_time
             return self.dialect.reply_text(doc)
         except SidecarError as exc:
-            sub.abort(exc.reason)
+            sub.fail(res, exc.reason)
+            raise
+        except BaseException as exc:
+            sub.fail(res, _unexpected(exc))
             raise
         finally:
             span.end()
@@ -172,8 +143,10 @@ class LlmCall:
         state = RetryState(self.h.task.spec.retry_policy.calls, started=time.monotonic())
         while True:
             t0 = time.perf_counter()
+            self.sending = True
             try:
-                resp = await self.h.upstream.send("POST", url, headers, payload, _MODEL_TIMEOUT)
+                resp = await self.h.upstream.send("POST", url, headers, payload,
+                                                  self.h.settings.model_timeout_seconds)
                 failure = None if resp.status < 300 else _failure_of(resp.status, resp.headers,
                                                                       resp.body)
             except TransportError as exc:
@@ -186,10 +159,10 @@ class LlmCall:
 
     async def backoff(self, state: RetryState, failure: Failure, span: Span,
                       res: Reservation) -> RetryState:
+        self.attempt_failed(failure)
         try:
             state = state.increment(failure, time.monotonic(), self.h.rng)
-        except RetryExhausted as exc:
-            self.h.ledger.release(res)
+        except RetryExhausted as exc:  # the caller closes the hold by the rule (fail)
             self.h.metrics.llm(self.model.name, exc.error_class)
             span.set_attributes({ATTR.ATTEMPTS: state.attempts, ATTR.OUTCOME: exc.error_class,
                                  ATTR.ERROR_TYPE: failure.cls})
@@ -205,28 +178,6 @@ class LlmCall:
         self.upstream_time += time.perf_counter() - t0
         return state
 
-    def settle(self, res: Reservation, usage: tuple[int, int, int, int] | None,
-               span: Span | None) -> Decimal:
-        h = self.h
-        if usage is None:
-            # No usage means we cannot know the bill: count the worst case we held.
-            log.warning("Model response for task %s had no usage; charged the reservation "
-                        "(%s USD)", h.name, res.usd)
-            cost, inp, out = res.usd, 0, 0
-        else:
-            inp, out, read, write = usage
-            cost = h.price.cost(inp, out, read, write)
-        if h.ledger.settle(res, cost, inp, out):
-            h.metrics.limit_hit("soft")
-            log.warning("Task %s passed its soft limit: spent %s USD", h.name, h.ledger.spent_usd)
-        self.settled = (cost, inp, out)
-        h.metrics.llm(self.model.name, "ok" if span is not None else "lost", inp, out,
-                      float(cost))
-        if span is not None:
-            span.set_attributes({ATTR.INPUT_TOKENS: inp, ATTR.OUTPUT_TOKENS: out,
-                                 ATTR.COST: float(cost)})
-        return cost
-
     def tether_headers(self) -> dict[str, str]:
         ledger = self.h.ledger
         out = {"x-tether-spent-usd": format(ledger.spent_usd, "f"),
@@ -236,6 +187,27 @@ class LlmCall:
                 f"soft limit {ledger.envelope.soft_limit_usd} USD passed: spent "
                 f"{ledger.spent_usd} of {ledger.envelope.hard_limit_usd}")
         return out
+
+
+async def _break(out: web.StreamResponse, request: web.Request, dialect: Dialect,
+                 reason: str) -> None:
+    """End the agent's stream as broken, never as a clean end it could take for the whole
+    answer: an SSE error event (the SDKs raise on it), then the connection is dropped without
+    the chunked terminator."""
+    event = orjson.dumps(dialect.error("upstream_stream_broken", reason))
+    prefix = b"event: error\n" if dialect.name == "anthropic" else b""
+    try:
+        await out.write(prefix + b"data: " + event + b"\n\n")
+    except ConnectionResetError:
+        return  # the agent is gone too: nothing to tell it
+    if request.transport is not None:
+        request.transport.close()
+
+
+def _unexpected(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):  # a stop past its grace period
+        return "cancelled while in flight"
+    return f"internal error: {type(exc).__name__}: {exc}"  # logged by the error middleware
 
 
 def _context_hash(key: str, sent: dict[str, Any] | None, dialect: Dialect) -> str:
@@ -304,7 +276,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         raise h.ledger.refuse()
     max_out, injected, changed = _prepare(h, call, body)
     est, compaction = await h.context.fit(body, dialect, call.summarize)
-    res, est = call.reserve(body, est, max_out)
+    res, est = await call.reserve(body, est, max_out)
     # Re-serialised even when unchanged: with a key given twice the provider might read the
     # value we did not check (orjson keeps the last), and it costs ~3 µs at 100 KB.
     payload = orjson.dumps(body)
@@ -329,11 +301,10 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         return await _plain(call, payload, span, res, est)
     except SidecarError as exc:
         span.set_error(exc.reason)
-        call.abort(exc.reason)
+        call.fail(res, exc.reason)
         raise
-    except asyncio.CancelledError:
-        # Stopped mid-call (graceful stop past its grace period): the provider may bill it.
-        call.abort("cancelled while in flight", charge=res)
+    except BaseException as exc:
+        call.fail(res, _unexpected(exc))
         raise
     finally:
         span.end()
@@ -365,8 +336,10 @@ async def _open_stream(call: LlmCall, payload: bytes, span: Span,
     state = RetryState(call.h.task.spec.retry_policy.calls, started=time.monotonic())
     while True:
         t0 = time.perf_counter()
+        call.sending = True  # stays so while the stream is relayed: it is billed from here
         try:
-            up = await call.h.upstream.stream("POST", url, headers, payload, _MODEL_TIMEOUT)
+            up = await call.h.upstream.stream("POST", url, headers, payload,
+                                              call.h.settings.model_timeout_seconds)
             if up.status < 300:
                 call.upstream_time += time.perf_counter() - t0
                 return up
@@ -399,15 +372,14 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
             await out.write(tail)
     except TransportError as exc:
         interrupted = f"upstream stream broke: {exc.reason}"
+        await _break(out, request, call.dialect, interrupted)
     except ConnectionResetError as exc:
         interrupted = f"agent went away mid-stream: {exc}"
     finally:
         await up.aclose()
     if interrupted:
-        log.warning("Stream for task %s interrupted (%s); charged what was held", call.h.name,
-                    interrupted)
         span.set_error(interrupted)
-        call.abort(interrupted, charge=res)
+        call.fail(res, interrupted)  # charged the hold: the provider bills a broken stream
         return out
     reported = (usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read,
                 usage.cache_write) if usage.complete else None

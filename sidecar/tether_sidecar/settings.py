@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -36,6 +37,25 @@ class Settings(BaseSettings):
                                   description="Where the final summary JSON is written.")
     grace_seconds: float = Field(20.0, ge=0, description="On SIGTERM, how long calls in flight "
                                  "may take to finish before they are recorded as aborted.")
+    model_timeout_seconds: float = Field(
+        600.0, gt=0, description="One model attempt's limit: to the whole response, or for a "
+        "stream to its headers and between chunks. A long generation can take minutes; the "
+        "retry policy's maxElapsed caps the whole call.")
+    hold_wait_seconds: float = Field(
+        30.0, ge=0, description="How long a model call that fits the envelope, but not beside "
+        "the holds of calls in flight, waits for them to settle before it is refused as "
+        "retryable (429 budget_contended).")
+    prior_spent_usd: Decimal = Field(
+        Decimal(0), ge=0, description="What earlier attempts of the task spent, USD (the "
+        "operator passes status.spentUSD); the ledger starts at the larger of this and the "
+        "journal's figure, so a PVC journal that holds those attempts is not counted twice.")
+    prior_input_tokens: int = Field(0, ge=0, description="Input tokens of earlier attempts "
+                                    "(status.inputTokens); max with the journal's, as above.")
+    prior_output_tokens: int = Field(0, ge=0, description="Output tokens of earlier attempts "
+                                     "(status.outputTokens); max with the journal's.")
+    task_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the task file is checked for a changed costEnvelope "
+        "(a ConfigMap update arrives as an atomic symlink swap).")
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ def task_doc(model_url: str, provider: str = "openai", name: str = "gpt-4o",
             "agent": {"image": "example/agent:1"},
             "task": {"instructions": "Answer the question."},
             "model": {"provider": provider, "name": name, "baseURL": base,
+                      "allowPlaintextHTTP": True,  # the test doubles serve http on 127.0.0.1
                       "credentialsSecretRef": {"name": "model-creds", "key": "api-key"}},
             "costEnvelope": {"softLimitUSD": "1.00", "hardLimitUSD": "2.00"},
             "retryPolicy": {"calls": {"initialInterval": "10ms", "maximumInterval": "50ms",

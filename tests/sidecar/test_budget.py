@@ -89,3 +89,54 @@ def test_tripped_breaker_refuses_tools_and_further_calls(
     assert httpx.post(sc.url + "/v1/chat/completions", json=small).status_code == 402
     assert upstream_requests(model_server) == []
     assert sc.status()["spentUSD"] == "0.000000"
+
+
+# A hold of 0.02 (20 output tokens at 0.1 cent) that settles at 0.001 (1 output token).
+SMALL_PRICING = {"inputPerMTok": "0", "outputPerMTok": "1000.00"}
+SMALL = {**BODY, "max_tokens": 20}
+
+
+def contended_task(model_url: str) -> dict[str, Any]:
+    doc = task_doc(model_url, costEnvelope={"hardLimitUSD": "0.05"})
+    doc["spec"]["model"]["pricing"] = SMALL_PRICING
+    return doc
+
+
+async def small_burst(url: str, n: int) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=n)) as client:
+        return list(await asyncio.gather(*(client.post(url + "/v1/chat/completions", json=SMALL)
+                                           for _ in range(n))))
+
+
+@pytest.mark.parametrize("script", [{"model": "gpt-4o", "turns": [
+    {"content": "ok", "delay": 0.2, "usage": {"input_tokens": 50, "output_tokens": 1}}]}])
+def test_holds_of_other_calls_make_calls_wait_not_end_the_task(
+        sidecar: Callable[..., Sidecar], model_server: str) -> None:
+    # 8 x 0.02 held is 0.16, over the 0.05 hard limit; 8 x 0.001 spent is well within it.
+    sc = sidecar(contended_task(model_server))
+    codes = [r.status_code for r in asyncio.run(small_burst(sc.url, 8))]
+    assert codes == [200] * 8  # two at a time fit; the others waited for them to settle
+    status = sc.status()
+    assert status["phase"] == "Running"
+    assert Decimal(status["spentUSD"]) == 8 * Decimal("0.001")
+    assert status["limitHits"]["hard"] == 0
+    assert sc.metric("tether_budget_limit_hits_total", limit="hard") == 0
+
+
+@pytest.mark.parametrize("script", [{"model": "gpt-4o", "turns": [
+    {"content": "ok", "delay": 0.5, "usage": {"input_tokens": 50, "output_tokens": 1}}]}])
+def test_a_call_still_crowded_out_after_the_wait_is_refused_as_retryable(
+        sidecar: Callable[..., Sidecar], model_server: str) -> None:
+    sc = sidecar(contended_task(model_server), "--hold-wait-seconds", "0")
+    responses = asyncio.run(small_burst(sc.url, 8))
+    ok = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    assert len(ok) >= 2 and len(ok) + len(refused) == 8 and refused
+    for r in refused:
+        assert r.status_code == 429 and r.json()["error"]["type"] == "budget_contended"
+        assert r.headers["retry-after"] == "1" and r.headers["x-should-retry"] == "true"
+    status = sc.status()
+    assert status["phase"] == "Running" and status["limitHits"]["hard"] == 0
+    assert Decimal(status["spentUSD"]) == len(ok) * Decimal("0.001") <= Decimal("0.05")
+    assert sc.metric("tether_budget_limit_hits_total", limit="contended") == len(refused)
+    assert httpx.post(sc.url + "/v1/chat/completions", json=SMALL, timeout=30).is_success

@@ -1,0 +1,111 @@
+"""A model upstream on 127.0.0.1 that misbehaves at the socket level after it has read the whole
+request: it stalls, resets the connection, or breaks off a response or a stream part way.
+
+The scripted model answers with HTTP; these faults happen below HTTP, where only a raw socket
+can put them: what the sidecar sees then is exactly what a provider's dropped connection gives.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n")
+CHUNK = (b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o","choices":'
+         b'[{"index":0,"delta":{"role":"assistant","content":"par"},"finish_reason":null}]}\n\n')
+DONE = (b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o","choices":[],'
+        b'"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}\n\n'
+        b"data: [DONE]\n\n")
+
+
+def chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@dataclass
+class RawUpstream:
+    """``fault`` is one of: stall, reset, half_response, broken_stream, stalled_stream,
+    stream_after_release (a chunk, then the rest once ``release`` is set)."""
+
+    fault: str
+    url: str = ""
+    requests: int = 0  # requests read whole before the fault
+    release: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _read_request(sock: socket.socket) -> bool:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            return False
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        more = sock.recv(65536)
+        if not more:
+            return False
+        body += more
+    return True
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST, not FIN: linger on, timeout 0."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _serve_one(up: RawUpstream, sock: socket.socket) -> None:
+    if not _read_request(sock):
+        return
+    up.requests += 1
+    if up.fault == "stall":
+        up.stop.wait()
+    elif up.fault == "half_response":
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: 400\r\n\r\n{\"id\": \"c1\", \"choices\": [")
+    elif up.fault in ("broken_stream", "stalled_stream", "stream_after_release"):
+        sock.sendall(SSE_HEAD + chunked(CHUNK))
+        if up.fault == "stalled_stream":
+            up.stop.wait()
+        elif up.fault == "stream_after_release":
+            up.release.wait(30)
+            for _ in range(50):  # enough writes for the sidecar to meet the closed agent side
+                sock.sendall(chunked(CHUNK))
+            sock.sendall(chunked(DONE) + b"0\r\n\r\n")
+            return
+    _reset(sock)
+
+
+@contextmanager
+def raw_upstream(fault: str) -> Iterator[RawUpstream]:
+    up = RawUpstream(fault)
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            try:
+                _serve_one(up, self.request)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the sidecar hung up first (it timed out): what the fault provokes
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    up.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield up
+    finally:
+        up.stop.set()
+        up.release.set()
+        server.shutdown()
+        server.server_close()
