@@ -1,12 +1,15 @@
 """Pure functions: an AgentTask (as the API server returns it) → the objects that run it.
 
 Every pod meets the Pod Security Standards ``restricted`` profile: non-root, no privilege
-escalation, all capabilities dropped, RuntimeDefault seccomp, no service-account token. Only the
-sidecar mounts the model credentials; the agent reaches the world through it on 127.0.0.1.
+escalation, all capabilities dropped, RuntimeDefault seccomp, no service-account token; both
+containers have a read-only root filesystem with an emptyDir of their own at /tmp. Only the
+sidecar mounts the model credentials (and the CA bundle); the agent reaches the world through it
+on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -25,6 +28,10 @@ AGENT = "agent"
 STATE_DIR = "/var/lib/tether"
 CONFIG_DIR = "/etc/tether/task"
 SECRETS_DIR = "/etc/tether/secrets"
+CA_DIR = "/etc/tether/ca"
+CA_FILE = "ca.crt"
+TMP_DIR = "/tmp"
+SIDECAR_TMP_LIMIT = "64Mi"
 AGENT_PORT = 8181
 
 Body = dict[str, Any]
@@ -67,9 +74,11 @@ def service_account(task: Body) -> Body:
 def config_map(task: Body) -> Body:
     """The task as the sidecar reads it: the same AgentTask, with the UID that names its trace."""
     meta = task["metadata"]
+    # The generation lets the sidecar say which spec it enforces (status.observedGeneration).
     doc = {"apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                        "uid": meta["uid"], "labels": meta.get("labels") or {}},
+                        "uid": meta["uid"], "generation": meta.get("generation", 1),
+                        "labels": meta.get("labels") or {}},
            "spec": task["spec"]}
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _meta(task, object_names(task, 0)["cm"]),
@@ -88,8 +97,37 @@ def pvc(task: Body) -> Body:
 
 def _restricted(uid: int) -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
             "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _prior(task: Body) -> list[str]:
+    """What earlier attempts spent, as the status holds it now: the sidecar's ledger starts
+    there, so the hard limit holds across attempts (issue #9, contract 1)."""
+    status = task.get("status") or {}
+    return ["--prior-spent-usd", str(status.get("spentUSD") or "0"),
+            "--prior-input-tokens", str(int(status.get("inputTokens") or 0)),
+            "--prior-output-tokens", str(int(status.get("outputTokens") or 0))]
+
+
+def _proxy_env(settings: OperatorSettings) -> list[dict[str, str]]:
+    pairs = (("HTTP_PROXY", settings.sidecar_http_proxy),
+             ("HTTPS_PROXY", settings.sidecar_https_proxy),
+             ("NO_PROXY", settings.sidecar_no_proxy))
+    return [{"name": k, "value": v} for k, v in pairs if v]
+
+
+def _ca_volume(spec: Body) -> dict[str, Any] | None:
+    """The caBundle's key as file ``ca.crt`` of a volume, from a ConfigMap or a Secret."""
+    bundle = spec["model"].get("caBundle") or {}
+    if ref := bundle.get("configMapKeyRef"):
+        return {"name": "ca-bundle", "configMap": {
+            "name": ref["name"], "items": [{"key": ref["key"], "path": CA_FILE}]}}
+    if ref := bundle.get("secretKeyRef"):
+        return {"name": "ca-bundle", "secret": {
+            "secretName": ref["name"], "items": [{"key": ref["key"], "path": CA_FILE}]}}
+    return None
 
 
 def agent_env(task: Body, attempt: int) -> list[dict[str, Any]]:
@@ -113,34 +151,55 @@ def agent_env(task: Body, attempt: int) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in base.items()] + user
 
 
-def pod(task: Body, attempt: int, settings: OperatorSettings,
-        deadline_seconds: int | None) -> Body:
-    spec, names = task["spec"], object_names(task, attempt)
-    uid = settings.run_as_user
-    secret_ref = (spec["model"].get("credentialsSecretRef") or {})
-    volumes: list[dict[str, Any]] = [
+def _agent_container_env(task: Body, attempt: int) -> list[dict[str, Any]]:
+    """agent_env plus a writable HOME and TMPDIR (the root filesystem is read-only; many tools
+    write under HOME), before the user's own variables so that those can override them."""
+    env = agent_env(task, attempt)
+    own = len(task["spec"]["agent"].get("env") or [])
+    writable = [{"name": "HOME", "value": TMP_DIR}, {"name": "TMPDIR", "value": TMP_DIR}]
+    return env[:len(env) - own] + writable + env[len(env) - own:]
+
+
+def _volumes(task: Body, names: dict[str, str]) -> tuple[list[Body], list[Body]]:
+    """The pod's volumes, and the sidecar's mounts of them."""
+    spec = task["spec"]
+    secret_ref = spec["model"].get("credentialsSecretRef") or {}
+    volumes: list[Body] = [
         {"name": "task", "configMap": {"name": names["cm"]}},
         {"name": "state", **({"persistentVolumeClaim": {"claimName": names["pvc"]}}
                              if (spec.get("checkpoint") or {}).get("enabled", True)
                              else {"emptyDir": {}})},
+        {"name": "sidecar-tmp", "emptyDir": {"sizeLimit": SIDECAR_TMP_LIMIT}},
+        {"name": "agent-tmp", "emptyDir": {}},
     ]
-    sidecar_mounts = [{"name": "task", "mountPath": CONFIG_DIR, "readOnly": True},
-                      {"name": "state", "mountPath": STATE_DIR}]
+    mounts: list[Body] = [{"name": "task", "mountPath": CONFIG_DIR, "readOnly": True},
+                          {"name": "state", "mountPath": STATE_DIR},
+                          {"name": "sidecar-tmp", "mountPath": TMP_DIR}]
     if secret_ref:
         volumes.append({"name": "model-credentials", "secret": {
             "secretName": secret_ref["name"], "items": [{"key": secret_ref["key"],
                                                          "path": secret_ref["key"]}]}})
-        sidecar_mounts.append({"name": "model-credentials", "readOnly": True,
-                               "mountPath": f"{SECRETS_DIR}/{secret_ref['name']}"})
-    sidecar = {
+        mounts.append({"name": "model-credentials", "readOnly": True,
+                       "mountPath": f"{SECRETS_DIR}/{secret_ref['name']}"})
+    if (ca := _ca_volume(spec)) is not None:
+        volumes.append(ca)
+        mounts.append({"name": "ca-bundle", "mountPath": CA_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def _sidecar(task: Body, attempt: int, settings: OperatorSettings, mounts: list[Body]) -> Body:
+    command = ["tether-sidecar", "--task", f"{CONFIG_DIR}/agenttask.yaml",
+               "--state-dir", STATE_DIR, "--secrets-dir", SECRETS_DIR,
+               "--port", str(AGENT_PORT), "--ops-port", str(settings.sidecar_ops_port),
+               "--attempt", str(attempt),
+               "--grace-seconds", str(settings.sidecar_grace_seconds), *_prior(task)]
+    if task["spec"]["model"].get("caBundle"):
+        command += ["--ca-bundle", f"{CA_DIR}/{CA_FILE}"]
+    sidecar: Body = {
         "name": SIDECAR, "image": settings.sidecar_image,
         "imagePullPolicy": settings.image_pull_policy,
         "restartPolicy": "Always",  # a native sidecar: starts first, stops after the agent
-        "command": ["tether-sidecar", "--task", f"{CONFIG_DIR}/agenttask.yaml",
-                    "--state-dir", STATE_DIR, "--secrets-dir", SECRETS_DIR,
-                    "--port", str(AGENT_PORT), "--ops-port", str(settings.sidecar_ops_port),
-                    "--attempt", str(attempt),
-                    "--grace-seconds", str(settings.sidecar_grace_seconds)],
+        "command": command,
         "ports": [{"name": "ops", "containerPort": settings.sidecar_ops_port}],
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "ops"},
                          "periodSeconds": 1, "failureThreshold": 60},
@@ -148,22 +207,34 @@ def pod(task: Body, attempt: int, settings: OperatorSettings,
         "resources": {"requests": {"cpu": settings.sidecar_cpu,
                                    "memory": settings.sidecar_memory},
                       "limits": {"memory": settings.sidecar_memory_limit}},
-        "volumeMounts": sidecar_mounts,
+        "volumeMounts": mounts,
         "terminationMessagePolicy": "File",
-        "securityContext": _restricted(uid),
+        "securityContext": _restricted(settings.run_as_user),
     }
-    agent = spec["agent"]
-    agent_container: dict[str, Any] = {
-        "name": AGENT, "image": agent["image"], "env": agent_env(task, attempt),
+    if env := _proxy_env(settings):
+        sidecar["env"] = env
+    return sidecar
+
+
+def _agent(task: Body, attempt: int, settings: OperatorSettings) -> Body:
+    agent = task["spec"]["agent"]
+    container: Body = {
+        "name": AGENT, "image": agent["image"], "env": _agent_container_env(task, attempt),
         "resources": agent.get("resources") or {},
-        "securityContext": _restricted(uid),
+        "volumeMounts": [{"name": "agent-tmp", "mountPath": TMP_DIR}],
+        "securityContext": _restricted(settings.run_as_user),
     }
-    if agent.get("imagePullPolicy"):
-        agent_container["imagePullPolicy"] = agent["imagePullPolicy"]
-    if agent.get("command"):
-        agent_container["command"] = list(agent["command"])
-    if agent.get("args"):
-        agent_container["args"] = list(agent["args"])
+    for field in ("imagePullPolicy", "command", "args"):
+        if agent.get(field):
+            container[field] = copy.deepcopy(agent[field])
+    return container
+
+
+def pod(task: Body, attempt: int, settings: OperatorSettings,
+        deadline_seconds: int | None) -> Body:
+    names = object_names(task, attempt)
+    uid = settings.run_as_user
+    volumes, sidecar_mounts = _volumes(task, names)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": names["sa"], "automountServiceAccountToken": False,
         "restartPolicy": "Never",  # attempts are the operator's, with their own accounting
@@ -173,7 +244,8 @@ def pod(task: Body, attempt: int, settings: OperatorSettings,
         "terminationGracePeriodSeconds": settings.grace_seconds,
         "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
                             "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [sidecar], "containers": [agent_container], "volumes": volumes,
+        "initContainers": [_sidecar(task, attempt, settings, sidecar_mounts)],
+        "containers": [_agent(task, attempt, settings)], "volumes": volumes,
     }
     if deadline_seconds is not None:
         pod_spec["activeDeadlineSeconds"] = max(1, deadline_seconds)

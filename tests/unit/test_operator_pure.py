@@ -65,7 +65,7 @@ def test_pod_is_restricted_and_only_the_sidecar_holds_the_key() -> None:
         assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["runAsNonRoot"] and sc["seccompProfile"]["type"] == "RuntimeDefault"
     assert any(m["name"] == "model-credentials" for m in sidecar["volumeMounts"])
-    assert "volumeMounts" not in agent
+    assert [m["name"] for m in agent["volumeMounts"]] == ["agent-tmp"]  # /tmp; no key
     env = {e["name"]: e["value"] for e in agent["env"]}
     assert env["OPENAI_BASE_URL"] == "http://127.0.0.1:8181/v1" and env["MODE"] == "x"
     assert "--attempt" in sidecar["command"] and "2" in sidecar["command"]
