@@ -117,9 +117,15 @@ class Harness:
         journal = Journal(settings.state_dir / "journal.jsonl")
         recovered = journal.open()
         journal.append({"t": "attempt", "attempt": settings.attempt})
-        ledger = Ledger(spec.cost_envelope, spent_usd=recovered.spent_usd,
-                        input_tokens=recovered.input_tokens,
-                        output_tokens=recovered.output_tokens)
+        # Earlier attempts' figures come from the journal (a PVC keeps it) or from the operator
+        # (--prior-*, its status); the larger, never the sum: a PVC journal already holds what
+        # the operator read from those attempts, and an emptyDir one holds nothing.
+        ledger = Ledger(spec.cost_envelope,
+                        spent_usd=max(recovered.spent_usd, settings.prior_spent_usd),
+                        input_tokens=max(recovered.input_tokens, settings.prior_input_tokens),
+                        output_tokens=max(recovered.output_tokens, settings.prior_output_tokens))
+        if ledger.over_limit:  # spent before this attempt began: nothing more may be spent
+            ledger.tripped = True
         if recovered.orphans:
             log.warning("Task %s: %d call(s) were in flight when the last attempt ended; charged "
                         "what was held for them (%s USD)", task.metadata.name, recovered.orphans,

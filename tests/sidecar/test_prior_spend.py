@@ -5,7 +5,6 @@ twice (issue #9, contract 1)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
