@@ -1,5 +1,6 @@
 """The chart's RBAC, rendered without a cluster: the operator may do what it does and no more
-(no wildcards, no secrets), leader election touches only its Lease, user roles aggregate.
+(no wildcards; a Secret only by name, for its labels), leader election touches only its Lease,
+user roles aggregate.
 
 Needs helm (hack/helm.sh; the make targets pass it as $HELM).
 """
@@ -43,9 +44,11 @@ WORKLOAD_CALLS = [
     ("tether.dev", "agentbudgets", "get"), ("tether.dev", "agentbudgets", "list"),
     ("tether.dev", "agentbudgets", "watch"), ("tether.dev", "agentbudgets/status", "update"),
     ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "create"), ("", "pods", "delete"),
-    ("", "configmaps", "create"), ("", "serviceaccounts", "create"),
-    ("", "persistentvolumeclaims", "create"), ("", "events", "create"),
-    ("", "events", "list")]
+    ("", "pods", "patch"), ("", "pods", "get"),  # the attempt-figures finalizer (issue #9)
+    ("", "configmaps", "create"), ("", "configmaps", "get"), ("", "configmaps", "update"),
+    ("", "serviceaccounts", "create"), ("", "persistentvolumeclaims", "create"),
+    ("", "persistentvolumeclaims", "get"), ("", "secrets", "get"),  # guards.py, metadata only
+    ("", "events", "create"), ("", "events", "list")]
 
 
 @pytest.mark.parametrize("values", [{}, FULL], ids=["clusterwide", "namespaces"])
@@ -56,7 +59,9 @@ def test_rbac_grants_what_the_operator_does_and_no_wildcards(render: Render,
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(key, []), (role["metadata"]["name"], rule)
-            assert "secrets" not in rule["resources"] and "pods/eviction" not in rule["resources"]
+            assert "pods/eviction" not in rule["resources"]
+            if "secrets" in rule["resources"]:  # one named Secret's labels, never a listing
+                assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], rule
     bound = rules_for_sa(docs, "tether-operator", "tether-system")
     scopes = values.get("watchNamespaces") or [None]
     for scope in scopes:
@@ -65,7 +70,10 @@ def test_rbac_grants_what_the_operator_does_and_no_wildcards(render: Render,
         # Status only: the operator never writes a budget's spec, nor any other object's.
         for verb in ("update", "patch", "delete"):
             assert not allowed(bound.get(scope, []), "tether.dev", "agentbudgets", verb)
+        for verb in ("delete", "list", "watch"):  # one task's ConfigMap, by name
             assert not allowed(bound.get(scope, []), "", "configmaps", verb)
+        for verb in ("list", "watch", "update", "patch", "create", "delete"):
+            assert not allowed(bound.get(scope, []), "", "secrets", verb)
     if values.get("watchNamespaces"):  # nothing but kopf's discovery cluster-wide
         cluster = bound[None]
         assert {r for rule in cluster for r in rule["resources"]} == {

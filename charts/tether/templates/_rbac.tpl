@@ -21,15 +21,32 @@
 - apiGroups: [tether.dev]
   resources: [agentbudgets/status]
   verbs: [update]
-# One pod per attempt: listed by label, watched, created, deleted (budget stop, cleanup).
+# One pod per attempt: listed by label, watched, created, deleted (budget stop, cleanup);
+# patched (and read again on a conflict) to remove the tether.dev/attempt-figures finalizer
+# once the attempt's final figures are in the task's status.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch, create, delete]
-# Created once per task ("exists" is fine); never read, changed or deleted: owner references
-# garbage-collect them with the task.
+  verbs: [get, list, watch, create, delete, patch]
+# The task's ConfigMap (its task file) is read and replaced when the accepted spec changes,
+# so the sidecar applies live edits; its owner is read before a pod is made (never adopted).
 - apiGroups: [""]
-  resources: [configmaps, serviceaccounts, persistentvolumeclaims]
+  resources: [configmaps]
+  verbs: [get, create, update]
+# Created once per task ("exists" is fine); a PVC's owner is read (metadata only) before a pod
+# is made; owner references garbage-collect them with the task.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, create]
+- apiGroups: [""]
+  resources: [serviceaccounts]
   verbs: [create]
+# A Secret a task names is read as metadata only (Accept: PartialObjectMetadata), to check
+# its opt-in label tether.dev/model-credentials before the operator mounts it into a pod.
+# RBAC cannot grant "metadata only": this get would allow reading values, which the operator
+# never asks for. No list or watch: one named Secret at a time.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 # Events on AgentTasks, from the operator and from kopf; a pending pod's warnings are listed
 # (a Secret volume that cannot mount is told only there, as FailedMount).
 - apiGroups: [""]
