@@ -14,7 +14,7 @@ from typing import Any
 
 from .conditions import budget_conditions, merge
 
-__all__ = ["period_start", "release", "reserve", "selects", "with_totals"]
+__all__ = ["held", "period_start", "release", "reserve", "resize", "selects", "with_totals"]
 
 Body = dict[str, Any]
 
@@ -77,13 +77,23 @@ def with_totals(budget: Body, status: Body, now: datetime) -> Body:
             "observedGeneration": generation}
 
 
-def reserve(budget: Body, task: Body, amount: Decimal, now: datetime) -> Body | None:
-    """The budget's new status with the task's hold, or None when it does not fit."""
+def held(budget: Body, uid: str) -> Decimal | None:
+    """What ``budget`` holds for the task ``uid``; None when it holds nothing for it."""
+    hold = next((h for h in (budget.get("status") or {}).get("reservations") or []
+                 if h["uid"] == uid), None)
+    return None if hold is None else _money(hold["amountUSD"])
+
+
+def reserve(budget: Body, task: Body, amount: Decimal, now: datetime, *,
+            force: bool = False) -> Body | None:
+    """The budget's new status with the task's hold, or None when it does not fit. With
+    ``force`` it is taken even past the limit: a task already running when the budget
+    appeared (the budget then shows Exhausted)."""
     status = with_totals(budget, budget.get("status") or {}, now)
     uid = task["metadata"]["uid"]
     if any(h["uid"] == uid for h in status["reservations"]):
         return status
-    if amount > _money(status["remainingUSD"]):
+    if amount > _money(status["remainingUSD"]) and not force:
         return None
     status["reservations"] = [*status["reservations"], {
         "task": task["metadata"]["name"], "uid": uid, "amountUSD": f"{amount:f}"}]
@@ -98,4 +108,19 @@ def release(budget: Body, uid: str, spent: Decimal, now: datetime) -> Body | Non
         return None
     status["reservations"] = [h for h in holds if h["uid"] != uid]
     status["spentUSD"] = f"{_money(status['spentUSD']) + spent:f}"
+    return with_totals(budget, status, now)
+
+
+def resize(budget: Body, uid: str, amount: Decimal, now: datetime) -> Body | None:
+    """The budget's new status with the task's hold changed to ``amount``; None when it holds
+    nothing for the task, holds that already, or cannot hold the increase (a raised hard
+    limit is applied only once every budget holds it: docs/lifecycle.md)."""
+    status = with_totals(budget, budget.get("status") or {}, now)
+    old = held({"status": status}, uid)
+    if old is None or old == amount:
+        return None
+    if amount - old > _money(status["remainingUSD"]):
+        return None
+    status["reservations"] = [{**h, "amountUSD": f"{amount:f}"} if h["uid"] == uid else h
+                              for h in status["reservations"]]
     return with_totals(budget, status, now)

@@ -22,13 +22,13 @@ Conditions are stated here, by type (conditions.py merges them into the status).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from .conditions import find, want
-from .manifests import LABEL_ATTEMPT, SIDECAR, object_names
+from .ledger import Settled, at_least, finished, money, settle, sidecar_summary
+from .manifests import LABEL_ATTEMPT, object_names
 from .podstart import start_blocker
 from .settings import OperatorSettings
 
@@ -49,6 +49,9 @@ class Observed:
     now: datetime
     live: Body | None = None  # the running sidecar's /status, when the poll reached it
     pod_warnings: list[Body] = field(default_factory=list)  # Warning Events of a pending pod
+    # The spec the task's ConfigMap holds (what the next pod enforces): its "generation" and
+    # "hardLimitUSD"; empty when it has not been read (the task's own spec is then taken).
+    accepted: Body = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Plan:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     requeue: float | None = None  # seconds
     release_budget: bool = False
+    unpin: list[str] = field(default_factory=list)  # pods whose figures this plan records
 
 
 def iso(t: datetime) -> str:
@@ -75,21 +79,6 @@ def attempt_of(pod: Body) -> int:
         return int(pod["metadata"]["labels"][LABEL_ATTEMPT])
     except (KeyError, ValueError):
         return 0
-
-
-def sidecar_summary(pod: Body) -> Body:
-    """The sidecar's final summary from its termination message ({} if it wrote none;
-    ``{"unreadable": why}`` if it is not a JSON object, which ``_finish`` reports)."""
-    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
-        if cs.get("name") == SIDECAR:
-            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-            if message:
-                try:
-                    doc = json.loads(message)
-                except ValueError as exc:
-                    return {"unreadable": f"not JSON ({exc})"}
-                return doc if isinstance(doc, dict) else {"unreadable": "not a JSON object"}
-    return {}
 
 
 def _agent_exit(pod: Body) -> tuple[int | None, str, datetime | None]:
@@ -162,25 +151,54 @@ def _deadline_left(o: Observed) -> float | None:
 
 
 def decide(o: Observed, settings: OperatorSettings) -> Plan:
+    """The plan for the task as observed, on the ledger after every finished pod's figures."""
+    settled = settle(o.task.get("status") or {}, o.pods)
+    status = {**(o.task.get("status") or {}), **settled.figures}
+    view = Observed({**o.task, "status": status}, o.pods, o.now, o.live, o.pod_warnings,
+                    o.accepted)
+    return _on_ledger(_decide(view, settings), view, settled)
+
+
+def _on_ledger(plan: Plan, o: Observed, settled: Settled) -> Plan:
+    """``plan`` with the ledger's figures (never lower), the pods it may unpin, the enforced
+    generation and limit, and the budget released only once no pod can still spend."""
+    status = o.task["status"]
+    plan.status = {**settled.figures, **plan.status, **at_least(status, plan.status)}
+    plan.unpin = settled.unpin
+    plan.events += [("Warning", "FiguresCharged", note) for note in settled.notes]
+    live = [p for p in o.pods if not finished(p)]
+    if plan.release_budget and live:
+        plan.release_budget = False  # a pod still ending may still spend: wait for it
+        plan.requeue = 2.0 if plan.requeue is None else min(plan.requeue, 2.0)
+    if not live and plan.create_pod is None:
+        accepted = o.accepted or {}
+        plan.status["observedGeneration"] = accepted.get(
+            "generation", o.task["metadata"].get("generation", 0))
+        plan.status["hardLimitUSD"] = str(accepted.get(
+            "hardLimitUSD", o.task["spec"]["costEnvelope"]["hardLimitUSD"]))
+    elif o.live and o.live.get("generation") is not None:
+        plan.status["observedGeneration"] = int(o.live["generation"])
+        if o.live.get("hardLimitUSD") is not None:
+            plan.status["hardLimitUSD"] = str(o.live["hardLimitUSD"])
+    return plan
+
+
+def _decide(o: Observed, settings: OperatorSettings) -> Plan:
     status = o.task.get("status") or {}
-    running = [p for p in o.pods if (p.get("status") or {}).get("phase") in
-               (None, "Pending", "Running") and not p["metadata"].get("deletionTimestamp")]
+    running = [p for p in o.pods if not finished(p) and not p["metadata"].get(
+        "deletionTimestamp")]
     if status.get("phase") in TERMINAL:
         return Plan(delete_pods=[p["metadata"]["name"] for p in running], release_budget=True)
     attempt = max([int(status.get("attempt") or 0)] + [attempt_of(p) for p in o.pods])
     if attempt == 0:
-        return Plan(status={"phase": "Running", "attempt": 1, "startTime": iso(o.now),
-                            "failures": 0, "evictions": 0}, create_pod=1,
-                    conditions=[want("Ready", False, "PodStarting", "starting attempt 1"),
-                                want("Progressing", True, "Started", "starting attempt 1"),
-                                want("BudgetExceeded", False, "WithinHardLimit",
-                                     "the hard limit has not been reached")],
-                    events=[("Normal", "Started", "starting attempt 1")])
+        return _first_attempt(o)
     left = _deadline_left(o)
-    if left is not None and left <= 0 and not running:
-        return _finish("Failed", f"activeDeadlineSeconds "
+    if left is not None and left <= 0:
+        plan = _finish("Failed", f"activeDeadlineSeconds "
                        f"({o.task['spec']['activeDeadlineSeconds']}) passed", o.now, {},
                        "DeadlineExceeded")
+        plan.delete_pods = [p["metadata"]["name"] for p in running]
+        return plan
     current = next((p for p in o.pods if attempt_of(p) == attempt), None)
     if current is None:
         return _without_pod(o, attempt, status)
@@ -189,16 +207,36 @@ def decide(o: Observed, settings: OperatorSettings) -> Plan:
                        "checkpoint is kept", o.now, o.live, "HardLimit")
         plan.delete_pods = [current["metadata"]["name"]]
         return plan
-    if current["metadata"].get("deletionTimestamp"):
+    if current["metadata"].get("deletionTimestamp") and not finished(current):
         return Plan(requeue=1.0)  # wait: two sidecars must never share the journal
-    return _with_pod(o, attempt, current, status, settings)
+    plan = _with_pod(o, attempt, current, status, settings)
+    if left is not None and not finished(current):  # an edited deadline wakes us in time
+        plan.requeue = left if plan.requeue is None else min(plan.requeue, left)
+    return plan
+
+
+def _first_attempt(o: Observed) -> Plan:
+    return Plan(status={"phase": "Running", "attempt": 1, "startTime": iso(o.now),
+                        "failures": 0, "evictions": 0}, create_pod=1,
+                conditions=[want("Ready", False, "PodStarting", "starting attempt 1"),
+                            want("Progressing", True, "Started", "starting attempt 1"),
+                            want("BudgetExceeded", False, "WithinHardLimit",
+                                 "the hard limit has not been reached")],
+                events=[("Normal", "Started", "starting attempt 1")])
 
 
 def _without_pod(o: Observed, attempt: int, status: Body) -> Plan:
     expected = object_names(o.task, attempt)["pod"]
     if status.get("podName") == expected:  # we created it, and it is gone
-        return _next_attempt(o, attempt, eviction=True, failure=False,
+        plan = _next_attempt(o, attempt, eviction=True, failure=False,
                              why=f"pod {expected} disappeared (deleted or evicted)")
+        held = money(status.get("reservedUSD"))
+        if held:  # gone unread (its finalizer removed by someone): charge the hold
+            charged = money(status.get("spentUSD")) + held
+            plan.status.update(spentUSD=f"{charged:f}", reservedUSD="0")
+            plan.events.append(("Warning", "FiguresCharged", f"pod {expected} vanished "
+                                f"unread: charged its {held:f} USD of holds in flight"))
+        return plan
     not_before = parse_time(status.get("nextAttemptAt"))
     if not_before is not None and o.now < not_before:
         return Plan(requeue=(not_before - o.now).total_seconds())
@@ -221,9 +259,9 @@ def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
     if (pod.get("status") or {}).get("reason") == "DeadlineExceeded":
         return _finish("Failed", "activeDeadlineSeconds passed", o.now, summary,
                        "DeadlineExceeded")
-    if disrupted(pod):
+    if disrupted(pod) or pod["metadata"].get("deletionTimestamp"):
         return _next_attempt(o, attempt, eviction=True, failure=False,
-                             why=f"pod {name} was disrupted")
+                             why=f"pod {name} was disrupted or deleted")
     code, reason, finished = _agent_exit(pod)
     plan = _next_attempt(o, attempt, eviction=False, failure=True,
                          why=f"attempt {attempt}: the agent exited with code {code}"

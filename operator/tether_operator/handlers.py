@@ -19,15 +19,30 @@ import kopf
 from . import credentials
 from .decide import TERMINAL
 from .kube import GROUP, VERSION, ApiError, Conflict
+from .ledger import MONOTONE, at_least, money
 from .manifests import LABEL_TASK
 from .reconcile import Reconciler
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-_LIVE_FIELDS = ("step", "spentUSD", "inputTokens", "outputTokens", "retries", "lastCheckpoint",
-                "traceID")
-_INDEXED = ("phase", "podName", *_LIVE_FIELDS)
+# As the sidecar's /status names them; spend and counters only ever go up (ledger.py).
+_LIVE_FIELDS = (*MONOTONE, "lastCheckpoint", "traceID", "reservedUSD", "hardLimitUSD")
+_INDEXED = ("phase", "podName", "observedGeneration", *_LIVE_FIELDS)
+
+
+def live_patch(seen: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """What of a sidecar's /status to write onto the status ``seen``: spend and counters only
+    when higher (a new attempt's sidecar starts from the prior figures, a stale answer must
+    not lower them), ``generation`` as ``observedGeneration`` (the spec it enforces)."""
+    patch = {k: v for k, v in at_least(seen, live).items() if money(v) > money(seen.get(k))}
+    patch.update({k: live[k] for k in ("lastCheckpoint", "traceID", "reservedUSD",
+                                        "hardLimitUSD")
+                  if live.get(k) is not None and live[k] != seen.get(k)})
+    if live.get("generation") is not None and live["generation"] != seen.get(
+            "observedGeneration"):
+        patch["observedGeneration"] = int(live["generation"])
+    return patch
 
 
 async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> None:
@@ -53,7 +68,9 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> N
             except (httpx.HTTPError, ValueError) as exc:
                 log.debug("No live status from agenttask %s/%s: %s", ns, name, exc)
                 return
-        changed = {k: live[k] for k in _LIVE_FIELDS if k in live and live[k] != seen.get(k)}
+        changed = live_patch(seen, live) if isinstance(live, dict) else {}
+        if changed.get("reservedUSD") is not None:
+            rec.reserved[(ns, name)] = str(changed["reservedUSD"])
         if changed:
             try:  # only onto the status the figures were compared with
                 await rec.kube.patch_task_status(ns, name, changed, seen.get("resourceVersion"))

@@ -163,6 +163,43 @@ class Kube:
             return False
         return True
 
+    async def save(self, obj: Body, resource_version: str) -> None:
+        """Replace ``obj`` (a ConfigMap), only if unchanged since ``resource_version``."""
+        meta = obj["metadata"]
+        body = {**obj, "metadata": {**meta, "resourceVersion": resource_version}}
+        await self.request("PUT", f"/api/v1/namespaces/{meta['namespace']}/"
+                           f"{_CORE[obj['kind']]}/{quote(meta['name'])}", body)
+
+    async def get_config_map(self, ns: str, name: str) -> Body | None:
+        try:
+            doc: Body = await self.request("GET", f"/api/v1/namespaces/{ns}/configmaps/"
+                                           f"{quote(name)}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return doc
+
+    async def unpin_pod(self, pod: Body, finalizer: str) -> None:
+        """Remove ``finalizer`` from ``pod`` (as read; read again when it changed since)."""
+        meta = pod["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{quote(meta['name'])}"
+        for _ in range(5):
+            if finalizer not in (meta.get("finalizers") or []):
+                return
+            body = {"metadata": {"finalizers": [f for f in meta["finalizers"] if f != finalizer],
+                                 "resourceVersion": meta["resourceVersion"]}}
+            try:
+                await self.request("PATCH", path, body, MERGE)
+                return
+            except Conflict:
+                meta = (await self.request("GET", path))["metadata"]
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                return
+        raise Conflict(409, "Conflict", f"pod {meta['name']} kept changing")
+
     async def delete_pod(self, ns: str, name: str) -> None:
         try:
             await self.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{quote(name)}")
@@ -202,6 +239,10 @@ class Kube:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+    async def list_tasks(self, ns: str) -> list[Body]:
+        items: list[Body] = (await self.request("GET", _custom(ns, "agenttasks")))["items"]
+        return items
 
     async def list_budgets(self, ns: str) -> list[Body]:
         items: list[Body] = (await self.request("GET", _custom(ns, "agentbudgets")))["items"]

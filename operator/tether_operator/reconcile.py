@@ -13,40 +13,53 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from . import budgets, manifests
-from .conditions import find, merge, spend_conditions, want
+from tether_api import AgentTaskStatus
+
+from . import guards, manifests
+from .budget_io import FINALIZER, BudgetBook, admitted
+from .conditions import merge, spend_conditions, want
 from .decide import TERMINAL, Observed, Plan, decide, ending, iso
+from .deletion import on_deletion
 from .kube import ApiError, Conflict, Kube
+from .ledger import POD_FINALIZER, finished, pinned
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
+from .spec_sync import SpecSync
 
-__all__ = ["FINALIZER", "Reconciler"]
+__all__ = ["FINALIZER", "Blocker", "Reconciler"]
 
 log = logging.getLogger(__name__)
-FINALIZER = "tether.dev/budget-release"
 Body = dict[str, Any]
 Key = tuple[str, str]
-
-
-def _admitted(status: Body) -> bool:
-    return any(c.get("type") == "Admitted" and c.get("status") == "True"
-               for c in status.get("conditions") or [])
+Blocker = Callable[[Kube, Body], Awaitable[tuple[str, str] | None]]
+# The status fields the CRD declares (it is generated from this model): server-side apply
+# refuses any other. ``reservedUSD`` (the live holds of calls in flight) is kept in memory
+# too (``Reconciler.reserved``), for as long as the schema lacks it.
+_DECLARED = frozenset(AgentTaskStatus.model_json_schema(by_alias=True)["properties"])
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
+def _owned(pod: Body, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or [])
+
+
 class Reconciler:
-    def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics,
+                 blocker: Blocker = guards.blocker) -> None:
         self.kube = kube
         self.settings = settings
         self.metrics = metrics
+        self.blocker = blocker  # guards.py: why a pod must not be created (contract 6)
+        self.book = BudgetBook(kube, settings, metrics, self._write, lambda: _now())
+        self.book.on_room = self.wake_queued
+        self.specs = SpecSync(kube, self.book)
         # The work queue (as controller-runtime's): a key is queued at most once, run by one
         # worker at a time; woken while running, it runs once more after. ``workers`` bounds
         # how many task bodies are in memory at once, however many tasks wake together.
@@ -60,6 +73,7 @@ class Reconciler:
         # Kept by the watch events (handlers.py): what the live-status round needs, small.
         self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
         self.pod_ips: dict[Key, str | None] = {}
+        self.reserved: dict[Key, str] = {}  # the running sidecar's reservedUSD, last polled
 
     def wake_queued(self, ns: str) -> None:
         """Room may have been made in a budget: re-check the tasks waiting in ``ns``."""
@@ -125,27 +139,53 @@ class Reconciler:
 
     async def reconcile(self, ns: str, name: str, live: Body | None = None) -> float | None:
         task = await self.kube.get_task(ns, name)
+        pods = await self.kube.pods_of(ns, name)
+        uid = task["metadata"]["uid"] if task else None
+        strays = [p for p in pods if not _owned(p, uid or "")]
+        for pod in strays:  # a deleted task's, or one of the same name before it
+            if pinned(pod) and (task is None or finished(pod)):
+                await self.kube.unpin_pod(pod, POD_FINALIZER)
+        pods = [p for p in pods if p not in strays]
         if task is None:
             self.metrics.task_phase(ns, name, None)
+            self.specs.forget((ns, name))
+            self.reserved.pop((ns, name), None)
             return None
+        if (ns, name) in self.reserved and "reservedUSD" not in (task.get("status") or {}):
+            task = {**task, "status": {**(task.get("status") or {}),
+                                       "reservedUSD": self.reserved[(ns, name)]}}
         if task["metadata"].get("deletionTimestamp"):
-            await self._release(task)
-            return None
+            return await on_deletion(self.kube, self.book, self._write, self.settings, task,
+                                     pods, _now())
+        if any(not finished(p) for p in strays):
+            return 2.0  # its pods still end: ours would take their names
         status = task.get("status") or {}
-        if status.get("phase") not in TERMINAL and not _admitted(status):
-            requeue = await self._admit(task)
+        if status.get("phase") not in TERMINAL and not admitted(status):
+            requeue = await self.book.admit(task)
             if requeue is not None or (task := await self.kube.get_task(ns, name)) is None:
                 return requeue
-        pods = await self.kube.pods_of(ns, name)
+        return await self._run(task, pods, live)
+
+    async def _run(self, task: Body, pods: list[Body], live: Body | None) -> float | None:
+        meta = task["metadata"]
+        ns, name = meta["namespace"], meta["name"]
         # Only a pod on a node can fail to mount (docs/operator.md, pods that cannot start).
         warnings = [e for p in pods if (p.get("status") or {}).get("phase") == "Pending"
                     and (p.get("spec") or {}).get("nodeName")
                     for e in await self.kube.pod_warnings(ns, p["metadata"]["uid"])]
-        plan = decide(Observed(task, pods, _now(), live, warnings), self.settings)
-        await self._apply(task, plan)
+        accepted: Body = {}
+        conds: list[Body] = []
+        events: list[Any] = []
+        if (task.get("status") or {}).get("phase") not in TERMINAL:
+            accepted, conds, events = await self.specs.sync(
+                task, any(not finished(p) for p in pods))
+        plan = decide(Observed(task, pods, _now(), live, warnings, accepted), self.settings)
+        plan.conditions += conds
+        plan.events += events
+        wait = await self._apply(task, plan, pods)
         phase = plan.status.get("phase") or (task.get("status") or {}).get("phase")
         self.metrics.task_phase(ns, name, phase)
-        return plan.requeue
+        return plan.requeue if wait is None else wait
 
     async def _write(self, task: Body, fields: Body, conds: list[Body]) -> Body:
         """Apply ``fields`` and ``conds`` onto the task's status as read (nothing when that
@@ -155,27 +195,57 @@ class Reconciler:
         new["conditions"] = merge(old.get("conditions"),
                                   [*conds, *spend_conditions(task["spec"], new)], _now(),
                                   meta.get("generation"))
-        new["observedGeneration"] = meta.get("generation", 0)
+        new.setdefault("observedGeneration", meta.get("generation", 0))
+        if "reservedUSD" in fields and "reservedUSD" not in _DECLARED:
+            self.reserved[(meta["namespace"], meta["name"])] = str(fields["reservedUSD"])
+        new = {k: v for k, v in new.items() if k in _DECLARED}
+        old = {k: v for k, v in old.items() if k in _DECLARED}
         if new == old:
             return task
         return await self.kube.apply_task_status(task, new)
 
-    async def _apply(self, task: Body, plan: Plan) -> None:
+    async def _apply(self, task: Body, plan: Plan, pods: list[Body] | None = None
+                     ) -> float | None:
+        """Carry ``plan`` out; a delay when a guard says to wait before the pod."""
         meta = task["metadata"]
         ns, name = meta["namespace"], meta["name"]
         if plan.status.get("evictions", 0) > int((task.get("status") or {}).get("evictions", 0)):
             self.metrics.evictions.labels(ns, name).inc()
         task = await self._write(task, plan.status, plan.conditions)
-        if plan.create_pod is not None:
-            await self._start_pod(task, plan.create_pod)
-        for pod in plan.delete_pods:
-            await self.kube.delete_pod(ns, pod)
+        for pod in pods or []:  # their figures are in the status just written
+            if pod["metadata"]["name"] in plan.unpin:
+                await self.kube.unpin_pod(pod, POD_FINALIZER)
+        wait = None if plan.create_pod is None else await self._start_pod(task, plan.create_pod)
+        for pod_name in plan.delete_pods:
+            await self.kube.delete_pod(ns, pod_name)
         for event in plan.events:
             await self.kube.event(task, *event)
         if plan.release_budget:
-            await self._release(task)  # as written: with the spend this plan recorded
+            await self.book.release(task)  # as written: with the spend this plan recorded
+        return wait
 
-    async def _start_pod(self, task: Body, attempt: int) -> None:
+    async def _blocked(self, task: Body) -> str | None:
+        """What a guard says about this task's pod: None (go), "wait" (StaleObjects: a
+        deleted task's objects still being collected) or "failed" (the task now is)."""
+        found = await self.blocker(self.kube, task)
+        if found is None:
+            return None
+        reason, message = found
+        if reason == "StaleObjects":
+            await self._write(task, {}, [want("Ready", False, reason, message)])
+            return "wait"
+        await self._write(task, {"phase": "Failed", "message": message,
+                                 "completionTime": iso(_now())},
+                          [want("Admitted", False, reason, message),
+                           *ending("Failed", reason, message)])
+        await self.kube.event(task, "Warning", reason, message)
+        return "failed"
+
+    async def _start_pod(self, task: Body, attempt: int) -> float | None:
+        """Ensure the attempt's objects; a delay when a guard says to wait."""
+        blocked = await self._blocked(task)
+        if blocked is not None:
+            return 2.0 if blocked == "wait" else None
         spec = task["spec"]
         await self.kube.ensure(manifests.service_account(task))
         await self.kube.ensure(manifests.config_map(task))
@@ -187,131 +257,31 @@ class Reconciler:
             elapsed = (_now() - datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ")).total_seconds()
             left = int(spec["activeDeadlineSeconds"] - elapsed)
         pod = manifests.pod(task, attempt, self.settings, left)
+        # Pinned from birth: its final figures are read before it can go (ledger.py).
+        pod["metadata"]["finalizers"] = [*pod["metadata"].get("finalizers", []), POD_FINALIZER]
         created = await self.kube.ensure(pod)
         meta = task["metadata"]
-        await self._write(task, {"podName": pod["metadata"]["name"]}, [])
+        await self._write(task, {"podName": pod["metadata"]["name"],
+                                 "observedGeneration": meta.get("generation", 0),
+                                 "hardLimitUSD": str(spec["costEnvelope"]["hardLimitUSD"])}, [])
         if created:
             log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],
                      meta["namespace"], meta["name"])
             if attempt > 1:
                 self.metrics.resumes.labels(meta["namespace"], meta["name"]).inc()
-
-    # --- budgets ----------------------------------------------------------------------------
-
-    async def _cas(self, budget: Body, change: Callable[[Body], Body | None]
-                   ) -> Body | bool | None:
-        """Apply ``change`` to a budget's status with optimistic concurrency; returns the new
-        status, None when ``change`` declined, False when it kept conflicting."""
-        ns, name = budget["metadata"]["namespace"], budget["metadata"]["name"]
-        for _ in range(20):
-            new = change(budget)
-            if new is None:
-                return None
-            try:
-                await self.kube.replace_budget_status(budget, new)
-            except Conflict:
-                budget = await self.kube.get_budget(ns, name)
-                continue
-            self.metrics.budget(ns, name, budget["spec"]["limitUSD"], new["spentUSD"],
-                                new["reservedUSD"])
-            await self._budget_events(budget, new)
-            return new
-        return False
-
-    async def _budget_events(self, budget: Body, new: Body) -> None:
-        """An Event and the soft-limit gauge when SoftLimitReached or Exhausted changes."""
-        meta = budget["metadata"]
-        soft = find(new.get("conditions"), "SoftLimitReached") or {}
-        self.metrics.budget_soft_limit.labels(meta["namespace"], meta["name"]).set(
-            1 if soft.get("status") == "True" else 0)
-        old = (budget.get("status") or {}).get("conditions")
-        for type_ in ("SoftLimitReached", "Exhausted"):
-            cur, was = find(new.get("conditions"), type_), find(old, type_) or {}
-            if cur and cur["status"] != was.get("status", "False"):
-                kind = "Warning" if cur["status"] == "True" else "Normal"
-                await self.kube.event_on({"kind": "AgentBudget", **budget}, kind,
-                                         cur["reason"], cur["message"])
-
-    async def refresh_budget(self, budget: Body) -> None:
-        """Recompute a budget's totals and conditions after its spec changed (a new limit or
-        softLimitPercent); writes only when something differs. Also sets the budget's gauges,
-        so a restarted operator shows them before the next hold or release."""
-        now = _now()
-        status = budget.get("status") or {}
-        written = await self._cas(budget, lambda b: (None if (new := budgets.with_totals(
-            b, b.get("status") or {}, now)) == (b.get("status") or {}) else new))
-        if written is None and status.get("spentUSD") is not None:
-            meta = budget["metadata"]
-            self.metrics.budget(meta["namespace"], meta["name"], budget["spec"]["limitUSD"],
-                                status["spentUSD"], status.get("reservedUSD") or "0")
-            soft = find(status.get("conditions"), "SoftLimitReached") or {}
-            self.metrics.budget_soft_limit.labels(meta["namespace"], meta["name"]).set(
-                1 if soft.get("status") == "True" else 0)
-
-    async def _admit(self, task: Body) -> float | None:
-        """Hold the task's hard limit on every budget that selects it; None when admitted,
-        else the delay before trying again (or None after rejecting it)."""
-        meta = task["metadata"]
-        selecting = [b for b in await self.kube.list_budgets(meta["namespace"])
-                     if budgets.selects(b, task)]
-        now = _now()
-        amount = Decimal(task["spec"]["costEnvelope"]["hardLimitUSD"])
-        if selecting and FINALIZER not in (meta.get("finalizers") or []):
-            await self.kube.patch_task_finalizers(
-                meta["namespace"], meta["name"], [*(meta.get("finalizers") or []), FINALIZER],
-                meta["resourceVersion"])
-            return 0.0  # the finalizer first, so a deletion can never leak a hold
-        held: list[Body] = []
-        for budget in selecting:
-            result = await self._cas(budget, lambda b: budgets.reserve(b, task, amount, now))
-            if not result:
-                return await self._refuse(task, budget, held, amount, result is False)
-            held.append(budget)
-        names = ", ".join(b["metadata"]["name"] for b in selecting) or "none select it"
-        await self._write(task, {"phase": "Pending"}, [
-            want("Admitted", True, "Reserved", f"{amount} USD held on budgets: {names}")])
         return None
 
-    async def _refuse(self, task: Body, budget: Body, held: list[Body], amount: Decimal,
-                      contended: bool) -> float | None:
-        uid, now = task["metadata"]["uid"], _now()
-        for taken in held:
-            await self._cas(taken, lambda b: budgets.release(b, uid, Decimal(0), now))
-        if contended:
-            return 1.0
-        bname = budget["metadata"]["name"]
-        remaining = (budget.get("status") or {}).get("remainingUSD", budget["spec"]["limitUSD"])
-        message = (f"budget {bname} cannot hold {amount} USD (remaining {remaining} of "
-                   f"{budget['spec']['limitUSD']} this {budget['spec'].get('period', 'Monthly')}"
-                   " period)")
-        if budget["spec"].get("onExhausted", "Queue") == "Reject":
-            await self._write(task, {"phase": "Failed", "message": message,
-                                     "completionTime": iso(now)},
-                              [want("Admitted", False, "BudgetExhausted", message),
-                               *ending("Failed", "BudgetExhausted", message)])
-            await self.kube.event(task, "Warning", "BudgetExhausted", message)
-            return None
-        status = task.get("status") or {}
-        if status.get("message") != message:
-            await self._write(task, {"phase": "Pending", "message": message},
-                              [want("Admitted", False, "Queued", message),
-                               want("Progressing", False, "Queued", message)])
-            await self.kube.event(task, "Normal", "Queued", message)
-        return self.settings.queue_poll_seconds
+    # --- budgets (budget_io.py) ---------------------------------------------------------------
 
-    async def _release(self, task: Body) -> None:
-        meta = task["metadata"]
-        if FINALIZER not in (meta.get("finalizers") or []):
-            return
-        spent = Decimal(str((task.get("status") or {}).get("spentUSD") or 0))
-        now = _now()
-        for budget in await self.kube.list_budgets(meta["namespace"]):
-            result = await self._cas(budget, lambda b: budgets.release(b, meta["uid"], spent, now))
-            if result is False:
-                raise Conflict(409, "Conflict",
-                               f"budget {budget['metadata']['name']} kept changing")
-        await self.kube.patch_task_finalizers(
-            meta["namespace"], meta["name"],
-            [f for f in meta.get("finalizers") or [] if f != FINALIZER], meta["resourceVersion"])
-        self.wake_queued(meta["namespace"])  # room was just made in these budgets
+    async def refresh_budget(self, budget: Body) -> None:
+        """A budget's spec changed or it appeared: totals, conditions, and the running tasks
+        it selects and holds nothing for (budget_io.BudgetBook.adopt)."""
+        await self.book.refresh(budget)
+        counted = await self.book.adopt(budget)
+        if counted:
+            log.info("Agentbudget %s/%s now counts running tasks %s", budget["metadata"][
+                "namespace"], budget["metadata"]["name"], ", ".join(counted))
+
+    async def _admit(self, task: Body) -> float | None:
+        return await self.book.admit(task)
 

@@ -50,6 +50,10 @@ class OperatorSettings(BaseSettings):
         180.0, gt=0, description="A pod that cannot start (a missing Secret or ConfigMap, an "
         "image that cannot be pulled, a claim left unbound) fails the task once it is this "
         "many seconds old and still blocked; its cause is a condition and an Event at once.")
+    deletion_wait_seconds: float = Field(
+        60.0, ge=0, description="A deleted task's pods are stopped gracefully and their final "
+        "figures awaited this long before its budgets are released; past it the task is "
+        "charged its whole budget hold (docs/lifecycle.md).")
     workers: int = Field(16, ge=1, description="Tasks reconciled at once; more wait in the "
                          "work queue (bounds memory when a thousand tasks arrive together).")
     ops_port: int = Field(8000, description="/metrics, /healthz and /readyz; 0 = off.")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tether_operator import reconcile
+from tether_operator import budgets, reconcile
 from tether_operator.conditions import find
 from tether_operator.decide import Observed, Plan, decide, iso
 from tether_operator.handlers import poll_live
@@ -121,8 +121,8 @@ async def test_budget_conditions_are_written_and_accepted(rec: Reconciler, kubec
     first = (await rec.kube.get_budget(namespace, "soft"))["status"]
     assert find(first["conditions"], "SoftLimitReached")["status"] == "False"  # type: ignore[index]
     t = {"metadata": {"name": "x", "namespace": namespace, "uid": "uid-x"}}
-    got = await rec._cas(await rec.kube.get_budget(namespace, "soft"), lambda b: (
-        reconcile.budgets.reserve(b, t, Decimal("1.50"), reconcile._now())))
+    got = await rec.book.cas(await rec.kube.get_budget(namespace, "soft"), lambda b: (
+        budgets.reserve(b, t, Decimal("1.50"), reconcile._now())))
     assert got
     status = (await rec.kube.get_budget(namespace, "soft"))["status"]
     assert find(status["conditions"], "SoftLimitReached")["status"] == "True"  # type: ignore[index]

@@ -157,9 +157,11 @@ def test_budget_exceeded_from_the_summary_or_live_status() -> None:
     assert plan.status["phase"] == "BudgetExceeded" and plan.delete_pods == ["t1-a1"]
 
 
-def test_terminal_task_stops_stragglers_and_releases() -> None:
+def test_terminal_task_stops_stragglers_and_releases_once_they_ended() -> None:
     plan = plan_for(task({"phase": "Failed", "attempt": 2}), [pod(2)])
-    assert plan.delete_pods == ["t1-a2"] and plan.release_budget and not plan.status
+    assert plan.delete_pods == ["t1-a2"] and not plan.release_budget  # it may still spend
+    plan = plan_for(task({"phase": "Failed", "attempt": 2}), [pod(2, "Failed")])
+    assert plan.delete_pods == [] and plan.release_budget
 
 
 def test_deadline_over_fails_the_task() -> None:
