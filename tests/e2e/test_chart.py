@@ -205,7 +205,8 @@ def test_chart_install_runs_tasks_and_fails_over(
 
     # The sample task, under the chart's RBAC and PSS restricted.
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="model-creds"), string_data={"api-key": "sk-e2e"}))
+        metadata=client.V1ObjectMeta(name="model-creds", labels={
+            "tether.dev/model-credentials": "true"}), string_data={"api-key": "sk-e2e"}))
     tasks = Tasks(api, namespace)
     doubles.use(steps_script(4))
     tasks.create(agenttask("sample", doubles))

@@ -149,8 +149,8 @@ def operator(cluster: Cluster, namespace: str, crds: None, tmp_path: Path,
              core: client.CoreV1Api) -> Iterator[Operator]:
     core.patch_namespace(namespace, {"metadata": {"labels": {
         "pod-security.kubernetes.io/enforce": "restricted"}}})  # real PSS admission
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "model-creds"},
-                                              "stringData": {"api-key": "sk-e2e"}})
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "model-creds", "labels": {
+        "tether.dev/model-credentials": "true"}}, "stringData": {"api-key": "sk-e2e"}})
     op = Operator(cluster, namespace, tmp_path)
     op.start()
     yield op

@@ -84,8 +84,8 @@ def test_a_missing_secret_is_named_and_fails_the_task(operator: Operator, tasks:
 def test_an_image_that_cannot_be_pulled_is_named_and_fails_the_task(
         operator: Operator, tasks: Tasks, doubles: Doubles, namespace: str,
         core: client.CoreV1Api) -> None:
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "model-creds"},
-                                              "stringData": {"api-key": "sk-e2e"}})
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "model-creds", "labels": {
+        "tether.dev/model-credentials": "true"}}, "stringData": {"api-key": "sk-e2e"}})
     body = agenttask("no-image", doubles)
     body["spec"]["agent"].update(image="tether.invalid/absent-agent:none",
                                  imagePullPolicy="Never")
