@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from . import taskfile
 from .app import agent_app, ops_app
 from .errors import SidecarError, StartupError
 from .harness import Harness
@@ -92,12 +93,14 @@ async def serve(h: Harness, stop: asyncio.Event) -> None:
         ports = [site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
                  for site in (agent_site, ops_site)]
         flusher = asyncio.create_task(_flush_journal(h))
+        watcher = asyncio.create_task(_watch_task_file(h))
         h.ready = True
         print(f"tether-sidecar ready agent=http://127.0.0.1:{ports[0]} "
               f"ops=http://{s.ops_host}:{ports[1]}", flush=True)
         log.info("Serving task %s/%s", h.task.metadata.namespace, h.name)
         await stop.wait()
         flusher.cancel()
+        watcher.cancel()
         h.ready = False
         log.info("Stopping task %s: %d call(s) in flight, grace %.0fs", h.name, h.in_flight,
                  s.grace_seconds)
@@ -126,10 +129,21 @@ async def _flush_journal(h: Harness) -> None:
             log.error("Task %s: %s", h.name, exc.reason)
 
 
+async def _watch_task_file(h: Harness) -> None:
+    """Apply live edits of the task (taskfile.py); a small file, read on the loop."""
+    while True:
+        await asyncio.sleep(h.settings.task_poll_seconds)
+        try:
+            taskfile.check(h)
+        except Exception:  # a bug of ours: said loudly, and the old spec stays enforced
+            log.exception("Task %s: checking the task file %s failed", h.name, h.settings.task)
+
+
 # Kubernetes keeps at most 4 KiB of a termination message; what the operator reads of it.
 TERMINATION_LIMIT = 4096
-_ESSENTIAL = ("phase", "step", "spentUSD", "hardLimitUSD", "inputTokens", "outputTokens",
-              "retries", "lastCheckpoint", "traceID", "abortedCalls")
+_ESSENTIAL = ("phase", "step", "spentUSD", "reservedUSD", "hardLimitUSD", "softLimitUSD",
+              "generation", "inputTokens", "outputTokens", "retries", "lastCheckpoint",
+              "traceID", "abortedCalls")
 
 
 def termination_message(doc: dict[str, Any]) -> bytes:

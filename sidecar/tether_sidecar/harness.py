@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tether_api import AgentTask, InvalidAgentTask, load_agenttask, usd
+from tether_api import AgentTask, InvalidAgentTask, usd
 
+from . import taskfile
 from .checkpoints import Checkpoint, CheckpointStore
 from .context import ContextManager, TokenCounter
 from .dialects import ANTHROPIC, OPENAI, Dialect
@@ -64,6 +65,9 @@ class Harness:
     checkpoints: CheckpointStore
     last_checkpoint: Checkpoint | None = None
     checkpoint_problem: str | None = None
+    generation: int | None = None  # the newest metadata.generation enforced entirely
+    task_digest: bytes = b""  # of the task file last read (taskfile.py)
+    config_error: str | None = None  # why the task file last read is not enforced
     replayed: int = 0
     orphans: int = 0
     in_flight: int = 0
@@ -97,9 +101,10 @@ class Harness:
     @classmethod
     def create(cls, settings: Settings) -> Harness:
         try:
-            task = load_agenttask(settings.task)
+            loaded = taskfile.load(settings.task)
         except InvalidAgentTask as exc:
             raise StartupError(str(exc)) from exc
+        task = loaded.task
         spec = task.spec
         ref = spec.model.credentials_secret_ref
         api_key = read_secret(settings.secrets_dir, ref.name, ref.key) if ref else None
@@ -151,6 +156,8 @@ class Harness:
             journal=journal,
             checkpoints=store,
             orphans=recovered.orphans,
+            generation=loaded.generation,
+            task_digest=loaded.digest,
         )
         try:
             h.load_checkpoint()
@@ -178,9 +185,10 @@ class Harness:
         return ckpt
 
     def status(self) -> dict[str, Any]:
-        ledger, env = self.ledger, self.task.spec.cost_envelope
+        ledger, env = self.ledger, self.ledger.envelope  # the envelope enforced now
         return {
             "phase": self.phase,
+            "generation": self.generation,
             "step": self.step or self.llm_calls,
             "attempt": self.settings.attempt,
             "spentUSD": usd(ledger.spent_usd),
@@ -203,6 +211,7 @@ class Harness:
                 "time": datetime.fromtimestamp(self.last_checkpoint.time, UTC).strftime(
                     "%Y-%m-%dT%H:%M:%SZ")},
             "checkpointProblem": self.checkpoint_problem,
+            "configError": self.config_error,
         }
 
     async def aclose(self) -> None:

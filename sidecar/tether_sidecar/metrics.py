@@ -40,7 +40,8 @@ class SidecarMetrics:
             ["namespace", "task", "kind", "class"], registry=r)
         self.limit_hits = Counter(
             "tether_budget_limit_hits", "Cost envelope limits reached (soft: warned; hard: "
-            "call refused).", ["namespace", "task", "limit"], registry=r)
+            "call refused, the task stops; contended: refused for now as retryable, other "
+            "calls' holds in the way).", ["namespace", "task", "limit"], registry=r)
         self.compactions = Counter(
             "tether_context_compactions", "Prompts compacted to fit the context budget.",
             ["namespace", "task", "strategy"], registry=r)
@@ -53,6 +54,10 @@ class SidecarMetrics:
         self.replays = Counter(
             "tether_journal_replays", "Calls answered from the journal after a restart (not "
             "sent, not charged).", ["namespace", "task", "kind"], registry=r)
+        self.config_reload_failures = Counter(
+            "tether_sidecar_config_reload_failures", "Versions of the task file that could not "
+            "be applied (unreadable, invalid, another task); the old spec stays enforced.",
+            ["namespace", "task"], registry=r)
         self.overhead = Histogram(
             "tether_call_overhead_seconds", "Time a call spent in the sidecar itself "
             "(excluding the upstream's time).", ["namespace", "task", "kind"],
