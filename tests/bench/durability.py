@@ -105,7 +105,7 @@ def _task_file(workdir: Path, model_url: str, tools_url: str) -> Path:
                                                          "tether_examples.reference_agent"]},
                     "task": {"instructions": "go"},
                     "model": {"provider": "openai", "name": "gpt-4o",
-                              "baseURL": model_url + "/v1"},
+                              "baseURL": model_url + "/v1", "allowPlaintextHTTP": True},
                     "tools": [{"name": "search", "url": tools_url + "/ok"}],
                     "costEnvelope": {"hardLimitUSD": "100.00"}}}
     path = workdir / "task.yaml"

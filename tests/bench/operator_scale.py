@@ -146,7 +146,8 @@ def task(i: int) -> dict[str, Any]:
             "spec": {"agent": {**E2E.container("agent"), "command": ["python", "-c", "pass"]},
                      "task": {"instructions": "nothing"},
                      "model": {"provider": "openai", "name": "gpt-4o",
-                               "baseURL": "http://127.0.0.1:9/v1"},
+                               "baseURL": "http://127.0.0.1:9/v1",
+                               "allowPlaintextHTTP": True},
                      "costEnvelope": {"hardLimitUSD": "1.00"},
                      "checkpoint": {"enabled": False}}}
 

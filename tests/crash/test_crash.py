@@ -76,7 +76,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                 "agent": {"image": "tether/agent:dev",
                           "command": ["python", "-m", "tether_examples.reference_agent"]},
                 "task": {"instructions": "Write the six records."},
-                "model": {"provider": "openai", "name": "gpt-4o", "baseURL": model + "/v1"},
+                "model": {"provider": "openai", "name": "gpt-4o", "baseURL": model + "/v1",
+                          "allowPlaintextHTTP": True},  # the double on 127.0.0.1
                 "tools": [{"name": "search", "url": tools + "/ok"},
                           {"name": "record", "url": tools + "/side-effect", "sideEffects": True,
                            "idempotencyHeader": "Idempotency-Key"}],
