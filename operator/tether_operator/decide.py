@@ -17,6 +17,11 @@ Failure kinds (issue: the operator):
   claim that stays unbound; podstart.py): ``Ready=False`` with the cause and an Event at
   once, then Failed once the pod is ``start_timeout_seconds`` old and still blocked.
 
+Every decision is made on the ledger (ledger.py): the figures of every finished pod are folded
+into the status first, never lowering it, and the budget is released only once no pod of the
+task can still spend. ``observedGeneration`` and ``hardLimitUSD`` are what the running sidecar
+reports, or what the task's ConfigMap holds when no pod runs (spec_sync.py).
+
 Conditions are stated here, by type (conditions.py merges them into the status).
 """
 
@@ -29,7 +34,7 @@ from typing import Any
 from .conditions import find, want
 from .ledger import Settled, at_least, finished, money, settle, sidecar_summary
 from .manifests import LABEL_ATTEMPT, object_names
-from .podstart import start_blocker
+from .podstart import look_again, start_blocker
 from .settings import OperatorSettings
 
 __all__ = ["TERMINAL", "Observed", "Plan", "decide", "ending", "sidecar_summary"]
@@ -274,23 +279,6 @@ def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
     return plan
 
 
-def _look_again(pod: Body, now: datetime, settings: OperatorSettings) -> float | None:
-    """When to look at a pod that is not ready again, if no pod event will wake us.
-
-    A failing Secret or ConfigMap mount changes nothing on the pod (only an Event says it), so
-    a pod on a node that has not started is looked at again: every status poll while young,
-    less often as it ages (a thousand pods held by a slow node must not cost a thousand reads
-    every poll). A pod not yet on a node is waiting for room; the scheduler's verdict comes as
-    a pod event, so no timer.
-    """
-    if (pod.get("status") or {}).get("phase") not in (None, "Pending") or not (
-            pod.get("spec") or {}).get("nodeName"):
-        return None
-    created = parse_time(pod["metadata"].get("creationTimestamp")) or now
-    age = (now - created).total_seconds()
-    return min(max(settings.status_poll_seconds, age / 4), 60.0)
-
-
 def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
               settings: OperatorSettings) -> Plan:
     """A pod not finished: Ready when it is; the cause and a deadline when it cannot start."""
@@ -304,7 +292,7 @@ def _live_pod(o: Observed, attempt: int, pod: Body, base: Body,
         cond = (want("Ready", True, "PodReady", f"pod {name} is running, its harness ready")
                 if ready else want("Ready", False, "PodStarting", f"pod {name} is starting"))
         return Plan(status=status, conditions=[cond, progressing],
-                    requeue=_look_again(pod, o.now, settings))
+                    requeue=look_again(pod, o.now, settings.status_poll_seconds))
     reason, message = blocker
     timeout = settings.start_timeout_seconds
     created = parse_time(pod["metadata"].get("creationTimestamp")) or o.now

@@ -1,4 +1,5 @@
-"""Pure: why a pod cannot start, from its status and its Warning Events. No I/O here.
+"""Pure: why a pod cannot start, from its status and its Warning Events, and when to look at a
+pending pod again. No I/O here.
 
 The kubelet says it in different places: a container's waiting reason (an image that cannot be
 pulled, a Secret or ConfigMap an env var refers to), the PodScheduled condition (a claim left
@@ -9,9 +10,10 @@ condition reasons and Event reasons (docs/operator.md, Conditions and Events).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-__all__ = ["start_blocker"]
+__all__ = ["look_again", "start_blocker"]
 
 Body = dict[str, Any]
 _PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
@@ -59,3 +61,24 @@ def _mount_blocker(warnings: list[Body]) -> tuple[str, str] | None:
                 "PodCannotStart")
         return kind, f"FailedMount: {text}"
     return None
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ") if text else None
+
+
+def look_again(pod: Body, now: datetime, poll_seconds: float) -> float | None:
+    """When to look at a pod that is not ready again, if no pod event will wake us.
+
+    A failing Secret or ConfigMap mount changes nothing on the pod (only an Event says it), so
+    a pod on a node that has not started is looked at again: every status poll while young,
+    less often as it ages (a thousand pods held by a slow node must not cost a thousand reads
+    every poll). A pod not yet on a node is waiting for room; the scheduler's verdict comes as
+    a pod event, so no timer.
+    """
+    if (pod.get("status") or {}).get("phase") not in (None, "Pending") or not (
+            pod.get("spec") or {}).get("nodeName"):
+        return None
+    created = _parse(pod["metadata"].get("creationTimestamp")) or now
+    age = (now - created).total_seconds()
+    return min(max(poll_seconds, age / 4), 60.0)

@@ -7,6 +7,10 @@ serialised and coalesced. Status is written whole by server-side apply (field ma
 ``tether-operator``) carrying the resourceVersion it was computed from, so a second replica (or
 a stale read) gets a conflict and reconciles again instead of double-counting; conditions are
 merged by type in conditions.py, so one that is not restated is kept.
+
+Beside it: budget_io.py (holds on AgentBudgets), spec_sync.py (live edits through the
+ConfigMap), deletion.py (a deleted task waits for its final figures), guards.py (why a pod must
+not be made). The lifecycle they implement is in docs/lifecycle.md.
 """
 
 from __future__ import annotations
@@ -261,9 +265,13 @@ class Reconciler:
         pod["metadata"]["finalizers"] = [*pod["metadata"].get("finalizers", []), POD_FINALIZER]
         created = await self.kube.ensure(pod)
         meta = task["metadata"]
+        synced = self.specs.synced.get((meta["namespace"], meta["name"]))
+        accepted = synced[2] if synced and synced[0] == meta["uid"] else {
+            "generation": meta.get("generation", 0),
+            "hardLimitUSD": str(spec["costEnvelope"]["hardLimitUSD"])}  # the file just made
         await self._write(task, {"podName": pod["metadata"]["name"],
-                                 "observedGeneration": meta.get("generation", 0),
-                                 "hardLimitUSD": str(spec["costEnvelope"]["hardLimitUSD"])}, [])
+                                 "observedGeneration": accepted.get("generation", 0),
+                                 "hardLimitUSD": accepted["hardLimitUSD"]}, [])
         if created:
             log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],
                      meta["namespace"], meta["name"])

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from tether_operator.decide import Observed, Plan, decide
+from tether_operator.handlers import live_patch
 from tether_operator.ledger import POD_FINALIZER, at_least, settle
 from tether_operator.settings import OperatorSettings
 
@@ -148,3 +149,13 @@ def test_observed_generation_is_what_the_running_sidecar_enforces() -> None:
                             accepted={"generation": 4, "hardLimitUSD": "3.00"}), S)
     assert ended.status["observedGeneration"] == 4 and ended.status["hardLimitUSD"] == "3.00"
 
+
+
+def test_the_live_poll_never_lowers_the_status() -> None:
+    seen = {"spentUSD": "0.05", "step": 4, "observedGeneration": 2, "hardLimitUSD": "1.00"}
+    stale = {"phase": "Running", "spentUSD": "0.0375", "step": 3, "reservedUSD": "0.0125",
+             "generation": 3, "hardLimitUSD": "0.50"}
+    assert live_patch(seen, stale) == {"reservedUSD": "0.0125", "observedGeneration": 3,
+                                       "hardLimitUSD": "0.50"}
+    assert live_patch(seen, {"spentUSD": "0.0600", "step": 5}) == {"spentUSD": "0.0600",
+                                                                    "step": 5}
