@@ -15,7 +15,6 @@ not be made). The lifecycle they implement is in docs/lifecycle.md.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,11 +27,12 @@ from .budget_io import FINALIZER, BudgetBook, admitted
 from .conditions import merge, spend_conditions, want
 from .decide import TERMINAL, Observed, Plan, decide, ending, iso
 from .deletion import on_deletion
-from .kube import ApiError, Conflict, Kube
+from .kube import Kube
 from .ledger import POD_FINALIZER, finished, pinned
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
 from .spec_sync import SpecSync
+from .workqueue import WorkQueue
 
 __all__ = ["FINALIZER", "Blocker", "Reconciler"]
 
@@ -54,7 +54,7 @@ def _owned(pod: Body, uid: str) -> bool:
     return any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or [])
 
 
-class Reconciler:
+class Reconciler(WorkQueue):
     def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics,
                  blocker: Blocker = guards.blocker) -> None:
         self.kube = kube
@@ -64,16 +64,7 @@ class Reconciler:
         self.book = BudgetBook(kube, settings, metrics, self._write, lambda: _now())
         self.book.on_room = self.wake_queued
         self.specs = SpecSync(kube, self.book)
-        # The work queue (as controller-runtime's): a key is queued at most once, run by one
-        # worker at a time; woken while running, it runs once more after. ``workers`` bounds
-        # how many task bodies are in memory at once, however many tasks wake together.
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
-        self._busy: set[Key] = set()
-        self._again: set[Key] = set()
-        self._live: dict[Key, Body] = {}
-        self._timers: dict[Key, asyncio.TimerHandle] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._init_queue(settings.workers)
         # Kept by the watch events (handlers.py): what the live-status round needs, small.
         self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
         self.pod_ips: dict[Key, str | None] = {}
@@ -85,90 +76,50 @@ class Reconciler:
             if task_ns == ns and seen.get("phase") in (None, "Pending"):
                 self.wake(ns, name)
 
-    # --- scheduling: a bounded work queue, one run at a time per task -----------------------
-
-    def wake(self, ns: str, name: str, live: Body | None = None, delay: float = 0.0) -> None:
-        key = (ns, name)
-        if delay > 0:
-            old = self._timers.pop(key, None)
-            if old is not None:
-                old.cancel()
-            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
-            return
-        if not self._workers:
-            self._workers = [asyncio.create_task(self._worker())
-                             for _ in range(self.settings.workers)]
-        if live is not None:
-            self._live[key] = live
-        if key in self._busy:
-            self._again.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
-
-    def _fire(self, key: Key) -> None:
-        self._timers.pop(key, None)  # a fired timer is forgotten: no entry per finished task
-        self.wake(*key)
-
-    @property
-    def backlog(self) -> int:
-        """Tasks waiting for a worker (a gauge for the operator's metrics)."""
-        return len(self._queued)
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._busy.add(key)
-            requeue: float | None = None
-            try:
-                requeue = await self.reconcile(*key, live=self._live.pop(key, None))
-            except Conflict:
-                requeue = 0.2
-            except ApiError as exc:
-                log.warning("Reconciling agenttask %s/%s failed: %s; retrying", *key, exc)
-                requeue = 5.0
-            except Exception:  # a bug must not kill the worker; logged, retried later
-                log.exception("Reconciling agenttask %s/%s failed", *key)
-                requeue = 30.0
-            finally:
-                self._busy.discard(key)
-            if key in self._again:
-                self._again.discard(key)
-                self.wake(*key)
-            elif requeue is not None:
-                self.wake(*key, delay=max(requeue, 0.05))
-
     # --- one reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, ns: str, name: str, live: Body | None = None) -> float | None:
         task = await self.kube.get_task(ns, name)
-        pods = await self.kube.pods_of(ns, name)
-        uid = task["metadata"]["uid"] if task else None
-        strays = [p for p in pods if not _owned(p, uid or "")]
-        for pod in strays:  # a deleted task's, or one of the same name before it
-            if pinned(pod) and (task is None or finished(pod)):
-                await self.kube.unpin_pod(pod, POD_FINALIZER)
-        pods = [p for p in pods if p not in strays]
         if task is None:
+            await self._own_pods(ns, name, None)  # unpins what its pods left pinned
             self.metrics.task_phase(ns, name, None)
             self.specs.forget((ns, name))
             self.reserved.pop((ns, name), None)
             return None
-        if (ns, name) in self.reserved and "reservedUSD" not in (task.get("status") or {}):
-            task = {**task, "status": {**(task.get("status") or {}),
-                                       "reservedUSD": self.reserved[(ns, name)]}}
         if task["metadata"].get("deletionTimestamp"):
-            return await on_deletion(self.kube, self.book, self._write, self.settings, task,
-                                     pods, _now())
-        if any(not finished(p) for p in strays):
-            return 2.0  # its pods still end: ours would take their names
+            pods, _ = await self._own_pods(ns, name, self._with_reserved(task))
+            return await on_deletion(self.kube, self.book, self._write, self.settings,
+                                     self._with_reserved(task), pods, _now())
         status = task.get("status") or {}
         if status.get("phase") not in TERMINAL and not admitted(status):
-            requeue = await self.book.admit(task)
+            requeue = await self.book.admit(task)  # no pod is listed for a queued task
             if requeue is not None or (task := await self.kube.get_task(ns, name)) is None:
                 return requeue
-        return await self._run(task, pods, live)
+        pods, strays_run = await self._own_pods(ns, name, task)
+        if strays_run:
+            return 2.0  # an earlier task's pods of the same name still end: ours take them
+        return await self._run(self._with_reserved(task), pods, live)
+
+    async def _own_pods(self, ns: str, name: str, task: Body | None
+                        ) -> tuple[list[Body], bool]:
+        """The task's own pods, and whether pods of another task of that name still run;
+        unpins those others' pods when their task is gone or they ended."""
+        pods = await self.kube.pods_of(ns, name)
+        uid = task["metadata"]["uid"] if task else ""
+        strays = [p for p in pods if not _owned(p, uid)]
+        for pod in strays:  # a deleted task's, or one of the same name before it
+            if pinned(pod) and (task is None or finished(pod)):
+                await self.kube.unpin_pod(pod, POD_FINALIZER)
+        return ([p for p in pods if p not in strays],
+                any(not finished(p) for p in strays))
+
+    def _with_reserved(self, task: Body) -> Body:
+        """The task with the last live ``reservedUSD`` while the status schema lacks it."""
+        key = (task["metadata"]["namespace"], task["metadata"]["name"])
+        status = task.get("status") or {}
+        if key not in self.reserved or "reservedUSD" in status:
+            return task
+        return {**task, "status": {**status, "reservedUSD": self.reserved[key]}}
 
     async def _run(self, task: Body, pods: list[Body], live: Body | None) -> float | None:
         meta = task["metadata"]
@@ -180,7 +131,8 @@ class Reconciler:
         accepted: Body = {}
         conds: list[Body] = []
         events: list[Any] = []
-        if (task.get("status") or {}).get("phase") not in TERMINAL:
+        status = task.get("status") or {}
+        if status.get("phase") not in TERMINAL and status.get("attempt"):  # a ConfigMap exists
             accepted, conds, events = await self.specs.sync(
                 task, any(not finished(p) for p in pods))
         plan = decide(Observed(task, pods, _now(), live, warnings, accepted), self.settings)
@@ -282,9 +234,14 @@ class Reconciler:
     # --- budgets (budget_io.py) ---------------------------------------------------------------
 
     async def refresh_budget(self, budget: Body) -> None:
-        """A budget's spec changed or it appeared: totals, conditions, and the running tasks
-        it selects and holds nothing for (budget_io.BudgetBook.adopt)."""
+        """A budget's event: totals and conditions; when it is new or its spec changed, also
+        the running tasks it selects and holds nothing for (budget_io.BudgetBook.adopt). Its
+        own status writes (every hold and release) list no task."""
+        changed = (budget.get("status") or {}).get("observedGeneration") != budget[
+            "metadata"].get("generation")
         await self.book.refresh(budget)
+        if not changed:
+            return
         counted = await self.book.adopt(budget)
         if counted:
             log.info("Agentbudget %s/%s now counts running tasks %s", budget["metadata"][
