@@ -137,6 +137,7 @@ def test_a_call_still_crowded_out_after_the_wait_is_refused_as_retryable(
         assert r.headers["retry-after"] == "1" and r.headers["x-should-retry"] == "true"
     status = sc.status()
     assert status["phase"] == "Running" and status["limitHits"]["hard"] == 0
+    assert status["limitHits"]["contended"] == len(refused)
     assert Decimal(status["spentUSD"]) == len(ok) * Decimal("0.001") <= Decimal("0.05")
     assert sc.metric("tether_budget_limit_hits_total", limit="contended") == len(refused)
     assert httpx.post(sc.url + "/v1/chat/completions", json=SMALL, timeout=30).is_success

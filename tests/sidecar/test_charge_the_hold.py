@@ -35,6 +35,11 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[RawUpstream]:
         yield up
 
 
+def timeout_for(upstream: RawUpstream) -> tuple[str, ...]:
+    """A stall is a timeout: a short one (the default is 600 s)."""
+    return ("--model-timeout-seconds", "0.5") if "stall" in upstream.fault else ()
+
+
 def journal(sc: Sidecar) -> list[dict[str, Any]]:
     lines = (sc.state_dir / "journal.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
@@ -51,7 +56,7 @@ def assert_charged(sc: Sidecar, amount: Decimal) -> None:
 @pytest.mark.parametrize("upstream", ["stall", "reset", "half_response"], indirect=True)
 def test_a_plain_call_lost_after_sending_is_charged_its_hold(
         sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
-    sc = sidecar(task(upstream.url), "--model-timeout-seconds", "0.5")
+    sc = sidecar(task(upstream.url), *timeout_for(upstream))
     r = httpx.post(sc.url + CHAT, json=BODY, timeout=30)
     assert r.status_code == 502 and r.json()["error"]["type"] == "retryable_exhausted"
     assert upstream.requests == 3  # maxAttempts 3: every attempt reached the provider
@@ -62,7 +67,7 @@ def test_a_plain_call_lost_after_sending_is_charged_its_hold(
 @pytest.mark.parametrize("upstream", ["broken_stream", "stalled_stream"], indirect=True)
 def test_a_stream_broken_after_it_began_is_charged_its_hold(
         sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
-    sc = sidecar(task(upstream.url), "--model-timeout-seconds", "0.5")
+    sc = sidecar(task(upstream.url), *timeout_for(upstream))
     with httpx.stream("POST", sc.url + CHAT, json={**BODY, "stream": True}, timeout=30) as r:
         assert r.status_code == 200
         with pytest.raises(httpx.RemoteProtocolError):

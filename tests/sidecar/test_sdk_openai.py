@@ -93,7 +93,7 @@ def test_soft_limit_warns_and_the_call_still_goes(sidecar: Callable[..., Sidecar
         model="gpt-4o", messages=[{"role": "user", "content": "b"}], max_tokens=10)
     assert "soft limit" in raw.headers["x-tether-budget-warning"]
     assert raw.parse().choices[0].message.content == "Hello there."
-    assert sc.status()["limitHits"] == {"soft": 1, "hard": 0}
+    assert sc.status()["limitHits"] == {"soft": 1, "hard": 0, "contended": 0}
     assert sc.metric("tether_budget_limit_hits_total", limit="soft") == 1
 
 
