@@ -19,7 +19,7 @@ import kopf
 from . import credentials
 from .decide import TERMINAL
 from .kube import GROUP, VERSION, ApiError, Conflict
-from .ledger import MONOTONE, at_least, money
+from .ledger import MONOTONE, STATUS_FIELDS, at_least, money
 from .manifests import LABEL_TASK
 from .reconcile import Reconciler
 
@@ -38,7 +38,8 @@ def live_patch(seen: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
     patch = {k: v for k, v in at_least(seen, live).items() if money(v) > money(seen.get(k))}
     patch.update({k: live[k] for k in ("lastCheckpoint", "traceID", "reservedUSD",
                                         "hardLimitUSD")
-                  if live.get(k) is not None and live[k] != seen.get(k)})
+                  if live.get(k) is not None and live[k] != seen.get(k)
+                  and k in STATUS_FIELDS})
     if live.get("generation") is not None and live["generation"] != seen.get(
             "observedGeneration"):
         patch["observedGeneration"] = int(live["generation"])
@@ -68,9 +69,12 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> N
             except (httpx.HTTPError, ValueError) as exc:
                 log.debug("No live status from agenttask %s/%s: %s", ns, name, exc)
                 return
-        changed = live_patch(seen, live) if isinstance(live, dict) else {}
-        if changed.get("reservedUSD") is not None:
-            rec.reserved[(ns, name)] = str(changed["reservedUSD"])
+        if not isinstance(live, dict):
+            log.debug("No live status from agenttask %s/%s: not a JSON object", ns, name)
+            return
+        if live.get("reservedUSD") is not None:  # for the charge-the-hold rule (ledger.py)
+            rec.reserved[(ns, name)] = str(live["reservedUSD"])
+        changed = live_patch(seen, live)
         if changed:
             try:  # only onto the status the figures were compared with
                 await rec.kube.patch_task_status(ns, name, changed, seen.get("resourceVersion"))

@@ -21,15 +21,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tether_api import AgentTaskStatus
+
 from .manifests import SIDECAR
 
-__all__ = ["MONOTONE", "POD_FINALIZER", "Settled", "at_least", "finished", "money", "pinned",
-           "settle", "sidecar_summary"]
+__all__ = ["MONOTONE", "POD_FINALIZER", "STATUS_FIELDS", "Settled", "at_least", "finished",
+           "money", "pinned", "settle", "sidecar_summary"]
 
 Body = dict[str, Any]
 POD_FINALIZER = "tether.dev/attempt-figures"
 MONOTONE = ("spentUSD", "inputTokens", "outputTokens", "step", "retries")
 _FINISHED = frozenset({"Succeeded", "Failed"})
+# The status fields the CRD declares (it is generated from this model): server-side apply
+# refuses any other, a merge patch drops it. ``reservedUSD`` (the live holds of calls in
+# flight) is kept in the operator's memory too, for as long as the schema lacks it.
+STATUS_FIELDS = frozenset(AgentTaskStatus.model_json_schema(by_alias=True)["properties"])
 
 
 def money(value: Any) -> Decimal:

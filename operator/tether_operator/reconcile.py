@@ -20,15 +20,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from tether_api import AgentTaskStatus
-
 from . import guards, manifests
 from .budget_io import FINALIZER, BudgetBook, admitted
 from .conditions import merge, spend_conditions, want
 from .decide import TERMINAL, Observed, Plan, decide, ending, iso
 from .deletion import on_deletion
 from .kube import Kube
-from .ledger import POD_FINALIZER, finished, pinned
+from .ledger import POD_FINALIZER, STATUS_FIELDS, finished, pinned
 from .metrics import OperatorMetrics
 from .settings import OperatorSettings
 from .spec_sync import SpecSync
@@ -40,10 +38,6 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 Key = tuple[str, str]
 Blocker = Callable[[Kube, Body], Awaitable[tuple[str, str] | None]]
-# The status fields the CRD declares (it is generated from this model): server-side apply
-# refuses any other. ``reservedUSD`` (the live holds of calls in flight) is kept in memory
-# too (``Reconciler.reserved``), for as long as the schema lacks it.
-_DECLARED = frozenset(AgentTaskStatus.model_json_schema(by_alias=True)["properties"])
 
 
 def _now() -> datetime:
@@ -152,10 +146,10 @@ class Reconciler(WorkQueue):
                                   [*conds, *spend_conditions(task["spec"], new)], _now(),
                                   meta.get("generation"))
         new.setdefault("observedGeneration", meta.get("generation", 0))
-        if "reservedUSD" in fields and "reservedUSD" not in _DECLARED:
+        if "reservedUSD" in fields and "reservedUSD" not in STATUS_FIELDS:
             self.reserved[(meta["namespace"], meta["name"])] = str(fields["reservedUSD"])
-        new = {k: v for k, v in new.items() if k in _DECLARED}
-        old = {k: v for k, v in old.items() if k in _DECLARED}
+        new = {k: v for k, v in new.items() if k in STATUS_FIELDS}
+        old = {k: v for k, v in old.items() if k in STATUS_FIELDS}
         if new == old:
             return task
         return await self.kube.apply_task_status(task, new)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import yaml
 
-from tether_operator import budgets
+from tether_operator import budgets, reconcile
 from tether_operator.conditions import find
 from tether_operator.kube import ApiError, Kube
 from tether_operator.ledger import POD_FINALIZER
@@ -281,3 +282,23 @@ async def test_pods_of_a_task_that_is_gone_are_unpinned(
     assert POD_FINALIZER in (await pod(rec, namespace, f"{name}-a1"))["metadata"]["finalizers"]
     await rec.reconcile(namespace, name)  # as the pod's event wakes it
     assert kubectl("-n", namespace, "get", "pod", f"{name}-a1").returncode != 0  # unpinned
+
+
+async def test_an_edited_deadline_stops_the_running_pod(
+        rec: Reconciler, kubectl: Kubectl, namespace: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "life-deadline"
+    await create(rec, namespace, name)
+    for _ in range(2):
+        await rec.reconcile(namespace, name)
+    started = (await get(rec, namespace, name))["status"]["startTime"]
+    kubectl.ok("-n", namespace, "patch", "agenttask", name, "--type=merge", "-p",
+               json.dumps({"spec": {"activeDeadlineSeconds": 60}}))
+    later = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ") + timedelta(seconds=61)
+    monkeypatch.setattr(reconcile, "_now", lambda: later)  # the reconciler's clock
+    await rec.reconcile(namespace, name)
+    t = await get(rec, namespace, name)
+    failed = find(t["status"]["conditions"], "Failed")
+    assert t["status"]["phase"] == "Failed"
+    assert failed is not None and failed["reason"] == "DeadlineExceeded"
+    assert (await pod(rec, namespace, f"{name}-a1"))["metadata"].get("deletionTimestamp")
