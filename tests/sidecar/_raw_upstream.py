@@ -24,6 +24,11 @@ DONE = (b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o","ch
         b"data: [DONE]\n\n")
 
 
+COMPLETION = (b'{"id":"c1","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,'
+              b'"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}')
+
+
 def chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -31,7 +36,8 @@ def chunked(data: bytes) -> bytes:
 @dataclass
 class RawUpstream:
     """``fault`` is one of: stall, reset, half_response, broken_stream, stalled_stream,
-    stream_after_release (a chunk, then the rest once ``release`` is set)."""
+    stream_after_release (a chunk, then the rest once ``release`` is set), reset_then_ok (the
+    first request is reset, later ones answered whole with 3 output tokens)."""
 
     fault: str
     url: str = ""
@@ -68,6 +74,12 @@ def _serve_one(up: RawUpstream, sock: socket.socket) -> None:
     if not _read_request(sock):
         return
     up.requests += 1
+    if up.fault == "reset_then_ok" and up.requests > 1:
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                     b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                     % (len(COMPLETION), COMPLETION))
+        sock.close()
+        return
     if up.fault == "stall":
         up.stop.wait()
     elif up.fault == "half_response":

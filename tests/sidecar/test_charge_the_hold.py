@@ -64,6 +64,19 @@ def test_a_plain_call_lost_after_sending_is_charged_its_hold(
     assert sc.status()["phase"] == "Running"
 
 
+@pytest.mark.parametrize("upstream", ["reset_then_ok"], indirect=True)
+def test_a_success_after_a_lost_attempt_is_charged_at_least_the_hold(
+        sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
+    sc = sidecar(task(upstream.url))
+    r = httpx.post(sc.url + CHAT, json=BODY, timeout=30)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+    assert upstream.requests == 2
+    status = sc.status()  # 0.03 reported, but the reset attempt may have been billed too
+    assert (Decimal(status["spentUSD"]), status["reservedUSD"]) == (HOLD, "0.000000")
+    (end,) = [r for r in journal(sc) if r["t"] == "end"]
+    assert Decimal(end["usd"]) == HOLD
+
+
 @pytest.mark.parametrize("upstream", ["broken_stream", "stalled_stream"], indirect=True)
 def test_a_stream_broken_after_it_began_is_charged_its_hold(
         sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
