@@ -1,5 +1,6 @@
 """The hard limit is a circuit breaker: concurrent calls against an almost spent envelope never
-push settled spend past it, and once it trips the task can spend nothing more."""
+push settled spend past it, and once it trips the task can spend nothing more. Calls refused
+only because of other calls' holds wait, or get a retryable 429, and never trip it."""
 
 from __future__ import annotations
 
