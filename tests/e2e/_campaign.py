@@ -158,6 +158,8 @@ class Observed:
     lowered_at: dict[str, Decimal] = field(default_factory=dict)  # spend when hard was lowered
     hard_final: dict[str, Decimal] = field(default_factory=dict)  # the spec's last hard limit
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # team -> final status
+    edited: dict[str, tuple[float, Decimal]] = field(default_factory=dict)  # (when, new hard)
+    enforced_after: dict[str, float] = field(default_factory=dict)  # seconds to hardLimitUSD
     applied: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)  # the task ended before the event
 
@@ -226,6 +228,7 @@ def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str
             ("holds in flight taken from", "status.reservedUSD (most seen) and the costliest "
              "billed call" if seen.reserved_max else "the costliest call billed to the task"),
             ("budget holds left", str(holds_left)),
+            ("hard-limit edits enforced", _lag(seen)),
             ("violations", str(len(bad)))]
     return rows, bad
 
@@ -237,6 +240,16 @@ def _coverage(seen: Observed, total_bill: Decimal) -> list[str]:
     if total_bill == 0:
         bad.append("0: the model billed nothing: no task made a model call")
     return bad
+
+
+def _lag(seen: Observed) -> str:
+    """How many hard-limit edits status.hardLimitUSD showed enforced, and the slowest (for the
+    record only: a time, never asserted)."""
+    if not seen.edited:
+        return "none edited"
+    slowest = max(seen.enforced_after.values(), default=0.0)
+    return (f"{len(seen.enforced_after)} of {len(seen.edited)}"
+            + (f", slowest after {slowest:.1f} s" if seen.enforced_after else ""))
 
 
 def _budgeted_bill(plan: Plan, billed: Bill) -> Decimal:

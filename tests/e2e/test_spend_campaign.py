@@ -88,6 +88,10 @@ class Watcher(threading.Thread):
             self.seen.reserved_max[name] = max(self.seen.reserved_max.get(name, Decimal(0)),
                                                Decimal(str(st["reservedUSD"])))
         self.seen.final[name] = st
+        edit = self.seen.edited.get(name)
+        if edit and name not in self.seen.enforced_after and st.get("hardLimitUSD") is not None \
+                and Decimal(str(st["hardLimitUSD"])) == edit[1]:
+            self.seen.enforced_after[name] = time.monotonic() - edit[0]
         self.seen.hard_final[name] = Decimal(obj["spec"]["costEnvelope"]["hardLimitUSD"])
         self.objects[name] = obj
         if kind == "DELETED":
@@ -230,6 +234,7 @@ class Campaign:
                         Decimal(str((obj.get("status") or {}).get("spentUSD") or 0)))
             if spent > hard:
                 self.seen.lowered_at[p.name] = spent
+            self.seen.edited[p.name] = (time.monotonic(), hard)
         else:
             patch["softLimitUSD"] = f"{(hard * e.factor).quantize(Decimal('0.0001'))}"
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "agenttasks",
