@@ -1,9 +1,11 @@
 """A task whose pod cannot start, on the real node: the cause is a condition and an Event within
 seconds, and the task fails after TETHER_OPERATOR_START_TIMEOUT_SECONDS (short here).
 
-Two causes the kubelet reports in different places: a credentials Secret that does not exist
-(a Secret volume: only a FailedMount Event names it) and an agent image that cannot be pulled
-(imagePullPolicy Never and a name no node has: the container waits in ErrImageNeverPull). The
+Two causes the kubelet reports in different places: a CA-bundle ConfigMap that does not exist
+(a ConfigMap volume: only a FailedMount Event names it) and an agent image that cannot be
+pulled (imagePullPolicy Never and a name no node has: the container waits in
+ErrImageNeverPull). A missing credentials Secret never gets that far: guards.py fails the task
+before a pod is made. The
 operator runs as a child process, as in test_operator.py.
 """
 
@@ -71,14 +73,37 @@ def blocked_then_failed(tasks: Tasks, core: client.CoreV1Api, ns: str, name: str
     assert condition(done, "Admitted")["status"] == "True"  # kept through the end
 
 
-def test_a_missing_secret_is_named_and_fails_the_task(operator: Operator, tasks: Tasks,
-                                                      doubles: Doubles, namespace: str,
-                                                      core: client.CoreV1Api) -> None:
+def test_a_missing_secret_is_named_and_fails_the_task_before_a_pod(
+        operator: Operator, tasks: Tasks, doubles: Doubles, namespace: str,
+        core: client.CoreV1Api) -> None:
+    # guards.py reads the credentials Secret before any pod is made (issue #9): the task fails
+    # at once, naming it, and no pod waits on a volume that cannot mount.
     body = agenttask("no-secret", doubles)
     body["spec"]["model"]["credentialsSecretRef"] = {"name": "absent-creds", "key": "api-key"}
     tasks.create(body)
-    blocked_then_failed(tasks, core, namespace, "no-secret", "SecretMissing",
-                        'secret "absent-creds" not found')
+    done = tasks.done("no-secret", timeout=SEEN_WITHIN)
+    st = done["status"]
+    assert st["phase"] == "Failed", st
+    assert (condition(done, "Failed")["status"], condition(done, "Failed")["reason"]) == (
+        "True", "CredentialsNotFound")
+    assert "Secret absent-creds (named by spec.model.credentialsSecretRef)" in st["message"]
+    assert "Secret absent-creds" in task_events(core, namespace, "no-secret").get(
+        "CredentialsNotFound", ""), task_events(core, namespace, "no-secret")
+    assert core.list_namespaced_pod(namespace).items == []
+
+
+def test_a_missing_ca_bundle_config_map_is_named_and_fails_the_task(
+        operator: Operator, tasks: Tasks, doubles: Doubles, namespace: str,
+        core: client.CoreV1Api) -> None:
+    # A ConfigMap volume that cannot mount: only a FailedMount Event names it.
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "model-creds", "labels": {
+        "tether.dev/model-credentials": "true"}}, "stringData": {"api-key": "sk-e2e"}})
+    body = agenttask("no-ca", doubles)
+    body["spec"]["model"]["caBundle"] = {"configMapKeyRef": {"name": "absent-ca",
+                                                             "key": "ca.pem"}}
+    tasks.create(body)
+    blocked_then_failed(tasks, core, namespace, "no-ca", "ConfigMapMissing",
+                        'configmap "absent-ca" not found')
 
 
 def test_an_image_that_cannot_be_pulled_is_named_and_fails_the_task(
