@@ -158,6 +158,7 @@ class Observed:
     lowered_at: dict[str, Decimal] = field(default_factory=dict)  # spend when hard was lowered
     hard_final: dict[str, Decimal] = field(default_factory=dict)  # the spec's last hard limit
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # team -> final status
+    deleted: set[str] = field(default_factory=set)
     edited: dict[str, tuple[float, Decimal]] = field(default_factory=dict)  # (when, new hard)
     enforced_after: dict[str, float] = field(default_factory=dict)  # seconds to hardLimitUSD
     applied: Counter[str] = field(default_factory=Counter)
@@ -215,7 +216,8 @@ def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str
                        f"{[h.get('task') for h in left]} after every task ended")
     bad += _coverage(seen, total_bill)
     applied = ", ".join(f"{k} {seen.applied[k]}" for k in EVENT_KINDS if seen.applied[k])
-    phases = Counter(str(s.get("phase")) for s in seen.final.values())
+    phases = Counter("deleted" if n in seen.deleted else str(s.get("phase"))
+                     for n, s in seen.final.items())
     skipped = ", ".join(f"{k} {n}" for k, n in sorted(seen.skipped.items()))
     rows = [("seed", str(plan.seed)), ("tasks", str(len(plan.tasks))),
             ("checkpoint.enabled false", str(sum(not p.checkpoint for p in plan.tasks))),

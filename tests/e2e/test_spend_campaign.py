@@ -96,6 +96,7 @@ class Watcher(threading.Thread):
         self.objects[name] = obj
         if kind == "DELETED":
             self.gone.add(name)
+            self.seen.deleted.add(name)
         with self.changed:
             self.changed.notify_all()
 
