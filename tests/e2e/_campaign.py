@@ -230,7 +230,7 @@ def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str
             ("holds in flight taken from", "status.reservedUSD (most seen) and the costliest "
              "billed call" if seen.reserved_max else "the costliest call billed to the task"),
             ("budget holds left", str(holds_left)),
-            ("hard-limit edits enforced", _lag(seen)),
+            ("hard-limit edits enforced while running", _lag(seen)),
             ("violations", str(len(bad)))]
     return rows, bad
 
@@ -245,8 +245,8 @@ def _coverage(seen: Observed, total_bill: Decimal) -> list[str]:
 
 
 def _lag(seen: Observed) -> str:
-    """How many hard-limit edits status.hardLimitUSD showed enforced, and the slowest (for the
-    record only: a time, never asserted)."""
+    """How many hard-limit edits status.hardLimitUSD showed enforced while the task still ran
+    (after it ends the operator shows the spec's), and the slowest (a record, never asserted)."""
     if not seen.edited:
         return "none edited"
     slowest = max(seen.enforced_after.values(), default=0.0)

@@ -89,8 +89,8 @@ class Watcher(threading.Thread):
                                                Decimal(str(st["reservedUSD"])))
         self.seen.final[name] = st
         edit = self.seen.edited.get(name)
-        if edit and name not in self.seen.enforced_after and st.get("hardLimitUSD") is not None \
-                and Decimal(str(st["hardLimitUSD"])) == edit[1]:
+        if edit and name not in self.seen.enforced_after and st.get("phase") == "Running" \
+                and Decimal(str(st.get("hardLimitUSD") or -1)) == edit[1]:  # by the sidecar
             self.seen.enforced_after[name] = time.monotonic() - edit[0]
         self.seen.hard_final[name] = Decimal(obj["spec"]["costEnvelope"]["hardLimitUSD"])
         self.objects[name] = obj
