@@ -113,3 +113,25 @@ def test_status_writes_and_labels_of_a_running_task_are_accepted(
     kubectl.ok("-n", namespace, "label", "agenttask", name, "team=payments")
     kubectl.ok("-n", namespace, "patch", "agenttask", name, "--subresource=status",
                "--type=merge", "-p", json.dumps({"status": {"phase": "Succeeded", "step": 4}}))
+
+
+def test_the_rules_stay_within_the_cel_cost_budget_on_a_large_task(
+        kubectl: Kubectl, namespace: str) -> None:
+    # The equality checks walk the whole field: a task of ~1 MB (inputs, instructions, env)
+    # must still take status writes and live edits, and refuse an immutable one by its rule,
+    # not by a cost-limit error.
+    body = copy.deepcopy(BASE_TASK)
+    body["metadata"] = {"name": "large", "namespace": namespace}
+    body["spec"]["task"] = {"instructions": "x" * 100_000,
+                            "inputs": {f"k{i}": "v" * 200 for i in range(4000)}}
+    body["spec"]["agent"]["env"] = [{"name": f"E{i}", "value": "v" * 100} for i in range(300)]
+    kubectl.ok("create", "-f", "-", stdin=json.dumps(body))
+    for status in ({"phase": "Running"}, {"step": 3}):
+        kubectl.ok("-n", namespace, "patch", "agenttask", "large", "--subresource=status",
+                   "--type=merge", "-p", json.dumps({"status": status}))
+    kubectl.ok("-n", namespace, "patch", "agenttask", "large", "--type=merge", "-p",
+               json.dumps({"spec": {"costEnvelope": {"hardLimitUSD": "3.00"}}}))
+    out = kubectl("-n", namespace, "patch", "agenttask", "large", "--type=merge", "-p",
+                  json.dumps({"spec": {"task": {"inputs": {"k1": "changed"}}}}))
+    assert out.returncode != 0
+    assert f"spec.task: Forbidden: {IMMUTABLE_MESSAGE}" in out.stderr, out.stderr[-500:]
