@@ -7,6 +7,14 @@ flight when the last process died becomes an ``orphan``: a model call is charged
 for it (we cannot know what the provider billed, so we count the worst case), and a side-effecting
 tool call is remembered as "may have run".
 
+One journal call per hold. A model call whose attempt may have been billed (``spend.billable``)
+and is then retried closes that attempt's call with an ``abort`` record that carries its hold
+as ``usd`` and ``"retried": true`` (:meth:`Journal.lost`), and the retry begins under a fresh
+call id, same key and occurrence, with its own ``hold``. Replay adds every ``usd`` it reads, so
+a restart recovers each lost attempt's charge once, and a retry in flight at the kill becomes
+an orphan charged its own hold. Readers that know only ``begin``/``end``/``abort``/``orphan``
+(an older sidecar, the crash test) read the record as an abort and count it the same.
+
 Replay: a restarted agent resumes from its checkpoint and repeats the calls it made after it.
 Calls are identified by a key (kind, target and canonical body: see ``call_key``) and their
 occurrence: the n-th call with key K since the task began. The agent's ``GET /checkpoint`` sets
@@ -236,6 +244,12 @@ class Journal:
             except UnicodeDecodeError:
                 doc["b64"] = base64.b64encode(body).decode()
         self.append(doc)
+
+    def lost(self, call_id: str, reason: str, usd: Decimal) -> None:
+        """Close a model call's attempt that may have been billed and is retried under a new
+        call id: charged ``usd`` (its hold) for good."""
+        self.append({"t": "abort", "id": call_id, "reason": f"retried: {reason}"[:300],
+                     "usd": format(usd, "f"), "retried": True})
 
     def abort(self, call_id: str, reason: str, usd: Decimal | None = None) -> None:
         doc: dict[str, Any] = {"t": "abort", "id": call_id, "reason": reason[:300]}

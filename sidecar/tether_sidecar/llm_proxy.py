@@ -5,8 +5,9 @@ retries, relay (streamed as it arrives, or whole), settle the cost from the prov
 The agent's dummy key is dropped and the real one added here; nothing else ever sees it.
 
 The spend rules live in :mod:`spend`: waiting out other calls' holds, and the charge-the-hold
-rule — a call that fails after it may have reached the provider is charged what was held for
-it (``SpendingCall.fail``, the only place a failed call's hold is closed).
+rule — an attempt that fails after it may have reached the provider is charged what was held
+for it: before its retry, which takes a new hold (``SpendingCall.retrying``), or when the call
+fails for good (``SpendingCall.fail``).
 """
 
 from __future__ import annotations
@@ -121,22 +122,22 @@ class LlmCall(SpendingCall):
             ATTR.OPERATION: "chat", ATTR.PROVIDER: self.dialect.name,
             ATTR.REQUEST_MODEL: self.model.name, "tether.purpose": "context_summary"})
         try:
-            resp = await sub.send(orjson.dumps(body), span, res)
+            resp = await sub.send(orjson.dumps(body), span)
             doc = orjson.loads(resp)
-            sub.settle(res, self.dialect.usage(doc), span)
+            sub.settle(self.dialect.usage(doc), span)
             sub.end(sub.last_status, sub.last_headers, resp)
             self.upstream_time += sub.upstream_time
             return self.dialect.reply_text(doc)
         except SidecarError as exc:
-            sub.fail(res, exc.reason)
+            sub.fail(exc.reason)
             raise
         except BaseException as exc:
-            sub.fail(res, _unexpected(exc))
+            sub.fail(_unexpected(exc))
             raise
         finally:
             span.end()
 
-    async def send(self, payload: bytes, span: Span, res: Reservation) -> bytes:
+    async def send(self, payload: bytes, span: Span) -> bytes:
         """Non-streaming send with retries; returns the 2xx body."""
         url = self.model.upstream_base + self.dialect.path
         headers = self.headers()
@@ -155,10 +156,11 @@ class LlmCall(SpendingCall):
             if failure is None:
                 self.last_status, self.last_headers = resp.status, resp.headers
                 return resp.body
-            state = await self.backoff(state, failure, span, res)
+            state = await self.backoff(state, failure, span)
 
-    async def backoff(self, state: RetryState, failure: Failure, span: Span,
-                      res: Reservation) -> RetryState:
+    async def backoff(self, state: RetryState, failure: Failure, span: Span) -> RetryState:
+        """Wait before the next attempt, or raise when there is none. A failed attempt that may
+        have been billed is charged its hold first, and the retry holds anew (spend.py)."""
         self.attempt_failed(failure)
         try:
             state = state.increment(failure, time.monotonic(), self.h.rng)
@@ -169,10 +171,12 @@ class LlmCall(SpendingCall):
             span.set_error(exc.reason)
             raise ModelCallFailed(exc.error_class, exc.reason, failure.status or 502,
                                   attempts=state.attempts) from exc
+        charged = await self.retrying()  # may refuse the retry's hold: the call ends there
         self.h.retries += 1
         self.h.metrics.retry("model", failure.policy_class)
         span.add_event("retry", {"class": failure.cls, "reason": failure.reason[:200],
-                                 "delay_s": state.delay, "attempt": state.attempts - 1})
+                                 "delay_s": state.delay, "attempt": state.attempts - 1,
+                                 "charged_usd": float(charged)})
         t0 = time.perf_counter()
         await asyncio.sleep(state.delay)
         self.upstream_time += time.perf_counter() - t0
@@ -297,30 +301,29 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
                            f"{' (summary reused)' if compaction.reused_summary else ''}")
     try:
         if body.get("stream") is True:
-            return await _stream(call, request, payload, span, res, est, injected)
-        return await _plain(call, payload, span, res, est)
+            return await _stream(call, request, payload, span, est, injected)
+        return await _plain(call, payload, span, est)
     except SidecarError as exc:
         span.set_error(exc.reason)
-        call.fail(res, exc.reason)
+        call.fail(exc.reason)
         raise
     except BaseException as exc:
-        call.fail(res, _unexpected(exc))
+        call.fail(_unexpected(exc))
         raise
     finally:
         span.end()
 
 
-async def _plain(call: LlmCall, payload: bytes, span: Span, res: Reservation,
-                 est: Estimate) -> web.Response:
+async def _plain(call: LlmCall, payload: bytes, span: Span, est: Estimate) -> web.Response:
     h, dialect = call.h, call.dialect
-    data = await call.send(payload, span, res)
+    data = await call.send(payload, span)
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
         doc = None
         log.warning("Model response for task %s is not JSON", h.name)
     usage = dialect.usage(doc) if isinstance(doc, dict) else None
-    call.settle(res, usage, span)
+    call.settle(usage, span)
     call.end(call.last_status, call.last_headers, data)
     if est.exact and usage is not None:
         h.context.counter.observe(est.counted, usage[0])
@@ -329,8 +332,8 @@ async def _plain(call: LlmCall, payload: bytes, span: Span, res: Reservation,
     return web.Response(body=data, status=call.last_status, headers=headers)
 
 
-async def _open_stream(call: LlmCall, payload: bytes, span: Span,
-                       res: Reservation) -> StreamingResponse:
+async def _open_stream(call: LlmCall, payload: bytes, span: Span) -> StreamingResponse:
+    """Send until the provider answers 2xx (retrying only here, before a byte is relayed)."""
     url = call.model.upstream_base + call.dialect.path
     headers = call.headers()
     state = RetryState(call.h.task.spec.retry_policy.calls, started=time.monotonic())
@@ -349,12 +352,12 @@ async def _open_stream(call: LlmCall, payload: bytes, span: Span,
         except TransportError as exc:
             failure = Failure(exc.kind, exc.reason, reached=exc.reached)
         call.upstream_time += time.perf_counter() - t0
-        state = await call.backoff(state, failure, span, res)
+        state = await call.backoff(state, failure, span)
 
 
 async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Span,
-                  res: Reservation, est: Estimate, injected: bool) -> web.StreamResponse:
-    up = await _open_stream(call, payload, span, res)
+                  est: Estimate, injected: bool) -> web.StreamResponse:
+    up = await _open_stream(call, payload, span)
     usage = SseUsage(call.dialect.name, strip_usage_chunk=injected)
     out = web.StreamResponse(status=up.status,
                              headers=_relay_headers(up.headers, call.tether_headers()))
@@ -379,11 +382,11 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
         await up.aclose()
     if interrupted:
         span.set_error(interrupted)
-        call.fail(res, interrupted)  # charged the hold: the provider bills a broken stream
+        call.fail(interrupted)  # charged the hold: the provider bills a broken stream
         return out
     reported = (usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read,
                 usage.cache_write) if usage.complete else None
-    call.settle(res, reported, span)
+    call.settle(reported, span)
     call.end(up.status, up.headers, b"".join(relayed))
     await out.write_eof()
     if est.exact and usage.input_tokens:

@@ -29,6 +29,9 @@ COMPLETION = (b'{"id":"c1","object":"chat.completion","model":"gpt-4o","choices"
               b'"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}')
 
 
+_RESETS_BEFORE_OK = {"reset_then_ok": 1, "reset_reset_ok": 2}
+
+
 def chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -36,8 +39,9 @@ def chunked(data: bytes) -> bytes:
 @dataclass
 class RawUpstream:
     """``fault`` is one of: stall, reset, half_response, broken_stream, stalled_stream,
-    stream_after_release (a chunk, then the rest once ``release`` is set), reset_then_ok (the
-    first request is reset, later ones answered whole with 3 output tokens)."""
+    stream_after_release (a chunk, then the rest once ``release`` is set), reset_then_ok and
+    reset_reset_ok (the first request, or the first two, are reset; later ones are answered
+    whole: 3 output tokens, or a stream of 1 when the request asks for one)."""
 
     fault: str
     url: str = ""
@@ -46,12 +50,13 @@ class RawUpstream:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-def _read_request(sock: socket.socket) -> bool:
+def _read_request(sock: socket.socket) -> bytes | None:
+    """The request's body once it was read whole, None when the client hung up first."""
     data = b""
     while b"\r\n\r\n" not in data:
         more = sock.recv(65536)
         if not more:
-            return False
+            return None
         data += more
     head, _, body = data.partition(b"\r\n\r\n")
     length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
@@ -59,9 +64,9 @@ def _read_request(sock: socket.socket) -> bool:
     while len(body) < length:
         more = sock.recv(65536)
         if not more:
-            return False
+            return None
         body += more
-    return True
+    return body
 
 
 def _reset(sock: socket.socket) -> None:
@@ -71,13 +76,17 @@ def _reset(sock: socket.socket) -> None:
 
 
 def _serve_one(up: RawUpstream, sock: socket.socket) -> None:
-    if not _read_request(sock):
+    body = _read_request(sock)
+    if body is None:
         return
     up.requests += 1
-    if up.fault == "reset_then_ok" and up.requests > 1:
-        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                     b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                     % (len(COMPLETION), COMPLETION))
+    if up.requests > _RESETS_BEFORE_OK.get(up.fault, up.requests):
+        if b'"stream":true' in body:  # the sidecar writes compact JSON
+            sock.sendall(SSE_HEAD + chunked(CHUNK) + chunked(DONE) + b"0\r\n\r\n")
+        else:
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                         % (len(COMPLETION), COMPLETION))
         sock.close()
         return
     if up.fault == "stall":

@@ -1,6 +1,7 @@
-"""The charge-the-hold rule through the real sidecar: a model call that may have reached the
-provider and then failed — a stall past the timeout, a reset, a response or stream cut off, an
-agent gone mid-stream — is charged what was held for it; $0 only when it never left the pod."""
+"""The charge-the-hold rule through the real sidecar: every attempt of a model call that may
+have reached the provider and then failed — a stall past the timeout, a reset, a response or
+stream cut off, an agent gone mid-stream — is charged what was held for it, and a retry holds
+anew (which the hard limit may refuse: then it is not sent); $0 only when it never left the pod."""
 
 from __future__ import annotations
 
@@ -45,36 +46,77 @@ def journal(sc: Sidecar) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-def assert_charged(sc: Sidecar, amount: Decimal) -> None:
+def assert_charged(sc: Sidecar, amount: Decimal, retried: int = 0) -> None:
+    """Spent ``amount`` with no hold left, the journal's aborts add up to it (a restart counts
+    it the same), and ``retried`` of them are attempts lost and retried, each charged a hold."""
     status = sc.status()
     assert Decimal(status["spentUSD"]) == amount
     assert status["reservedUSD"] == "0.000000"
-    (abort,) = [r for r in journal(sc) if r["t"] == "abort"]
-    assert Decimal(abort.get("usd", "0")) == amount  # a restart counts it the same
+    aborts = [r for r in journal(sc) if r["t"] == "abort"]
+    assert sum(Decimal(r.get("usd", "0")) for r in aborts) == amount
+    assert [Decimal(r["usd"]) for r in aborts if r.get("retried")] == [HOLD] * retried
 
 
 @pytest.mark.parametrize("upstream", ["stall", "reset", "half_response"], indirect=True)
-def test_a_plain_call_lost_after_sending_is_charged_its_hold(
+def test_a_plain_call_lost_after_sending_is_charged_a_hold_per_attempt(
         sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
     sc = sidecar(task(upstream.url), *timeout_for(upstream))
     r = httpx.post(sc.url + CHAT, json=BODY, timeout=30)
     assert r.status_code == 502 and r.json()["error"]["type"] == "retryable_exhausted"
     assert upstream.requests == 3  # maxAttempts 3: every attempt reached the provider
-    assert_charged(sc, HOLD)
+    assert_charged(sc, 3 * HOLD, retried=2)  # the provider may have billed all three
     assert sc.status()["phase"] == "Running"
 
 
-@pytest.mark.parametrize("upstream", ["reset_then_ok"], indirect=True)
-def test_a_success_after_a_lost_attempt_is_charged_at_least_the_hold(
-        sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
+@pytest.mark.parametrize(("upstream", "lost"), [("reset_then_ok", 1), ("reset_reset_ok", 2)],
+                         indirect=["upstream"])
+def test_a_success_after_lost_attempts_is_charged_their_holds_and_its_usage(
+        sidecar: Callable[..., Sidecar], upstream: RawUpstream, lost: int) -> None:
     sc = sidecar(task(upstream.url))
     r = httpx.post(sc.url + CHAT, json=BODY, timeout=30)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
-    assert upstream.requests == 2
-    status = sc.status()  # 0.03 reported, but the reset attempt may have been billed too
-    assert (Decimal(status["spentUSD"]), status["reservedUSD"]) == (HOLD, "0.000000")
-    (end,) = [r for r in journal(sc) if r["t"] == "end"]
-    assert Decimal(end["usd"]) == HOLD
+    assert upstream.requests == lost + 1
+    assert Decimal(r.headers["x-tether-spent-usd"]) == lost * HOLD + Decimal("0.03")
+    status = sc.status()  # each reset attempt may have been billed, then 0.03 reported
+    assert Decimal(status["spentUSD"]) == lost * HOLD + Decimal("0.03")
+    assert status["reservedUSD"] == "0.000000"
+    records = journal(sc)
+    assert [Decimal(r["usd"]) for r in records if r["t"] == "end"] == [Decimal("0.03")]
+    assert [Decimal(r["usd"]) for r in records if r.get("retried")] == [HOLD] * lost
+    assert len([r for r in records if r["t"] == "begin"]) == lost + 1  # one per hold
+
+
+@pytest.mark.parametrize("upstream", ["reset_reset_ok"], indirect=True)
+def test_a_stream_retried_before_its_first_byte_is_charged_the_same(
+        sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
+    sc = sidecar(task(upstream.url))
+    with httpx.stream("POST", sc.url + CHAT, json={**BODY, "stream": True}, timeout=30) as r:
+        assert r.status_code == 200
+        assert b"[DONE]" in r.read()
+    assert upstream.requests == 3
+    status = sc.status()  # two resets held and lost, then one output token reported
+    assert Decimal(status["spentUSD"]) == 2 * HOLD + Decimal("0.01")
+    assert status["reservedUSD"] == "0.000000"
+
+
+@pytest.mark.parametrize("upstream", ["reset_then_ok"], indirect=True)
+def test_a_retry_the_hard_limit_has_no_room_for_is_not_sent(
+        sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
+    doc = task(upstream.url)
+    doc["spec"]["costEnvelope"] = {"softLimitUSD": "0.05", "hardLimitUSD": "0.15"}
+    sc = sidecar(doc)
+    r = httpx.post(sc.url + CHAT, json=BODY, timeout=30)
+    # The reset attempt is charged 0.10; a second hold of 0.10 would pass 0.15.
+    assert r.status_code == 402 and r.json()["error"]["type"] == "budget_exceeded"
+    assert upstream.requests == 1  # the retry was never sent
+    assert_charged(sc, HOLD, retried=1)
+    assert sc.status()["phase"] == "BudgetExceeded"
+    sc.stop()
+    again = Sidecar(sc.workdir, doc).start()  # the same state dir, as a pod's PVC
+    try:
+        assert Decimal(again.status()["spentUSD"]) == HOLD  # recovered from the journal
+    finally:
+        again.stop()
 
 
 @pytest.mark.parametrize("upstream", ["broken_stream", "stalled_stream"], indirect=True)

@@ -117,3 +117,35 @@ def test_call_key_is_canonical_for_parsed_bodies_and_exact_for_raw_ones() -> Non
     assert call_key("tool", "t", b'{"q":1,"r":2}') != call_key("tool", "t", b'{"r":2,"q":1}')
     # Tool keys are what journals written before BLAKE3 hold: their completed calls replay.
     assert call_key("tool", "t", b"{}") == hashlib.sha256(b"tool\0t\0{}").hexdigest()
+
+
+def test_an_attempt_lost_and_retried_is_charged_again_after_a_restart(tmp_path: Path) -> None:
+    """A reset attempt is closed with its hold and retried under a new call id: a restart
+    counts that charge once, plus the retry's (an orphan, charged its hold; or its usage)."""
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path)
+    j.open()
+    j.begin("a", "llm", "K", 1, hold=Decimal("0.10"))
+    j.lost("a", "connection reset", Decimal("0.10"))
+    j.begin("b", "llm", "K", 1, hold=Decimal("0.10"))  # the retry; the process dies here
+    j2 = Journal(path)
+    rec = j2.open()
+    assert (rec.spent_usd, rec.orphans, rec.orphan_usd) == (Decimal("0.20"), 1, Decimal("0.10"))
+    assert j2.earlier("K", j2.occurrence("K")) == ("in_flight", None)  # not replayable
+    j2.close()
+    assert reopen(path)[1] == Decimal("0.20")  # each charged once, not again on every start
+
+    done = tmp_path / "done.jsonl"
+    j3 = Journal(done)
+    j3.open()
+    for n in range(2):  # reset, reset, then success
+        j3.begin(f"a{n}", "llm", "K", 1, hold=Decimal("0.10"))
+        j3.lost(f"a{n}", "connection reset", Decimal("0.10"))
+    j3.begin("ok", "llm", "K", 1, hold=Decimal("0.10"))
+    j3.end("ok", "K", status=200, headers={}, body=b"answer", usd=Decimal("0.03"),
+           input_tokens=5, output_tokens=3)
+    j3.close()
+    j4, spent = reopen(done)
+    assert spent == Decimal("0.23")
+    got = j4.earlier("K", j4.occurrence("K"))  # the successful retry answers the occurrence
+    assert got is not None and got[1] is not None and got[1]["text"] == "answer"
