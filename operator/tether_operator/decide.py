@@ -259,14 +259,16 @@ def _with_pod(o: Observed, attempt: int, pod: Body, status: Body,
     if summary.get("phase") == "BudgetExceeded":
         return _finish("BudgetExceeded", f"hard limit reached: spent {summary.get('spentUSD')} "
                        f"of {summary.get('hardLimitUSD')} USD", o.now, summary, "HardLimit")
+    # Before Succeeded: an agent stopped by SIGTERM may exit 0 without having finished; a
+    # pod kept readable by its finalizer shows that exit (the pod gone, it was an eviction).
+    if disrupted(pod) or pod["metadata"].get("deletionTimestamp"):
+        return _next_attempt(o, attempt, eviction=True, failure=False,
+                             why=f"pod {name} was disrupted or deleted")
     if phase == "Succeeded":
         return _finish("Succeeded", "the agent finished", o.now, summary, "Succeeded")
     if (pod.get("status") or {}).get("reason") == "DeadlineExceeded":
         return _finish("Failed", "activeDeadlineSeconds passed", o.now, summary,
                        "DeadlineExceeded")
-    if disrupted(pod) or pod["metadata"].get("deletionTimestamp"):
-        return _next_attempt(o, attempt, eviction=True, failure=False,
-                             why=f"pod {name} was disrupted or deleted")
     code, reason, finished = _agent_exit(pod)
     plan = _next_attempt(o, attempt, eviction=False, failure=True,
                          why=f"attempt {attempt}: the agent exited with code {code}"

@@ -161,3 +161,12 @@ def test_the_live_poll_never_lowers_the_status() -> None:
     assert patch == {"observedGeneration": 3, "hardLimitUSD": "0.50"}
     assert live_patch(seen, {"spentUSD": "0.0600", "step": 5}) == {"spentUSD": "0.0600",
                                                                     "step": 5}
+
+
+def test_an_evicted_pod_that_exited_zero_is_resumed_not_succeeded() -> None:
+    """An agent stopped by SIGTERM may exit 0; its pod, pinned, shows Succeeded."""
+    evicted = pod(1, "Succeeded", summary=SPENT, deleting=True,
+                  conditions=[{"type": "DisruptionTarget", "status": "True"}])
+    plan = plan_for(RUNNING, [evicted])
+    assert plan.status["phase"] == "Running" and plan.status["evictions"] == 1
+    assert plan.status["spentUSD"] == "0.0375" and plan.unpin == ["t1-a1"]
