@@ -108,14 +108,37 @@ def _cluster_for_log_collection(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, cluster: Cluster,
+def namespace(request: pytest.FixtureRequest, cluster: Cluster, api: client.ApiClient,
               core: client.CoreV1Api) -> Iterator[str]:
     """A fresh namespace, deleted after the test (after logs are collected on failure)."""
     name = f"e2e-{_slug(request.node.name)}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": name, "labels": {"tether.dev/e2e": "true"}}})
     _wait_default_service_account(core, name)
     yield name
+    _unpin(api, core, name)
     core.delete_namespace(name)
+
+
+def _unpin(api: client.ApiClient, core: client.CoreV1Api, ns: str) -> None:
+    """Drop the operator's finalizers in ``ns``: it has stopped by now (its fixture ends
+    first), and a task's budget-release or a pod's attempt-figures would hold the namespace's
+    deletion for ever (docs/lifecycle.md)."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        tasks = custom.list_namespaced_custom_object("tether.dev", "v1alpha1", ns, "agenttasks")
+    except client.ApiException as exc:
+        if exc.status != 404:  # 404: the CRD is not installed, no task to free
+            raise
+        tasks = {"items": []}
+    for task in tasks["items"]:
+        if task["metadata"].get("finalizers"):
+            custom.patch_namespaced_custom_object("tether.dev", "v1alpha1", ns, "agenttasks",
+                                                  task["metadata"]["name"],
+                                                  {"metadata": {"finalizers": None}})
+    for pod in core.list_namespaced_pod(ns).items:
+        if "tether.dev/attempt-figures" in (pod.metadata.finalizers or []):
+            core.patch_namespaced_pod(pod.metadata.name, ns, {"metadata": {"finalizers": [
+                f for f in pod.metadata.finalizers if f != "tether.dev/attempt-figures"]}})
 
 
 def _wait_default_service_account(core: client.CoreV1Api, ns: str, timeout: float = 30) -> None:

@@ -11,7 +11,7 @@ termination message). Everything else is the operator's own code on the real API
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -50,6 +50,21 @@ class Guard:
 
     async def __call__(self, kube: Kube, t: Body) -> tuple[str, str] | None:
         return self.says
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unpinned_at_the_end(kubectl: Kubectl, namespace: str) -> Iterator[None]:
+    """No operator runs after these tests: drop what they pinned (a task's budget-release, a
+    pod's attempt-figures), or the session's namespace would never finish deleting."""
+    yield
+    for ref in kubectl.ok("-n", namespace, "get", "agenttasks", "-o", "name").split():
+        kubectl.ok("-n", namespace, "patch", ref, "--type=merge", "-p",
+                   '{"metadata":{"finalizers":null}}')
+    pods = json.loads(kubectl.ok("-n", namespace, "get", "pods", "-o", "json"))["items"]
+    for p in pods:
+        if POD_FINALIZER in (p["metadata"].get("finalizers") or []):
+            kubectl("-n", namespace, "patch", "pod", p["metadata"]["name"], "--type=json",
+                    "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
 
 
 @pytest.fixture
