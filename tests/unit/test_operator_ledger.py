@@ -9,8 +9,10 @@ still spend.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from tether_operator import budgets
 from tether_operator.decide import Observed, Plan, decide
 from tether_operator.handlers import live_patch
 from tether_operator.ledger import POD_FINALIZER, STATUS_FIELDS, at_least, settle
@@ -170,3 +172,30 @@ def test_an_evicted_pod_that_exited_zero_is_resumed_not_succeeded() -> None:
     plan = plan_for(RUNNING, [evicted])
     assert plan.status["phase"] == "Running" and plan.status["evictions"] == 1
     assert plan.status["spentUSD"] == "0.0375" and plan.unpin == ["t1-a1"]
+
+
+def _budget(limit: str, *holds: tuple[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": "b", "namespace": "team-a", "generation": 1},
+            "spec": {"limitUSD": limit, "period": "Monthly", "selector": {}},
+            "status": {"reservations": [{"task": u, "uid": u, "amountUSD": a}
+                                        for u, a in holds]}}
+
+
+def test_a_hold_grows_only_into_room_and_shrinks_freely() -> None:
+    b = _budget("3.00", ("u-1", "1.00"), ("u-2", "1.50"))
+    assert budgets.resize(b, "u-1", Decimal("2.00"), NOW) is None  # 0.50 left, needs 1.00
+    grown = budgets.resize(b, "u-1", Decimal("1.50"), NOW)
+    assert grown is not None and grown["remainingUSD"] == "0"
+    shrunk = budgets.resize(b, "u-1", Decimal("0.25"), NOW)
+    assert shrunk is not None and shrunk["remainingUSD"] == "1.25"
+    assert budgets.resize(b, "u-9", Decimal("0.25"), NOW) is None  # no hold to resize
+
+
+def test_a_running_task_is_held_even_past_a_late_budgets_limit() -> None:
+    b = _budget("0.50")
+    t = task(RUNNING)
+    assert budgets.reserve(b, t, Decimal("1.00"), NOW) is None
+    forced = budgets.reserve(b, t, Decimal("1.00"), NOW, force=True)
+    assert forced is not None and budgets.held({"status": forced}, "u-1") == Decimal("1.00")
+    exhausted = next(c for c in forced["conditions"] if c["type"] == "Exhausted")
+    assert (exhausted["status"], exhausted["reason"]) == ("True", "FullyHeld")
