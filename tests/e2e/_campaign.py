@@ -172,48 +172,15 @@ def _money(value: Any) -> Decimal:
 def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str]], list[str]]:
     """The invariant table's rows and every violation, each naming the task and the figures."""
     bad: list[str] = []
-    overshoot_max = Decimal(0)
-    for p in plan.tasks:
-        st = seen.final.get(p.name, {})
-        spent, got = _money(st.get("spentUSD")), billed.usd.get(p.name, Decimal(0))
-        # 1. Over the hard limit in force (or the spend when it was lowered under it) by more
-        # than the holds in flight: status.reservedUSD when the status shows it, else one
-        # call's worst case, the costliest call the model billed the task.
-        limit = max(seen.hard_final.get(p.name, p.hard), seen.lowered_at.get(p.name, Decimal(0)))
-        holds = max(seen.reserved_max.get(p.name, Decimal(0)),
-                    billed.costliest.get(p.name, Decimal(0)))
-        over = spent - limit
-        overshoot_max = max(overshoot_max, over)
-        if over > holds:
-            bad.append(f"1: {p.name} spent {spent} over its hard limit {limit} by {over}, more "
-                       f"than the holds in flight ({holds})")
-        if spent < got:  # 2. per task: the status holds every billed dollar
-            bad.append(f"2: {p.name} status shows {spent}, the model billed it {got} "
-                       f"(checkpoint {p.checkpoint}, phase {st.get('phase')})")
-        series = seen.spent_series.get(p.name, [])
-        drops = [(a, b) for a, b in itertools.pairwise(series) if b < a]
-        if drops:  # 3. status spend never decreases
-            bad.append(f"3: {p.name} status spend went down: {drops[:3]}")
+    overshoot = max((_task_violations(p, seen, billed, bad) for p in plan.tasks),
+                    default=Decimal(0))
     total_bill = sum(billed.usd.values(), Decimal(0))
     total_status = sum((_money(s.get("spentUSD")) for s in seen.final.values()), Decimal(0))
     if total_status < total_bill:
         bad.append(f"2: all tasks' statuses show {total_status}, the model billed {total_bill}")
     if billed.unattributed:
         bad.append(f"2: {billed.unattributed} billed requests name no campaign task")
-    total_budgets, holds_left = Decimal(0), 0
-    for team in plan.budgets:
-        bst = seen.budgets.get(team, {})
-        team_bill = sum((billed.usd.get(p.name, Decimal(0)) for p in plan.tasks
-                         if p.team == team), Decimal(0))
-        total_budgets += _money(bst.get("spentUSD"))
-        if _money(bst.get("spentUSD")) < team_bill:
-            bad.append(f"2: budget {team} spent {bst.get('spentUSD')}, the model billed its "
-                       f"tasks {team_bill}")
-        left = bst.get("reservations") or []
-        holds_left += len(left)
-        if left or _money(bst.get("reservedUSD")) != 0:  # 4. no hold left behind
-            bad.append(f"4: budget {team} still holds {bst.get('reservedUSD')} for "
-                       f"{[h.get('task') for h in left]} after every task ended")
+    total_budgets, holds_left = _budget_violations(plan, seen, billed, bad)
     bad += _coverage(seen, total_bill)
     applied = ", ".join(f"{k} {seen.applied[k]}" for k in EVENT_KINDS if seen.applied[k])
     phases = Counter("deleted" if n in seen.deleted else str(s.get("phase"))
@@ -226,13 +193,56 @@ def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str
             ("model bill (USD)", f"{total_bill}"), ("sum of task status (USD)", f"{total_status}"),
             ("sum of budgets' spentUSD (USD)", f"{total_budgets}"),
             ("budgeted tasks' bill (USD)", f"{_budgeted_bill(plan, billed)}"),
-            ("max overshoot over hard limit (USD)", f"{overshoot_max}"),
+            ("max overshoot over hard limit (USD)", f"{max(overshoot, Decimal(0))}"),
             ("holds in flight taken from", "status.reservedUSD (most seen) and the costliest "
              "billed call" if seen.reserved_max else "the costliest call billed to the task"),
             ("budget holds left", str(holds_left)),
             ("hard-limit edits enforced while running", _lag(seen)),
             ("violations", str(len(bad)))]
     return rows, bad
+
+
+def _task_violations(p: TaskPlan, seen: Observed, billed: Bill, bad: list[str]) -> Decimal:
+    """Invariants 1-3 for one task, appended to ``bad``; returns its overshoot."""
+    st = seen.final.get(p.name, {})
+    spent, got = _money(st.get("spentUSD")), billed.usd.get(p.name, Decimal(0))
+    # 1. Over the hard limit in force (or the spend when it was lowered under it) by more than
+    # the holds in flight: status.reservedUSD when the status shows it, else one call's worst
+    # case, the costliest call the model billed the task (the agent makes one at a time).
+    limit = max(seen.hard_final.get(p.name, p.hard), seen.lowered_at.get(p.name, Decimal(0)))
+    holds = max(seen.reserved_max.get(p.name, Decimal(0)),
+                billed.costliest.get(p.name, Decimal(0)))
+    over = spent - limit
+    if over > holds:
+        bad.append(f"1: {p.name} spent {spent} over its hard limit {limit} by {over}, more "
+                   f"than the holds in flight ({holds})")
+    if spent < got:  # 2. per task: the status holds every billed dollar
+        bad.append(f"2: {p.name} status shows {spent}, the model billed it {got} "
+                   f"(checkpoint {p.checkpoint}, phase {st.get('phase')})")
+    drops = [(a, b) for a, b in itertools.pairwise(seen.spent_series.get(p.name, [])) if b < a]
+    if drops:  # 3. status spend never decreases
+        bad.append(f"3: {p.name} status spend went down: {drops[:3]}")
+    return over
+
+
+def _budget_violations(plan: Plan, seen: Observed, billed: Bill, bad: list[str]
+                       ) -> tuple[Decimal, int]:
+    """Invariant 2 for budgets and 4, appended to ``bad``; returns (Σ spentUSD, holds left)."""
+    total, holds_left = Decimal(0), 0
+    for team in plan.budgets:
+        bst = seen.budgets.get(team, {})
+        team_bill = sum((billed.usd.get(p.name, Decimal(0)) for p in plan.tasks
+                         if p.team == team), Decimal(0))
+        total += _money(bst.get("spentUSD"))
+        if _money(bst.get("spentUSD")) < team_bill:
+            bad.append(f"2: budget {team} spent {bst.get('spentUSD')}, the model billed its "
+                       f"tasks {team_bill}")
+        left = bst.get("reservations") or []
+        holds_left += len(left)
+        if left or _money(bst.get("reservedUSD")) != 0:  # 4. no hold left behind
+            bad.append(f"4: budget {team} still holds {bst.get('reservedUSD')} for "
+                       f"{[h.get('task') for h in left]} after every task ended")
+    return total, holds_left
 
 
 def _coverage(seen: Observed, total_bill: Decimal) -> list[str]:
