@@ -30,6 +30,7 @@ COMPLETION = (b'{"id":"c1","object":"chat.completion","model":"gpt-4o","choices"
 
 
 _RESETS_BEFORE_OK = {"reset_then_ok": 1, "reset_reset_ok": 2}
+_OK_FIRST = {"held_then_reset"}
 
 
 def chunked(data: bytes) -> bytes:
@@ -41,11 +42,13 @@ class RawUpstream:
     """``fault`` is one of: stall, reset, half_response, broken_stream, stalled_stream,
     stream_after_release (a chunk, then the rest once ``release`` is set), reset_then_ok and
     reset_reset_ok (the first request, or the first two, are reset; later ones are answered
-    whole: 3 output tokens, or a stream of 1 when the request asks for one)."""
+    whole: 3 output tokens, or a stream of 1 when the request asks for one), held_then_reset
+    (the first request is answered whole once ``release`` is set, later ones are reset)."""
 
     fault: str
     url: str = ""
     requests: int = 0  # requests read whole before the fault
+    arrived: threading.Event = field(default_factory=threading.Event)  # a request was read
     release: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -80,7 +83,12 @@ def _serve_one(up: RawUpstream, sock: socket.socket) -> None:
     if body is None:
         return
     up.requests += 1
-    if up.requests > _RESETS_BEFORE_OK.get(up.fault, up.requests):
+    number = up.requests
+    up.arrived.set()
+    if up.fault == "held_then_reset" and number == 1:
+        up.release.wait(30)
+    if number > _RESETS_BEFORE_OK.get(up.fault, number) or (up.fault in _OK_FIRST
+                                                           and number == 1):
         if b'"stream":true' in body:  # the sidecar writes compact JSON
             sock.sendall(SSE_HEAD + chunked(CHUNK) + chunked(DONE) + b"0\r\n\r\n")
         else:

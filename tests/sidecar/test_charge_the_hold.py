@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -150,3 +151,25 @@ def test_a_call_that_never_left_costs_nothing(sidecar: Callable[..., Sidecar]) -
     r = httpx.post(sc.url + CHAT, json=BODY, timeout=30)
     assert r.status_code == 502
     assert_charged(sc, Decimal(0))
+
+
+@pytest.mark.parametrize("upstream", ["held_then_reset"], indirect=True)
+def test_a_retry_crowded_out_by_holds_in_flight_is_refused_for_now_and_not_sent(
+        sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
+    doc = task(upstream.url)
+    doc["spec"]["costEnvelope"] = {"softLimitUSD": "0.05", "hardLimitUSD": "0.25"}
+    sc = sidecar(doc, "--hold-wait-seconds", "0.2")
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, sc.url + CHAT, json=BODY, timeout=30)
+        assert upstream.arrived.wait(10)  # the first call holds 0.10 at the provider
+        r = httpx.post(sc.url + CHAT, json={**BODY, "temperature": 0.5}, timeout=30)
+        # Reset: 0.10 charged; 0.10 spent + 0.10 held + a new 0.10 would pass 0.25.
+        assert r.status_code == 429 and r.json()["error"]["type"] == "budget_contended"
+        assert upstream.requests == 2  # the retry was never sent
+        upstream.release.set()
+        assert first.result().status_code == 200
+    assert [Decimal(r["usd"]) for r in journal(sc) if r.get("retried")] == [HOLD]
+    status = sc.status()
+    assert (Decimal(status["spentUSD"]), status["reservedUSD"]) == (HOLD + Decimal("0.03"),
+                                                                   "0.000000")
+    assert status["phase"] == "Running"  # contention never trips the breaker
