@@ -24,7 +24,10 @@ Render = Callable[..., list[Doc]]
 FULL: Doc = {"watchNamespaces": ["a", "b"],
         "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                     "podMonitor": {"enabled": True}},
-        "dashboards": {"enabled": True}}
+        "dashboards": {"enabled": True},
+        "networkPolicy": {"enabled": True, "model": {"cidrs": ["203.0.113.0/24"]},
+                          "prometheusNamespaces": ["monitoring"]},
+        "sidecarProxy": {"httpsProxy": "http://proxy.example:3128", "noProxy": ".svc"}}
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
