@@ -172,8 +172,8 @@ def _money(value: Any) -> Decimal:
 def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str]], list[str]]:
     """The invariant table's rows and every violation, each naming the task and the figures."""
     bad: list[str] = []
-    overshoot = max((_task_violations(p, seen, billed, bad) for p in plan.tasks),
-                    default=Decimal(0))
+    overs = {p.name: _task_violations(p, seen, billed, bad) for p in plan.tasks}
+    worst = max(overs, key=lambda n: overs[n], default=None)
     total_bill = sum(billed.usd.values(), Decimal(0))
     total_status = sum((_money(s.get("spentUSD")) for s in seen.final.values()), Decimal(0))
     if total_status < total_bill:
@@ -193,7 +193,8 @@ def check(plan: Plan, seen: Observed, billed: Bill) -> tuple[list[tuple[str, str
             ("model bill (USD)", f"{total_bill}"), ("sum of task status (USD)", f"{total_status}"),
             ("sum of budgets' spentUSD (USD)", f"{total_budgets}"),
             ("budgeted tasks' bill (USD)", f"{_budgeted_bill(plan, billed)}"),
-            ("max overshoot over hard limit (USD)", f"{max(overshoot, Decimal(0))}"),
+            ("max overshoot over hard limit (USD)", "0" if worst is None or overs[worst] <= 0
+             else f"{overs[worst]} ({worst}; one call {billed.costliest.get(worst)})"),
             ("holds in flight taken from", "status.reservedUSD (most seen) and the costliest "
              "billed call" if seen.reserved_max else "the costliest call billed to the task"),
             ("budget holds left", str(holds_left)),
