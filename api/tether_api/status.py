@@ -103,6 +103,10 @@ class AgentTaskStatus(ApiModel):
     spent_usd: Money = Field(
         Decimal("0"), alias="spentUSD", description="USD spent so far, across attempts."
     )
+    reserved_usd: Money = Field(
+        Decimal("0"), alias="reservedUSD", description="USD held for model calls in flight, as "
+        "the running sidecar last reported; charged if the attempt ends without final figures."
+    )
     input_tokens: int = Field(0, ge=0, description="Input tokens billed so far.")
     output_tokens: int = Field(0, ge=0, description="Output tokens billed so far.")
     hard_limit_usd: Money | None = Field(

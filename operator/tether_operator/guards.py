@@ -24,11 +24,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-import orjson
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from .kube import ApiError, Kube, _error
+from .kube import ApiError, Kube
 from .manifests import object_names
 
 __all__ = ["CREDENTIALS_LABEL", "PARTIAL_METADATA", "blocker"]
@@ -39,24 +35,14 @@ PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1
 
 
 async def _metadata(kube: Kube, path: str) -> Body | None:
-    """The object's metadata (PartialObjectMetadata), or None when it does not exist.
-
-    ``Kube.request`` sends no Accept header of the caller's choosing, so this one read goes
-    through the same client and login with its own; an answer that is not metadata alone is
-    refused rather than looked at."""
-    rest, server, auth = await kube._client()
+    """The object's metadata (PartialObjectMetadata), or None when it does not exist; an
+    answer that is not metadata alone is refused rather than looked at."""
     try:
-        resp = await rest.request("GET", server + path, headers={**auth, "Accept":
-                                                                 PARTIAL_METADATA},
-                                  _request_timeout=kube.timeout)
-    except ApiException as exc:
+        doc: Body = await kube.request("GET", path, accept=PARTIAL_METADATA)
+    except ApiError as exc:
         if exc.status == 404:
             return None
-        raise _error(exc.status or 0, exc.reason or "", exc.body) from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ApiError(0, "Unreachable", f"GET {server}{path}: {type(exc).__name__}: {exc}"
-                       ) from exc
-    doc: Body = orjson.loads(resp.data)
+        raise
     if doc.get("kind") != "PartialObjectMetadata":
         raise ApiError(0, "NotMetadata", f"GET {path} answered {doc.get('kind')!r}, not "
                        "PartialObjectMetadata: refusing to read it")

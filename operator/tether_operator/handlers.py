@@ -72,8 +72,6 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> N
         if not isinstance(live, dict):
             log.debug("No live status from agenttask %s/%s: not a JSON object", ns, name)
             return
-        if live.get("reservedUSD") is not None:  # for the charge-the-hold rule (ledger.py)
-            rec.reserved[(ns, name)] = str(live["reservedUSD"])
         changed = live_patch(seen, live)
         if changed:
             try:  # only onto the status the figures were compared with

@@ -112,15 +112,17 @@ class Kube:
             self._rest = None
 
     async def request(self, method: str, path: str, body: Any = None,
-                      content_type: str = "application/json", **params: str) -> Any:
-        """One API call; the decoded JSON answer. Logs in again once on a 401."""
+                      content_type: str = "application/json", accept: str | None = None,
+                      **params: str) -> Any:
+        """One API call; the decoded JSON answer. Logs in again once on a 401. ``accept``
+        asks for another representation (e.g. PartialObjectMetadata)."""
+        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
         for attempt in (1, 2):
             rest, server, auth = await self._client(force=attempt == 2)
             try:
                 resp = await rest.request(
                     method, server + path, query_params=dict(params) or None,
-                    headers={**auth, "Content-Type": content_type}, body=body,
-                    _request_timeout=self.timeout)
+                    headers={**auth, **headers}, body=body, _request_timeout=self.timeout)
             except ApiException as exc:
                 if exc.status == 401 and attempt == 1:
                     continue

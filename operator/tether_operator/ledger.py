@@ -17,6 +17,7 @@ no container ever started) sent nothing and is charged nothing.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -29,19 +30,25 @@ __all__ = ["MONOTONE", "POD_FINALIZER", "STATUS_FIELDS", "Settled", "at_least", 
            "money", "pinned", "settle", "sidecar_summary"]
 
 Body = dict[str, Any]
+log = logging.getLogger(__name__)
 POD_FINALIZER = "tether.dev/attempt-figures"
 MONOTONE = ("spentUSD", "inputTokens", "outputTokens", "step", "retries")
 _FINISHED = frozenset({"Succeeded", "Failed"})
 # The status fields the CRD declares (it is generated from this model): server-side apply
-# refuses any other, a merge patch drops it. ``reservedUSD`` (the live holds of calls in
-# flight) is kept in the operator's memory too, for as long as the schema lacks it.
+# refuses any other, a merge patch drops it.
 STATUS_FIELDS = frozenset(AgentTaskStatus.model_json_schema(by_alias=True)["properties"])
 
 
 def money(value: Any) -> Decimal:
+    """A USD figure from a status or a sidecar's report; absent is 0. One that is not a number
+    (a sidecar of another version, a hand edit) counts as 0 — never lowering a status, since
+    figures are only ever raised — and is logged, because spend it stood for is not counted."""
+    if value in (None, ""):
+        return Decimal(0)
     try:
-        return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+        return Decimal(str(value))
     except InvalidOperation:
+        log.warning("A spend figure is not a number (%r); counted as 0", value)
         return Decimal(0)
 
 

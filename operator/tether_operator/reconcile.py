@@ -62,7 +62,6 @@ class Reconciler(WorkQueue):
         # Kept by the watch events (handlers.py): what the live-status round needs, small.
         self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
         self.pod_ips: dict[Key, str | None] = {}
-        self.reserved: dict[Key, str] = {}  # the running sidecar's reservedUSD, last polled
 
     def wake_queued(self, ns: str) -> None:
         """Room may have been made in a budget: re-check the tasks waiting in ``ns``."""
@@ -78,12 +77,11 @@ class Reconciler(WorkQueue):
             await self._own_pods(ns, name, None)  # unpins what its pods left pinned
             self.metrics.task_phase(ns, name, None)
             self.specs.forget((ns, name))
-            self.reserved.pop((ns, name), None)
             return None
         if task["metadata"].get("deletionTimestamp"):
-            pods, _ = await self._own_pods(ns, name, self._with_reserved(task))
+            pods, _ = await self._own_pods(ns, name, task)
             return await on_deletion(self.kube, self.book, self._write, self.settings,
-                                     self._with_reserved(task), pods, _now())
+                                     task, pods, _now())
         status = task.get("status") or {}
         if status.get("phase") not in TERMINAL and not admitted(status):
             requeue = await self.book.admit(task)  # no pod is listed for a queued task
@@ -92,7 +90,7 @@ class Reconciler(WorkQueue):
         pods, strays_run = await self._own_pods(ns, name, task)
         if strays_run:
             return 2.0  # an earlier task's pods of the same name still end: ours take them
-        return await self._run(self._with_reserved(task), pods, live)
+        return await self._run(task, pods, live)
 
     async def _own_pods(self, ns: str, name: str, task: Body | None
                         ) -> tuple[list[Body], bool]:
@@ -106,14 +104,6 @@ class Reconciler(WorkQueue):
                 await self.kube.unpin_pod(pod, POD_FINALIZER)
         return ([p for p in pods if p not in strays],
                 any(not finished(p) for p in strays))
-
-    def _with_reserved(self, task: Body) -> Body:
-        """The task with the last live ``reservedUSD`` while the status schema lacks it."""
-        key = (task["metadata"]["namespace"], task["metadata"]["name"])
-        status = task.get("status") or {}
-        if key not in self.reserved or "reservedUSD" in status:
-            return task
-        return {**task, "status": {**status, "reservedUSD": self.reserved[key]}}
 
     async def _run(self, task: Body, pods: list[Body], live: Body | None) -> float | None:
         meta = task["metadata"]
@@ -146,8 +136,6 @@ class Reconciler(WorkQueue):
                                   [*conds, *spend_conditions(task["spec"], new)], _now(),
                                   meta.get("generation"))
         new.setdefault("observedGeneration", meta.get("generation", 0))
-        if "reservedUSD" in fields and "reservedUSD" not in STATUS_FIELDS:
-            self.reserved[(meta["namespace"], meta["name"])] = str(fields["reservedUSD"])
         new = {k: v for k, v in new.items() if k in STATUS_FIELDS}
         old = {k: v for k, v in old.items() if k in STATUS_FIELDS}
         if new == old:
