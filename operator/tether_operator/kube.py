@@ -182,6 +182,17 @@ class Kube:
             raise
         return doc
 
+    async def annotate_pod(self, ns: str, name: str, annotations: dict[str, str]) -> bool:
+        """Set annotations on a pod (merge patch); False when the pod is gone."""
+        try:
+            await self.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{quote(name)}",
+                               {"metadata": {"annotations": annotations}}, MERGE)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def unpin_pod(self, pod: Body, finalizer: str) -> None:
         """Remove ``finalizer`` from ``pod`` (as read; read again when it changed since)."""
         meta = pod["metadata"]

@@ -25,11 +25,12 @@ from .conditions import find, want
 from .kube import Kube
 from .ledger import money
 
-__all__ = ["SpecSync"]
+__all__ = ["NUDGE_ANNOTATION", "SpecSync"]
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 Key = tuple[str, str]
+NUDGE_ANNOTATION = "tether.dev/task-generation"
 
 
 def _accepted(cm: Body) -> Body:
@@ -77,6 +78,7 @@ class SpecSync:
             await self.kube.save(desired, cm["metadata"]["resourceVersion"])
             log.info("Updated configmap %s/%s to generation %s", meta["namespace"],
                      desired["metadata"]["name"], generation)
+            await self._nudge(task, generation, pod_runs)
         accepted = {"generation": generation, "hardLimitUSD": f"{new_hard:f}"}
         self.synced[key] = (uid, generation, accepted)
         if new_hard < money(old["hardLimitUSD"]):
@@ -85,6 +87,19 @@ class SpecSync:
         applied = want("EditApplied", True, "Applied", f"generation {generation} is in the "
                        "task's ConfigMap")
         return accepted, [applied] if find(status.get("conditions"), "EditApplied") else [], []
+
+    async def _nudge(self, task: Body, generation: int, pod_runs: bool) -> None:
+        """Make the kubelet refresh the running pod's ConfigMap volume now.
+
+        The kubelet rewrites a mounted ConfigMap on its periodic pod sync (``syncFrequency``,
+        1 min by default), not when the ConfigMap changes: a lowered hard limit would go
+        unenforced for up to a minute (measured: 12 s and counting in the spend campaign). Any
+        change to the pod object makes the kubelet sync that pod, volumes included, at once
+        (measured: the new file in ~1 s); the annotation also shows which generation was sent."""
+        pod = (task.get("status") or {}).get("podName")
+        if pod_runs and pod:
+            await self.kube.annotate_pod(task["metadata"]["namespace"], pod,
+                                         {NUDGE_ANNOTATION: str(generation)})
 
     def _refused(self, status: Body, budget: str, amount: Decimal, old: Body
                  ) -> tuple[list[Body], list[Any]]:

@@ -26,6 +26,7 @@ from tether_operator.ledger import POD_FINALIZER
 from tether_operator.metrics import OperatorMetrics
 from tether_operator.reconcile import FINALIZER, Reconciler
 from tether_operator.settings import OperatorSettings
+from tether_operator.spec_sync import NUDGE_ANNOTATION
 
 from .conftest import Kubectl
 from .test_operator_client import task
@@ -241,6 +242,10 @@ async def test_live_edits_reach_the_config_map_once_the_budgets_hold_them(
     assert limit_in_cm() == "0.50" and await hold(rec, namespace, "edit-b", uid) == Decimal(
         "1.20")
     t = await get(rec, namespace, name)
+    # The running pod is touched, so its kubelet refreshes the mounted file now, not within
+    # its periodic sync (up to a minute); the annotation names the generation sent.
+    pod = json.loads(kubectl.ok("-n", namespace, "get", "pod", f"{name}-a1", "-o", "json"))
+    assert pod["metadata"]["annotations"][NUDGE_ANNOTATION] == str(t["metadata"]["generation"])
     await rec.kube.patch_task_status(namespace, name, {"hardLimitUSD": "0.50"},
                                      t["metadata"]["resourceVersion"])  # as the live poll
     await rec.reconcile(namespace, name)
