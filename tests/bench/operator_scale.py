@@ -3,14 +3,15 @@
 
     python -m tests.bench.operator_scale [--counts 100,1000,10000] [--concurrency 16]
 
-Each count runs on a control plane of its own, started fresh by this script (etcd,
-kube-apiserver, kube-controller-manager, kube-scheduler and kwok, as ``make cluster-up`` starts
-them with ``TETHER_NO_NODE=1``, in ~/.cache/tether/bench-cluster on other ports), so the shared
-local cluster, its real node and whatever runs on it are left alone, and no run inherits the
-last one's deletions. Its only nodes are kwok's fakes (``--kwok-nodes``, 1,000 pods each): pods
-are scheduled and reported Running without containers, so what is measured is the controllers'
-work, scheduling included, not a kubelet's. Give ``--kubeconfig`` to use a cluster you started
-(it must have kwok-managed nodes, or the pods stay Pending).
+Each half of each count (the Jobs, then the AgentTasks) runs on a control plane of its own,
+started fresh by this script (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+kwok, as ``make cluster-up`` starts them with ``TETHER_NO_NODE=1``, in
+~/.cache/tether/bench-cluster on other ports), so the shared local cluster, its real node and
+whatever runs on it are left alone, and neither half shares its apiserver with the other's
+objects or inherits deletions. Its only nodes are kwok's fakes (``--kwok-nodes``, 1,000 pods
+each): pods are scheduled and reported Running without containers, so what is measured is
+the controllers' work, scheduling included, not a kubelet's. Give ``--kubeconfig`` to use a
+cluster you started (it must have kwok-managed nodes, or the pods stay Pending).
 
 The Job controller runs with kube-controller-manager's defaults (client QPS 20, burst 30); the
 operator's client has no rate limit of its own. Reported per count: time until all pods exist
@@ -226,39 +227,54 @@ def run_operator(python: str, kubeconfig: str, ns: str, count: int, core: client
         op.wait(30)
 
 
-def one_count(count: int, args: argparse.Namespace, python: str) -> dict[str, Any]:
-    kubeconfig = args.kubeconfig or bench_cluster(up=True)
-    try:
-        api = config.new_client_from_config(config_file=kubeconfig)
-        api.configuration.connection_pool_maxsize = args.concurrency * 2
-        core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
-        custom, ext = client.CustomObjectsApi(api), client.ApiextensionsV1Api(api)
-        apply_crds(ext)
-        if not args.kubeconfig:
-            fake_nodes(core, args.kwok_nodes or max(2, -(-count // 800)))
-        suffix = time.strftime("%H%M%S")
-        jobs_ns, tasks_ns = f"bench-jobs-{suffix}", f"bench-tasks-{suffix}"
-        for ns in (jobs_ns, tasks_ns):
-            core.create_namespace({"metadata": {"name": ns}})
+class Plane:
+    """A control plane for one half of a count: ours (started fresh, torn down after) or the
+    user's (``--kubeconfig``)."""
+
+    def __init__(self, args: argparse.Namespace, count: int) -> None:
+        self.args, self.count = args, count
+
+    def __enter__(self) -> Plane:
+        self.kubeconfig = self.args.kubeconfig or bench_cluster(up=True)
+        api = config.new_client_from_config(config_file=self.kubeconfig)
+        api.configuration.connection_pool_maxsize = self.args.concurrency * 2
+        self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        apply_crds(client.ApiextensionsV1Api(api))
+        if not self.args.kubeconfig:
+            fake_nodes(self.core, self.args.kwok_nodes or max(2, -(-self.count // 800)))
+        self.ns = f"bench-{time.strftime('%H%M%S')}"
+        self.core.create_namespace({"metadata": {"name": self.ns}})
         time.sleep(2)  # the service-account controller
-        result: dict[str, Any] = {"count": count, "loadavg_before": os.getloadavg()}
-        if not args.skip_jobs:
-            w = PodWatch(core, jobs_ns, "bench-owner")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if not self.args.kubeconfig:
+            bench_cluster(up=False)
+
+
+def one_count(count: int, args: argparse.Namespace, python: str) -> dict[str, Any]:
+    """Jobs on one fresh control plane, then AgentTasks on another: neither half shares the
+    apiserver, etcd or kube-controller-manager with the other's objects (10,000 running Jobs
+    left beside the operator kept kube-controller-manager and the apiserver busy)."""
+    result: dict[str, Any] = {"count": count, "loadavg_before": os.getloadavg()}
+    if not args.skip_jobs:
+        with Plane(args, count) as plane:
+            w = PodWatch(plane.core, plane.ns, "bench-owner")
             result["jobs"] = measure(
                 "batch/v1 Job (kube-controller-manager)", [job(i) for i in range(count)],
-                lambda b: batch.create_namespaced_job(jobs_ns, b), w, args.concurrency,
+                lambda b: plane.batch.create_namespaced_job(plane.ns, b), w, args.concurrency,
                 args.timeout)
             w.stop()
-        result["agenttasks"] = run_operator(python, kubeconfig, tasks_ns, count, core, custom,
-                                            args.concurrency, args.timeout)
-        result["loadavg_after"] = os.getloadavg()
-        if not args.skip_jobs:
-            result["ratio_all_pods_operator_over_jobs"] = (
-                result["agenttasks"]["all_pods_seconds"] / result["jobs"]["all_pods_seconds"])
-        return result
-    finally:
-        if not args.kubeconfig:
-            bench_cluster(up=False)
+    with Plane(args, count) as plane:
+        result["agenttasks"] = run_operator(python, plane.kubeconfig, plane.ns, count,
+                                            plane.core, plane.custom, args.concurrency,
+                                            args.timeout)
+    result["loadavg_after"] = os.getloadavg()
+    if not args.skip_jobs:
+        result["ratio_all_pods_operator_over_jobs"] = (
+            result["agenttasks"]["all_pods_seconds"] / result["jobs"]["all_pods_seconds"])
+    return result
 
 
 def main() -> None:
@@ -275,11 +291,13 @@ def main() -> None:
                         help="only the operator's half (no ratio): for iterating on it")
     args = parser.parse_args()
     python = operator_python()
-    results = [one_count(int(n), args, python) for n in args.counts.split(",")]
     out_path = ROOT / "_out" / "bench" / "operator_scale.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    results = []
+    for n in args.counts.split(","):
+        results.append(one_count(int(n), args, python))
+        out_path.write_text(json.dumps(results, indent=2))  # kept if a later count fails
+        print(json.dumps(results[-1]), flush=True)
     for r in results:
         t, j = r["agenttasks"], r.get("jobs") or {}
         print(f"{r['count']:>6} tasks: all pods {t['all_pods_seconds']:.1f} s"
