@@ -55,7 +55,7 @@ async def poll_live(rec: Reconciler, http: httpx.AsyncClient, resync: bool) -> N
         if seen.get("phase") in TERMINAL:
             continue
         if resync:
-            rec.wake(ns, name)
+            rec.wake_low(ns, name)
         ip = rec.pod_ips.get((ns, seen.get("podName") or ""))
         if seen.get("phase") == "Running" and ip:
             running.append((ns, name, seen, ip))

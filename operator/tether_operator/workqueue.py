@@ -1,12 +1,19 @@
 """A bounded work queue of task keys, as controller-runtime's: a key is queued at most once
 and run by one worker at a time; woken while running, it runs once more after. The number of
 workers bounds how many task bodies are in memory at once, however many tasks wake together.
+
+Two lanes: what an event, a timer or a new figure wakes runs first; the periodic resync (the
+safety net under missed events, every task not finished) goes in a low lane that workers take
+from only when nothing else waits. At 10,000 tasks a resync is 10,000 reconciles, more than a
+resync period's worth of work here: in one lane it starved the tasks whose pods were still to
+be made (all 10,000 pods took minutes, against ~30 tasks/s when the queue is free).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from .kube import ApiError, Conflict
@@ -23,8 +30,11 @@ class WorkQueue:
 
     def _init_queue(self, workers: int) -> None:
         self._worker_count = workers
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._high: deque[Key] = deque()
+        self._queued: set[Key] = set()  # in the high lane
+        self._low: deque[Key] = deque()
+        self._low_queued: set[Key] = set()
+        self._ready = asyncio.Event()
         self._busy: set[Key] = set()
         self._again: set[Key] = set()
         self._live: dict[Key, Body] = {}
@@ -34,6 +44,21 @@ class WorkQueue:
     async def reconcile(self, ns: str, name: str, live: Body | None = None) -> float | None:
         raise NotImplementedError
 
+    def wake_low(self, ns: str, name: str) -> None:
+        """Queue a resync of the task in the low lane (nothing if it is queued or running)."""
+        key = (ns, name)
+        if key in self._busy or key in self._queued or key in self._low_queued:
+            return
+        self._start_workers()
+        self._low_queued.add(key)
+        self._low.append(key)
+        self._ready.set()
+
+    def _start_workers(self) -> None:
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._worker())
+                             for _ in range(self._worker_count)]
+
     def wake(self, ns: str, name: str, live: Body | None = None, delay: float = 0.0) -> None:
         key = (ns, name)
         if delay > 0:
@@ -42,16 +67,15 @@ class WorkQueue:
                 old.cancel()
             self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
             return
-        if not self._workers:
-            self._workers = [asyncio.create_task(self._worker())
-                             for _ in range(self._worker_count)]
+        self._start_workers()
         if live is not None:
             self._live[key] = live
         if key in self._busy:
             self._again.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._queue.put_nowait(key)
+            self._high.append(key)
+            self._ready.set()
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)  # a fired timer is forgotten: no entry per finished task
@@ -59,13 +83,27 @@ class WorkQueue:
 
     @property
     def backlog(self) -> int:
-        """Tasks waiting for a worker (a gauge for the operator's metrics)."""
-        return len(self._queued)
+        """Tasks waiting for a worker, both lanes (a gauge for the operator's metrics)."""
+        return len(self._queued) + len(self._low_queued)
+
+    async def _next(self) -> Key:
+        """The next key to run: the high lane first; a low one only when it is empty."""
+        while True:
+            if self._high:
+                key = self._high.popleft()
+                self._queued.discard(key)
+                return key
+            while self._low:
+                key = self._low.popleft()
+                self._low_queued.discard(key)
+                if key not in self._busy and key not in self._queued:
+                    return key
+            self._ready.clear()
+            await self._ready.wait()
 
     async def _worker(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            key = await self._next()
             self._busy.add(key)
             requeue: float | None = None
             try:

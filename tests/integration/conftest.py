@@ -21,11 +21,13 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tether_operator.kube import Kube
 
 from ..e2e._cluster import CLUSTER_DIR, TETHER_CACHE, _k8s_version, run_hack
 from ..e2e._settings import SettingsError, settings
@@ -163,3 +165,13 @@ def _wait_served(kubectl: Kubectl, namespace: str, timeout: float = 30) -> None:
             pytest.fail(f"agenttasks/agentbudgets not served {timeout}s after Established:\n"
                         f"{out.stderr}")
         time.sleep(0.5)
+
+
+@pytest.fixture
+async def kube(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
+    """The operator's API client, logged in with the test cluster's kubeconfig."""
+    monkeypatch.setenv("KUBECONFIG", str(kubectl.kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    k = Kube()
+    yield k
+    await k.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ from .conftest import Kubectl
 pytestmark = pytest.mark.cluster
 
 LABEL = {"tether.dev/model-credentials": "true"}
-
-
-@pytest.fixture
-async def kube(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
-    monkeypatch.setenv("KUBECONFIG", str(kubectl.kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    k = Kube()
-    yield k
-    await k.close()
 
 
 def _apply(kubectl: Kubectl, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:

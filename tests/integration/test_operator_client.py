@@ -6,7 +6,6 @@ Lease, and in which order things happen."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from tether_operator.leader import Lease, lease_client
 from .conftest import Kubectl
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-async def kube(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
-    monkeypatch.setenv("KUBECONFIG", str(kubectl.kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    k = Kube()
-    yield k
-    await k.close()
 
 
 def task(name: str) -> dict[str, Any]:

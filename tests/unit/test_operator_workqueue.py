@@ -110,3 +110,27 @@ async def test_fired_timers_are_forgotten() -> None:
     assert ("ns", "t") in rec._timers
     await until(lambda: rec.runs == [("ns", "t")], "the delayed run")
     assert rec._timers == {}
+
+
+async def test_resync_waits_behind_events() -> None:
+    """A resync of every task (low lane) never delays what an event woke: with one worker
+    busy on the first resync, an event's task runs next, before the other 49 resyncs."""
+    rec = Recorder(workers=1)
+    for i in range(50):
+        rec.wake_low("ns", f"r{i}")
+    await until(lambda: rec.runs, "the first resync to start")
+    rec.wake("ns", "event")
+    rec.wake_low("ns", "event")  # already queued: not twice
+    assert rec.backlog == 50  # 49 resyncs and the event, both lanes counted
+    await settle(rec)
+    assert rec.runs[:2] == [("ns", "r0"), ("ns", "event")]
+    assert len(rec.runs) == 51 and rec.runs.count(("ns", "event")) == 1
+
+
+async def test_a_resync_of_a_running_task_is_dropped() -> None:
+    rec = Recorder(workers=2, hold=0.05)
+    rec.wake("ns", "a")
+    await until(lambda: rec.active, "a to run")
+    rec.wake_low("ns", "a")  # running now: the run in progress reads it fresh anyway
+    await settle(rec)
+    assert rec.runs == [("ns", "a")]
