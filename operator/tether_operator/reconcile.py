@@ -62,6 +62,7 @@ class Reconciler(WorkQueue):
         # Kept by the watch events (handlers.py): what the live-status round needs, small.
         self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
         self.pod_ips: dict[Key, str | None] = {}
+        self.poll_cursor = 0  # where the next live round starts when it cannot poll them all
 
     def wake_queued(self, ns: str) -> None:
         """Room may have been made in a budget: re-check the tasks waiting in ``ns``."""

@@ -40,6 +40,10 @@ class OperatorSettings(BaseSettings):
     sidecar_grace_seconds: float = Field(
         20.0, description="How long calls in flight may finish after SIGTERM (< grace_seconds).")
     status_poll_seconds: float = Field(5.0, gt=0, description="Live status poll of running pods.")
+    live_polls_per_second: float = Field(
+        200.0, gt=0, description="At most this many sidecars polled per second: with more "
+        "running tasks than a round's share, each round polls the next ones in turn, so each "
+        "task's live figures come less often instead of the loop taking the operator's CPU.")
     resync_seconds: float = Field(60.0, gt=0, description="Every task not finished is "
                                   "reconciled at least this often, events or not.")
     queue_poll_seconds: float = Field(3.0, gt=0, description="Re-check of queued tasks.")
