@@ -266,12 +266,13 @@ def one_count(count: int, args: argparse.Namespace, python: str) -> dict[str, An
                 lambda b: plane.batch.create_namespaced_job(plane.ns, b), w, args.concurrency,
                 args.timeout)
             w.stop()
-    with Plane(args, count) as plane:
-        result["agenttasks"] = run_operator(python, plane.kubeconfig, plane.ns, count,
-                                            plane.core, plane.custom, args.concurrency,
-                                            args.timeout)
+    if not args.skip_tasks:
+        with Plane(args, count) as plane:
+            result["agenttasks"] = run_operator(python, plane.kubeconfig, plane.ns, count,
+                                                plane.core, plane.custom, args.concurrency,
+                                                args.timeout)
     result["loadavg_after"] = os.getloadavg()
-    if not args.skip_jobs:
+    if not args.skip_jobs and not args.skip_tasks:
         result["ratio_all_pods_operator_over_jobs"] = (
             result["agenttasks"]["all_pods_seconds"] / result["jobs"]["all_pods_seconds"])
     return result
@@ -289,6 +290,9 @@ def main() -> None:
                         help="use this cluster instead of starting one (not torn down)")
     parser.add_argument("--skip-jobs", action="store_true",
                         help="only the operator's half (no ratio): for iterating on it")
+    parser.add_argument("--skip-tasks", action="store_true",
+                        help="only the Job controller's half (the baseline, bound by its client's "
+                        "rate limit rather than CPU)")
     args = parser.parse_args()
     python = operator_python()
     out_path = ROOT / "_out" / "bench" / "operator_scale.json"
@@ -299,12 +303,17 @@ def main() -> None:
         out_path.write_text(json.dumps(results, indent=2))  # kept if a later count fails
         print(json.dumps(results[-1]), flush=True)
     for r in results:
-        t, j = r["agenttasks"], r.get("jobs") or {}
-        print(f"{r['count']:>6} tasks: all pods {t['all_pods_seconds']:.1f} s"
-              + (f" vs Jobs {j['all_pods_seconds']:.1f} s (ratio "
-                 f"{r['ratio_all_pods_operator_over_jobs']:.2f})" if j else "")
-              + f"; operator RSS {t['operator_rss_idle_mb']:.1f} → peak {t['peak_rss_mb']:.1f}"
-              f" MB, settled {t['operator_rss_settled_mb']:.1f} MB")
+        t, j = r.get("agenttasks"), r.get("jobs")
+        line = f"{r['count']:>6}:"
+        if j:
+            line += f" Jobs: all pods {j['all_pods_seconds']:.1f} s;"
+        if t:
+            line += (f" AgentTasks: all pods {t['all_pods_seconds']:.1f} s, operator RSS "
+                     f"{t['operator_rss_idle_mb']:.1f} → peak {t['peak_rss_mb']:.1f} MB, "
+                     f"settled {t['operator_rss_settled_mb']:.1f} MB;")
+        if "ratio_all_pods_operator_over_jobs" in r:
+            line += f" ratio {r['ratio_all_pods_operator_over_jobs']:.2f}"
+        print(line)
 
 
 if __name__ == "__main__":
