@@ -72,6 +72,7 @@ run_as_user: free
 grace_seconds: free
 sidecar_grace_seconds: free
 status_poll_seconds: free
+live_polls_per_second: free
 resync_seconds: free
 queue_poll_seconds: free
 backoff_base_seconds: free
