@@ -73,6 +73,7 @@ class WorkQueue:
         if key in self._busy:
             self._again.add(key)
         elif key not in self._queued:
+            self._low_queued.discard(key)  # this run does the resync's work: not twice
             self._queued.add(key)
             self._high.append(key)
             self._ready.set()
@@ -95,8 +96,8 @@ class WorkQueue:
                 return key
             while self._low:
                 key = self._low.popleft()
-                self._low_queued.discard(key)
-                if key not in self._busy and key not in self._queued:
+                if key in self._low_queued:  # else an event's run took its place
+                    self._low_queued.discard(key)
                     return key
             self._ready.clear()
             await self._ready.wait()

@@ -134,3 +134,14 @@ async def test_a_resync_of_a_running_task_is_dropped() -> None:
     rec.wake_low("ns", "a")  # running now: the run in progress reads it fresh anyway
     await settle(rec)
     assert rec.runs == [("ns", "a")]
+
+
+async def test_an_event_takes_the_place_of_a_queued_resync() -> None:
+    """A task woken by an event while its resync waits in the low lane runs once, not twice."""
+    rec = Recorder(workers=1)
+    rec.wake_low("ns", "busy")
+    await until(lambda: rec.runs, "the first resync to start")
+    rec.wake_low("ns", "b")
+    rec.wake("ns", "b")
+    await settle(rec)
+    assert rec.runs == [("ns", "busy"), ("ns", "b")]
