@@ -37,7 +37,7 @@ start_apiserver() {
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
-    --profiling=false \
+    --profiling="${TETHER_APISERVER_PROFILING:-false}" \
     --event-ttl 1h \
     --v 1
   wait_for kube-apiserver 120 kubectl_admin get --raw /readyz

@@ -52,6 +52,8 @@ class BudgetBook:
         self.kube, self.settings, self.metrics = kube, settings, metrics
         self.write, self.clock = write, clock
         self.on_room: Callable[[str], None] = lambda ns: None  # wakes queued tasks
+        self._names: dict[str, set[str]] = {}  # budget names per namespace, as last seen
+        self._listed: set[str] = set()  # namespaces read since start
 
     async def cas(self, budget: Body, change: Callable[[Body], Body | None]
                   ) -> Body | bool | None:
@@ -111,26 +113,44 @@ class BudgetBook:
             meta["resourceVersion"])
         return True
 
-    async def admit(self, task: Body) -> float | None:
-        """Hold the task's hard limit on every budget that selects it; None when admitted,
-        else the delay before trying again (or None after rejecting it)."""
+    async def admit(self, task: Body) -> tuple[float | None, list[Body]]:
+        """Hold the task's hard limit on every budget that selects it. Admitted: (None, the
+        ``Admitted`` condition for the caller to write with the first attempt's status, so
+        the holds are on record before any pod); else (the delay before trying again, or
+        None after rejecting it; []), with the refusal already written."""
         meta = task["metadata"]
-        selecting = [b for b in await self.kube.list_budgets(meta["namespace"])
+        selecting = [b for b in await self.budgets_in(meta["namespace"])
                      if budgets.selects(b, task)]
         at = self.clock()
         amount = Decimal(task["spec"]["costEnvelope"]["hardLimitUSD"])
         if selecting and await self._pin(task):
-            return 0.0  # the finalizer first, so a deletion can never leak a hold
+            return 0.0, []  # the finalizer first, so a deletion can never leak a hold
         held: list[Body] = []
         for budget in selecting:
             result = await self.cas(budget, lambda b: budgets.reserve(b, task, amount, at))
             if not result:
-                return await self._refuse(task, budget, held, amount, result is False)
+                return await self._refuse(task, budget, held, amount, result is False), []
             held.append(budget)
         names = ", ".join(b["metadata"]["name"] for b in selecting) or "none select it"
-        await self.write(task, {"phase": "Pending"}, [
-            want("Admitted", True, "Reserved", f"{amount} USD held on budgets: {names}")])
-        return None
+        return None, [want("Admitted", True, "Reserved", f"{amount} USD held on budgets: "
+                           f"{names}")]
+
+    def seen(self, budget: Body, deleted: bool) -> None:
+        """A budget event from the watch: which namespaces have budgets."""
+        ns, name = budget["metadata"]["namespace"], budget["metadata"]["name"]
+        names = self._names.setdefault(ns, set())
+        (names.discard if deleted else names.add)(name)
+
+    async def budgets_in(self, ns: str) -> list[Body]:
+        """The namespace's budgets, read fresh; no read where the budget watch has shown none
+        since the namespace was last read (a budget made in that instant is counted by
+        ``adopt`` when its event arrives, as one made after the task)."""
+        if ns in self._listed and not self._names.get(ns):
+            return []
+        found = await self.kube.list_budgets(ns)
+        self._listed.add(ns)
+        self._names[ns] = {b["metadata"]["name"] for b in found}
+        return found
 
     async def _refuse(self, task: Body, budget: Body, held: list[Body], amount: Decimal,
                       contended: bool) -> float | None:
@@ -164,7 +184,7 @@ class BudgetBook:
         cannot hold the increase (those already raised are put back)."""
         meta, at = task["metadata"], self.clock()
         uid, done = meta["uid"], list[tuple[Body, Decimal]]()
-        for budget in await self.kube.list_budgets(meta["namespace"]):
+        for budget in await self.budgets_in(meta["namespace"]):
             old = budgets.held(budget, uid)
             if old is None or old == amount or (amount > old) != grow:
                 continue
@@ -190,7 +210,7 @@ class BudgetBook:
         if spent is None:
             spent = money((task.get("status") or {}).get("spentUSD"))
         at = self.clock()
-        for budget in await self.kube.list_budgets(meta["namespace"]):
+        for budget in await self.budgets_in(meta["namespace"]):
             result = await self.cas(budget, lambda b: budgets.release(b, meta["uid"], spent, at))
             if result is False:
                 raise Conflict(409, "Conflict",

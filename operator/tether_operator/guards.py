@@ -1,6 +1,8 @@
-"""Why a task's pod must not be created yet, read from the API server before anything is made.
+"""Why a task's pod must not be created yet (issue #9, contract 6).
 
-``blocker(kube, task)`` returns ``(reason, message)`` or None (issue #9, contract 6):
+``blocker(kube, task)`` returns ``(reason, message)`` or None, read before anything is made;
+the reconciler checks ``credentials`` first and ``claim``s the ConfigMap and PVC (created, then
+checked only when one of that name already existed: the usual start reads nothing):
 
 * ``CredentialsNotFound``: a Secret the task names (``spec.model.credentialsSecretRef``, or a
   ``caBundle.secretKeyRef``) does not exist. The task fails: the user creates the Secret and
@@ -27,7 +29,7 @@ from urllib.parse import quote
 from .kube import ApiError, Kube
 from .manifests import object_names
 
-__all__ = ["CREDENTIALS_LABEL", "PARTIAL_METADATA", "blocker"]
+__all__ = ["CREDENTIALS_LABEL", "PARTIAL_METADATA", "blocker", "claim", "credentials"]
 
 Body = dict[str, Any]
 CREDENTIALS_LABEL = "tether.dev/model-credentials"
@@ -78,34 +80,60 @@ async def _credentials(kube: Kube, ns: str, spec: Body) -> tuple[str, str] | Non
     return None
 
 
+def _not_ours(kind: str, name: str, found: Body, uid: str) -> tuple[str, str] | None:
+    """StaleObjects when ``found`` (an object's metadata) is not owned by ``uid``."""
+    meta = found.get("metadata") or {}
+    owners = meta.get("ownerReferences") or []
+    if any(o.get("uid") == uid for o in owners):
+        return None
+    if meta.get("deletionTimestamp"):
+        why = "it is being deleted"
+    elif owners:
+        others = ", ".join(f"{o.get('kind')} {o.get('name')} (uid {o.get('uid')})"
+                           for o in owners)
+        why = f"it belongs to {others}, an earlier task of this name still being removed"
+    else:
+        why = "it has no owner (made by hand?): delete it to let this task start"
+    return ("StaleObjects", f"{kind} {name} exists and is not this task's: {why}; waiting "
+            "(never adopted: an old journal would be replayed as this task's)")
+
+
+_PLURAL = {"ConfigMap": "configmaps", "PersistentVolumeClaim": "persistentvolumeclaims"}
+
+
 async def _stale(kube: Kube, task: Body) -> tuple[str, str] | None:
     meta = task["metadata"]
     ns, uid = meta["namespace"], meta["uid"]
     names = object_names(task, 0)
-    wanted = [("ConfigMap", "configmaps", names["cm"])]
+    wanted = [("ConfigMap", names["cm"])]
     if ((task["spec"].get("checkpoint") or {}).get("enabled", True)):
-        wanted.append(("PersistentVolumeClaim", "persistentvolumeclaims", names["pvc"]))
-    for kind, plural, name in wanted:
-        found = await _metadata(kube, f"/api/v1/namespaces/{ns}/{plural}/{quote(name)}")
-        if found is None:
-            continue
-        owners = (found.get("metadata") or {}).get("ownerReferences") or []
-        if any(o.get("uid") == uid for o in owners):
-            continue
-        if (found.get("metadata") or {}).get("deletionTimestamp"):
-            why = "it is being deleted"
-        elif owners:
-            others = ", ".join(f"{o.get('kind')} {o.get('name')} (uid {o.get('uid')})"
-                               for o in owners)
-            why = f"it belongs to {others}, an earlier task of this name still being removed"
-        else:
-            why = "it has no owner (made by hand?): delete it to let this task start"
-        return ("StaleObjects", f"{kind} {name} exists and is not this task's: {why}; waiting "
-                "(never adopted: an old journal would be replayed as this task's)")
+        wanted.append(("PersistentVolumeClaim", names["pvc"]))
+    for kind, name in wanted:
+        found = await _metadata(kube, f"/api/v1/namespaces/{ns}/{_PLURAL[kind]}/{quote(name)}")
+        if found is not None and (stale := _not_ours(kind, name, found, uid)):
+            return stale
     return None
+
+
+async def claim(kube: Kube, obj: Body, uid: str) -> tuple[bool, tuple[str, str] | None]:
+    """Create ``obj`` (a ConfigMap or PVC owned by the task ``uid``): (whether this call made
+    it, StaleObjects when one of that name exists and is not the task's)."""
+    if await kube.ensure(obj):
+        return True, None
+    meta = obj["metadata"]
+    found = await _metadata(kube, f"/api/v1/namespaces/{meta['namespace']}/"
+                            f"{_PLURAL[obj['kind']]}/{quote(meta['name'])}")
+    if found is None:  # deleted since: the next reconcile makes it again
+        return False, ("StaleObjects", f"{obj['kind']} {meta['name']} was being deleted; "
+                       "waiting")
+    return False, _not_ours(obj["kind"], meta["name"], found, uid)
+
+
+async def credentials(kube: Kube, task: Body) -> tuple[str, str] | None:
+    """Whether the Secrets the task names may be mounted (CredentialsNotFound/NotAllowed)."""
+    return await _credentials(kube, task["metadata"]["namespace"], task["spec"])
 
 
 async def blocker(kube: Kube, task: Body) -> tuple[str, str] | None:
     """Why ``task``'s pod must not be created now, as (reason, message), or None."""
-    found = await _credentials(kube, task["metadata"]["namespace"], task["spec"])
-    return found or await _stale(kube, task)
+    return await credentials(kube, task) or await _stale(kube, task)

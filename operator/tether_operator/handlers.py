@@ -159,8 +159,9 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_TASK: kopf.PRESENT})
     async def on_pod(type: str, labels: Mapping[str, str], namespace: str | None, name: str,
-                     status: Mapping[str, Any], **_: Any) -> None:
+                     status: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
         assert namespace is not None
+        rec.pods.seen(json_body(body), deleted=type == "DELETED")
         if type == "DELETED":
             rec.pod_ips.pop((namespace, name), None)
         else:
@@ -171,6 +172,7 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
     async def on_budget(type: str, namespace: str | None, body: Mapping[str, Any],
                         **_: Any) -> None:
         assert namespace is not None
+        rec.book.seen(json_body(body), deleted=type == "DELETED")
         if type != "DELETED":  # a new limit or softLimitPercent shows in status at once
             try:
                 await rec.refresh_budget(json_body(body))

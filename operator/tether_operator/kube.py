@@ -158,12 +158,26 @@ class Kube:
 
     async def ensure(self, obj: Body) -> bool:
         """Create ``obj`` unless it exists; True when this call created it."""
+        return await self.create(obj) is not None
+
+    async def create(self, obj: Body) -> Body | None:
+        """Create ``obj``; the object as created, or None when one of that name exists."""
         ns = obj["metadata"]["namespace"]
         try:
-            await self.request("POST", f"/api/v1/namespaces/{ns}/{_CORE[obj['kind']]}", obj)
+            made: Body = await self.request(
+                "POST", f"/api/v1/namespaces/{ns}/{_CORE[obj['kind']]}", obj)
         except Conflict:
-            return False
-        return True
+            return None
+        return made
+
+    async def get_pod(self, ns: str, name: str) -> Body | None:
+        try:
+            doc: Body = await self.request("GET", f"/api/v1/namespaces/{ns}/pods/{quote(name)}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return doc
 
     async def save(self, obj: Body, resource_version: str) -> None:
         """Replace ``obj`` (a ConfigMap), only if unchanged since ``resource_version``."""

@@ -28,6 +28,7 @@ from .deletion import on_deletion
 from .kube import Kube
 from .ledger import POD_FINALIZER, STATUS_FIELDS, finished, pinned
 from .metrics import OperatorMetrics
+from .podcache import PodCache
 from .settings import OperatorSettings
 from .spec_sync import SpecSync
 from .workqueue import WorkQueue
@@ -50,11 +51,12 @@ def _owned(pod: Body, uid: str) -> bool:
 
 class Reconciler(WorkQueue):
     def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics,
-                 blocker: Blocker = guards.blocker) -> None:
+                 blocker: Blocker = guards.credentials) -> None:
         self.kube = kube
         self.settings = settings
         self.metrics = metrics
         self.blocker = blocker  # guards.py: why a pod must not be created (contract 6)
+        self.pods = PodCache()  # fed by the pod watch (handlers.py) and our own creates
         self.book = BudgetBook(kube, settings, metrics, self._write, lambda: _now())
         self.book.on_room = self.wake_queued
         self.specs = SpecSync(kube, self.book)
@@ -72,32 +74,55 @@ class Reconciler(WorkQueue):
 
     # --- one reconcile ----------------------------------------------------------------------
 
-    async def reconcile(self, ns: str, name: str, live: Body | None = None) -> float | None:
+    async def reconcile(self, ns: str, name: str, live: Body | None = None,
+                        verify: bool = False) -> float | None:
+        """One pass for the task; ``verify`` (the resync's pass) reads its pods fresh."""
         task = await self.kube.get_task(ns, name)
         if task is None:
-            await self._own_pods(ns, name, None)  # unpins what its pods left pinned
+            await self._own_pods(ns, name, None, fresh=True)  # unpins what its pods left pinned
             self.metrics.task_phase(ns, name, None)
             self.specs.forget((ns, name))
             return None
         if task["metadata"].get("deletionTimestamp"):
-            pods, _ = await self._own_pods(ns, name, task)
+            pods, _ = await self._own_pods(ns, name, task, fresh=True)
             return await on_deletion(self.kube, self.book, self._write, self.settings,
                                      task, pods, _now())
         status = task.get("status") or {}
+        admission: list[Body] = []
         if status.get("phase") not in TERMINAL and not admitted(status):
-            requeue = await self.book.admit(task)  # no pod is listed for a queued task
-            if requeue is not None or (task := await self.kube.get_task(ns, name)) is None:
+            requeue, admission = await self.book.admit(task)  # no pod for a queued task
+            if not admission:
                 return requeue
-        pods, strays_run = await self._own_pods(ns, name, task)
+        pods, strays_run = await self._own_pods(ns, name, task, fresh=verify)
         if strays_run:
             return 2.0  # an earlier task's pods of the same name still end: ours take them
-        return await self._run(task, pods, live)
+        return await self._run(task, pods, live, admission)
 
-    async def _own_pods(self, ns: str, name: str, task: Body | None
+    async def _pods(self, ns: str, name: str, task: Body | None, fresh: bool) -> list[Body]:
+        """The pods labelled for task ``name``: from the pod watch's index, read from the API
+        server where a stale index would cost (podcache.py): ``fresh``, or the pod the status
+        names is not in the index (an attempt is never counted lost on the index's word)."""
+        if fresh and task is None:
+            self.pods.replace(ns, name, await self.kube.pods_of(ns, name))
+        elif fresh:
+            for pod in self.pods.of(ns, name):
+                found = await self.kube.get_pod(ns, pod["metadata"]["name"])
+                if found is None or found["metadata"]["uid"] != pod["metadata"]["uid"]:
+                    self.pods.gone(ns, name, pod["metadata"]["name"])
+                if found is not None:
+                    self.pods.seen(found)
+        pods = self.pods.of(ns, name)
+        named = ((task or {}).get("status") or {}).get("podName")
+        if named and all(p["metadata"]["name"] != named for p in pods):
+            self.pods.replace(ns, name, await self.kube.pods_of(ns, name))
+            pods = self.pods.of(ns, name)
+        return pods
+
+    async def _own_pods(self, ns: str, name: str, task: Body | None, fresh: bool = False
                         ) -> tuple[list[Body], bool]:
         """The task's own pods, and whether pods of another task of that name still run;
         unpins those others' pods when their task is gone or they ended."""
-        pods = await self.kube.pods_of(ns, name)
+        pods = await self._pods(ns, name, task, fresh)
         uid = task["metadata"]["uid"] if task else ""
         strays = [p for p in pods if not _owned(p, uid)]
         for pod in strays:  # a deleted task's, or one of the same name before it
@@ -106,7 +131,8 @@ class Reconciler(WorkQueue):
         return ([p for p in pods if p not in strays],
                 any(not finished(p) for p in strays))
 
-    async def _run(self, task: Body, pods: list[Body], live: Body | None) -> float | None:
+    async def _run(self, task: Body, pods: list[Body], live: Body | None,
+                   admission: list[Body]) -> float | None:
         meta = task["metadata"]
         ns, name = meta["namespace"], meta["name"]
         # Only a pod on a node can fail to mount (docs/operator.md, pods that cannot start).
@@ -121,7 +147,7 @@ class Reconciler(WorkQueue):
             accepted, conds, events = await self.specs.sync(
                 task, any(not finished(p) for p in pods))
         plan = decide(Observed(task, pods, _now(), live, warnings, accepted), self.settings)
-        plan.conditions += conds
+        plan.conditions += admission + conds  # admission: written with the first status
         plan.events += events
         wait = await self._apply(task, plan, pods)
         phase = plan.status.get("phase") or (task.get("status") or {}).get("phase")
@@ -150,6 +176,8 @@ class Reconciler(WorkQueue):
         ns, name = meta["namespace"], meta["name"]
         if plan.status.get("evictions", 0) > int((task.get("status") or {}).get("evictions", 0)):
             self.metrics.evictions.labels(ns, name).inc()
+        if plan.create_pod is not None:  # what the pod about to be made will enforce
+            plan.status.update(self._accepted(task))
         task = await self._write(task, plan.status, plan.conditions)
         for pod in pods or []:  # their figures are in the status just written
             if pod["metadata"]["name"] in plan.unpin:
@@ -163,12 +191,20 @@ class Reconciler(WorkQueue):
             await self.book.release(task)  # as written: with the spend this plan recorded
         return wait
 
-    async def _blocked(self, task: Body) -> str | None:
-        """What a guard says about this task's pod: None (go), "wait" (StaleObjects: a
-        deleted task's objects still being collected) or "failed" (the task now is)."""
-        found = await self.blocker(self.kube, task)
-        if found is None:
-            return None
+    def _accepted(self, task: Body) -> Body:
+        """The generation and hard limit the attempt's pod enforces: the ConfigMap's when it
+        has been read, else the spec's (the ConfigMap is made from it)."""
+        meta, spec = task["metadata"], task["spec"]
+        synced = self.specs.synced.get((meta["namespace"], meta["name"]))
+        accepted = synced[2] if synced and synced[0] == meta["uid"] else {
+            "generation": meta.get("generation", 0),
+            "hardLimitUSD": str(spec["costEnvelope"]["hardLimitUSD"])}
+        return {"observedGeneration": accepted.get("generation", 0),
+                "hardLimitUSD": accepted["hardLimitUSD"]}
+
+    async def _stop(self, task: Body, found: tuple[str, str]) -> str:
+        """Record a guard's verdict: "wait" (StaleObjects: a deleted task's objects still
+        being collected) or "failed" (the task now is)."""
         reason, message = found
         if reason == "StaleObjects":
             await self._write(task, {}, [want("Ready", False, reason, message)])
@@ -181,15 +217,25 @@ class Reconciler(WorkQueue):
         return "failed"
 
     async def _start_pod(self, task: Body, attempt: int) -> float | None:
-        """Ensure the attempt's objects; a delay when a guard says to wait."""
-        blocked = await self._blocked(task)
-        if blocked is not None:
-            return 2.0 if blocked == "wait" else None
-        spec = task["spec"]
+        """Ensure the attempt's objects; a delay when a guard says to wait.
+
+        The ConfigMap and the claim are created, then checked only when one of that name
+        already existed (guards.claim): a new object is this task's by construction, so the
+        usual start costs no read. The pod's status name is written by the reconcile its
+        creation wakes (decide: ``podName`` set means the pod was made)."""
+        found = await self.blocker(self.kube, task)
+        if found is not None:
+            return 2.0 if await self._stop(task, found) == "wait" else None
+        spec, meta = task["spec"], task["metadata"]
         await self.kube.ensure(manifests.service_account(task))
-        await self.kube.ensure(manifests.config_map(task))
-        if (spec.get("checkpoint") or {}).get("enabled", True):
-            await self.kube.ensure(manifests.pvc(task))
+        config_map = manifests.config_map(task)
+        made, found = await guards.claim(self.kube, config_map, meta["uid"])
+        if made:  # it holds the spec as read: no need to read it back (spec_sync.py)
+            self.specs.made(task)
+        if found is None and (spec.get("checkpoint") or {}).get("enabled", True):
+            _, found = await guards.claim(self.kube, manifests.pvc(task), meta["uid"])
+        if found is not None:
+            return 2.0 if await self._stop(task, found) == "wait" else None
         left = None
         start = (task.get("status") or {}).get("startTime")
         if spec.get("activeDeadlineSeconds") and start:
@@ -198,20 +244,14 @@ class Reconciler(WorkQueue):
         pod = manifests.pod(task, attempt, self.settings, left)
         # Pinned from birth: its final figures are read before it can go (ledger.py).
         pod["metadata"]["finalizers"] = [*pod["metadata"].get("finalizers", []), POD_FINALIZER]
-        created = await self.kube.ensure(pod)
-        meta = task["metadata"]
-        synced = self.specs.synced.get((meta["namespace"], meta["name"]))
-        accepted = synced[2] if synced and synced[0] == meta["uid"] else {
-            "generation": meta.get("generation", 0),
-            "hardLimitUSD": str(spec["costEnvelope"]["hardLimitUSD"])}  # the file just made
-        await self._write(task, {"podName": pod["metadata"]["name"],
-                                 "observedGeneration": accepted.get("generation", 0),
-                                 "hardLimitUSD": accepted["hardLimitUSD"]}, [])
-        if created:
-            log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],
-                     meta["namespace"], meta["name"])
-            if attempt > 1:
-                self.metrics.resumes.labels(meta["namespace"], meta["name"]).inc()
+        created = await self.kube.create(pod)
+        if created is None:
+            return None
+        self.pods.seen(created)  # read-your-writes: the next reconcile must see it
+        log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],
+                 meta["namespace"], meta["name"])
+        if attempt > 1:
+            self.metrics.resumes.labels(meta["namespace"], meta["name"]).inc()
         return None
 
     # --- budgets (budget_io.py) ---------------------------------------------------------------
@@ -229,7 +269,4 @@ class Reconciler(WorkQueue):
         if counted:
             log.info("Agentbudget %s/%s now counts running tasks %s", budget["metadata"][
                 "namespace"], budget["metadata"]["name"], ", ".join(counted))
-
-    async def _admit(self, task: Body) -> float | None:
-        return await self.book.admit(task)
 

@@ -49,6 +49,14 @@ class SpecSync:
         self.synced: dict[Key, tuple[str, int, Body]] = {}  # uid, generation, accepted
         self.shrink: dict[Key, Decimal] = {}  # holds to lower once the limit is enforced
 
+    def made(self, task: Body) -> None:
+        """The task's ConfigMap was just created from ``task``: it holds this generation."""
+        meta = task["metadata"]
+        hard = money(task["spec"]["costEnvelope"]["hardLimitUSD"])
+        generation = int(meta.get("generation") or 0)
+        self.synced[(meta["namespace"], meta["name"])] = (
+            meta["uid"], generation, {"generation": generation, "hardLimitUSD": f"{hard:f}"})
+
     def forget(self, key: Key) -> None:
         self.synced.pop(key, None)
         self.shrink.pop(key, None)

@@ -38,17 +38,22 @@ class WorkQueue:
         self._busy: set[Key] = set()
         self._again: set[Key] = set()
         self._live: dict[Key, Body] = {}
+        self._verify: set[Key] = set()  # resyncs owed: read the task's pods fresh
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._workers: list[asyncio.Task[None]] = []
 
-    async def reconcile(self, ns: str, name: str, live: Body | None = None) -> float | None:
+    async def reconcile(self, ns: str, name: str, live: Body | None = None,
+                        verify: bool = False) -> float | None:
         raise NotImplementedError
 
     def wake_low(self, ns: str, name: str) -> None:
-        """Queue a resync of the task in the low lane (nothing if it is queued or running)."""
+        """Queue a resync of the task in the low lane (nothing if it is queued or running). The
+        run that serves it, a resync's or an event's that took its place, verifies what the
+        pod watch said (``verify``)."""
         key = (ns, name)
         if key in self._busy or key in self._queued or key in self._low_queued:
             return
+        self._verify.add(key)
         self._start_workers()
         self._low_queued.add(key)
         self._low.append(key)
@@ -108,7 +113,10 @@ class WorkQueue:
             self._busy.add(key)
             requeue: float | None = None
             try:
-                requeue = await self.reconcile(*key, live=self._live.pop(key, None))
+                verify = key in self._verify
+                self._verify.discard(key)
+                requeue = await self.reconcile(*key, live=self._live.pop(key, None),
+                                               verify=verify)
             except Conflict:
                 requeue = 0.2
             except ApiError as exc:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -128,6 +129,34 @@ def measure(name: str, bodies: list[Any], create: Any, watcher: PodWatch, concur
             "create_to_pod_p99_s": q[98], "peak_rss_mb": peak or None}
 
 
+def api_load(core: client.CoreV1Api) -> dict[str, dict[str, float]]:
+    """The apiserver's own tally since it started: requests and seconds spent serving them, by
+    ``VERB resource`` (watches and leases left out), busiest first. Every client is in it
+    (the controllers, the scheduler, kwok, this script), which is the point: it is the load the
+    half put on the control plane."""
+    api = core.api_client
+    auth = api.configuration.auth_settings().get("BearerToken")
+    resp = api.call_api("GET", api.configuration.host + "/metrics",
+                        header_params={auth["key"]: auth["value"]} if auth else {})
+    resp.read()
+    count: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for line in resp.data.decode().splitlines():
+        for name, into in (("apiserver_request_total", count),
+                           ("apiserver_request_duration_seconds_sum", seconds)):
+            if not line.startswith(name + "{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            if labels.get("verb") in ("WATCH", "CONNECT") or labels.get("resource") == "leases":
+                continue
+            key = f"{labels.get('verb')} {labels.get('resource')}"
+            if labels.get("subresource"):
+                key += "/" + labels["subresource"]
+            into[key] = into.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return {k: {"requests": count.get(k, 0.0), "seconds": round(seconds.get(k, 0.0), 2)}
+            for k in sorted(count, key=lambda k: -seconds.get(k, 0.0))}
+
+
 def job(i: int) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": f"j{i}", "labels": {"bench": "jobs"}},
@@ -216,6 +245,7 @@ def run_operator(python: str, kubeconfig: str, ns: str, count: int, core: client
             w, concurrency, timeout, sample=lambda: rss_mb(op.pid) if op.poll() is None
             else sys.exit(f"the operator exited {op.returncode}: see {log}"))
         w.stop()
+        result["apiserver_at_all_pods"] = api_load(core)
         peak = result["peak_rss_mb"] or 0.0
         for _ in range(60):  # a minute with every task live: resync and live rounds included
             time.sleep(1)
@@ -266,11 +296,13 @@ def one_count(count: int, args: argparse.Namespace, python: str) -> dict[str, An
                 lambda b: plane.batch.create_namespaced_job(plane.ns, b), w, args.concurrency,
                 args.timeout)
             w.stop()
+            result["jobs"]["apiserver"] = api_load(plane.core)
     if not args.skip_tasks:
         with Plane(args, count) as plane:
             result["agenttasks"] = run_operator(python, plane.kubeconfig, plane.ns, count,
                                                 plane.core, plane.custom, args.concurrency,
                                                 args.timeout)
+            result["agenttasks"]["apiserver"] = api_load(plane.core)
     result["loadavg_after"] = os.getloadavg()
     if not args.skip_jobs and not args.skip_tasks:
         result["ratio_all_pods_operator_over_jobs"] = (

@@ -24,10 +24,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tether_operator.kube import Kube
+from tether_operator.reconcile import Reconciler
 
 from ..e2e._cluster import CLUSTER_DIR, TETHER_CACHE, _k8s_version, run_hack
 from ..e2e._settings import SettingsError, settings
@@ -175,3 +177,16 @@ async def kube(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     k = Kube()
     yield k
     await k.close()
+
+Body = dict[str, Any]
+
+
+class CaughtUp(Reconciler):
+    """The reconciler as it runs when its pod watch has caught up: these tests drive
+    ``reconcile`` without kopf, so before each pass the pod index is set to what the watch
+    would have delivered by then (the index lagging behind is tested on its own)."""
+
+    async def reconcile(self, ns: str, name: str, live: Body | None = None,
+                        verify: bool = False) -> float | None:
+        self.pods.replace(ns, name, await self.kube.pods_of(ns, name))
+        return await super().reconcile(ns, name, live, verify)

@@ -25,7 +25,7 @@ from tether_operator.metrics import OperatorMetrics
 from tether_operator.reconcile import Reconciler
 from tether_operator.settings import OperatorSettings
 
-from .conftest import Kubectl
+from .conftest import CaughtUp, Kubectl
 from .test_operator_client import task
 
 pytestmark = pytest.mark.cluster
@@ -38,7 +38,7 @@ async def rec(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     monkeypatch.setenv("KUBECONFIG", str(kubectl.kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     k = Kube()
-    yield Reconciler(k, OperatorSettings(leader_election=False), OperatorMetrics())
+    yield CaughtUp(k, OperatorSettings(leader_election=False), OperatorMetrics())
     await k.close()
 
 
@@ -65,7 +65,10 @@ async def test_admitted_survives_completion_and_times_move_only_on_transitions(
     clock, name = Clock(monkeypatch), "conditions-life"
     await rec.kube.request("POST", f"/apis/tether.dev/v1alpha1/namespaces/{namespace}"
                            "/agenttasks", task(name))
-    assert await rec._admit(await fresh(rec, namespace, name)) is None
+    t = await fresh(rec, namespace, name)
+    requeue, admission = await rec.book.admit(t)
+    assert requeue is None and [c["type"] for c in admission] == ["Admitted"]
+    await rec._write(t, {"phase": "Pending"}, admission)  # as the first status write does
     admitted = find((await fresh(rec, namespace, name))["status"]["conditions"], "Admitted")
     assert admitted is not None and admitted["lastTransitionTime"] == iso(T0)
 

@@ -28,7 +28,7 @@ from tether_operator.reconcile import FINALIZER, Reconciler
 from tether_operator.settings import OperatorSettings
 from tether_operator.spec_sync import NUDGE_ANNOTATION
 
-from .conftest import Kubectl
+from .conftest import CaughtUp, Kubectl
 from .test_operator_client import task
 
 pytestmark = pytest.mark.cluster
@@ -37,12 +37,12 @@ API = "/apis/tether.dev/v1alpha1/namespaces"
 
 
 class ParkedKube(Kube):
-    """The operator's client, but its pods are never scheduled (a test seam on ``ensure``)."""
+    """The operator's client, but its pods are never scheduled (a test seam on ``create``)."""
 
-    async def ensure(self, obj: Body) -> bool:
+    async def create(self, obj: Body) -> Body | None:
         if obj["kind"] == "Pod":
             obj["spec"]["nodeSelector"] = {"tether.dev/test-parked": "no-such-node"}
-        return await super().ensure(obj)
+        return await super().create(obj)
 
 
 class Guard:
@@ -74,7 +74,7 @@ async def rec(kubectl: Kubectl, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     k = ParkedKube()
     settings = OperatorSettings(leader_election=False, backoff_base_seconds=0)
-    yield Reconciler(k, settings, OperatorMetrics(), blocker=Guard())
+    yield CaughtUp(k, settings, OperatorMetrics(), blocker=Guard())
     await k.close()
 
 
@@ -160,6 +160,9 @@ async def test_figures_reach_the_status_before_the_pod_is_unpinned(
     assert POD_FINALIZER not in ((await pod(rec, namespace, f"{name}-a1"))["metadata"].get(
         "finalizers") or [])
     await rec.reconcile(namespace, name)  # attempt 2 starts from the ledger
+    assert (await get(rec, namespace, name))["status"]["attempt"] == 2
+    assert (await pod(rec, namespace, f"{name}-a2"))["metadata"]["name"] == f"{name}-a2"
+    await rec.reconcile(namespace, name)  # the new pod's event: its name is recorded
     assert (await get(rec, namespace, name))["status"]["podName"] == f"{name}-a2"
 
 

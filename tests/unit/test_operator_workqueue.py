@@ -24,7 +24,8 @@ class Recorder(Reconciler):
         self.lives: list[Any] = []
         self.fail: dict[tuple[str, str], list[Exception]] = {}
 
-    async def reconcile(self, ns: str, name: str, live: Any = None) -> float | None:
+    async def reconcile(self, ns: str, name: str, live: Any = None,
+                        verify: bool = False) -> float | None:
         key = (ns, name)
         assert key not in self.active, f"{key} reconciled twice at once"
         self.active.add(key)
