@@ -155,7 +155,8 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
             return
         rec.tasks[(namespace, name)] = {k: status.get(k) for k in _INDEXED}
         rec.tasks[(namespace, name)]["resourceVersion"] = meta.get("resourceVersion")
-        rec.wake(namespace, name)
+        if not rec.echo(namespace, name, meta.get("resourceVersion")):
+            rec.wake(namespace, name)
 
     @kopf.on.event("", "v1", "pods", labels={LABEL_TASK: kopf.PRESENT})
     async def on_pod(type: str, labels: Mapping[str, str], namespace: str | None, name: str,

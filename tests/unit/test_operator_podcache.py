@@ -61,3 +61,16 @@ def test_trim_keeps_what_decide_reads_and_drops_the_rest() -> None:
     assert kept["spec"] == {"nodeName": "n1"}
     assert kept["status"]["containerStatuses"] == [
         {"name": "agent", "ready": True, "restartCount": 0, "state": {"running": {}}}]
+
+
+def test_only_the_event_of_the_last_own_write_is_an_echo() -> None:
+    from tether_operator.metrics import OperatorMetrics
+    from tether_operator.reconcile import Reconciler
+    from tether_operator.settings import OperatorSettings
+
+    rec = Reconciler(None, OperatorSettings(), OperatorMetrics())  # type: ignore[arg-type]
+    rec._own_writes[("ns", "t")] = "42"
+    assert not rec.echo("ns", "t", "41")  # an earlier version: someone else's, or older
+    assert not rec.echo("ns", "u", "42")  # another task
+    assert rec.echo("ns", "t", "42")  # our write coming back: wakes nothing
+    assert not rec.echo("ns", "t", "42")  # once: a replay of that version wakes the task
