@@ -23,6 +23,7 @@ __all__ = [
     "ContextBudget",
     "ContextTiers",
     "CostEnvelope",
+    "McpSpec",
     "ObservabilitySpec",
     "OnHardLimit",
     "PodRetry",
@@ -38,7 +39,10 @@ __all__ = [
 #   malformed   a body that should be JSON and is not
 #   schema      the body does not match verify.schema
 #   fields      the body lacks one of verify.requiredFields
-FAILURE_CLASSES = frozenset({"timeout", "connection", "empty", "malformed", "schema", "fields"})
+#   tool_error  an MCP tool answered with a result marked isError
+#   rpc_error   an MCP server answered a tools/call with a JSON-RPC error
+FAILURE_CLASSES = frozenset({"timeout", "connection", "empty", "malformed", "schema", "fields",
+                             "tool_error", "rpc_error"})
 
 # The CRD mirrors _normalise_classes in CEL so the API server refuses what the sidecar would.
 _FAILURE_CLASS_CEL = {
@@ -158,7 +162,7 @@ class CallRetry(ApiModel):
     retry_on: list[FailureClass] = Field(
         default_factory=lambda: list(_DEFAULT_RETRY_ON),
         description="Failure classes retried: HTTP statuses (100-599) or timeout, connection, "
-        "empty, malformed, schema, fields.",
+        "empty, malformed, schema, fields, tool_error, rpc_error (the last two: MCP tools).",
         json_schema_extra={"maxItems": 64},  # CRD only: CEL cost bound
     )
     non_retryable: list[FailureClass] = Field(
@@ -293,18 +297,60 @@ class VerifySpec(ApiModel):
         return v
 
 
+class McpSpec(ApiModel):
+    """An MCP server (Streamable HTTP transport) the agent reaches at /mcp/{name} through the
+    sidecar, which applies the harness to every tools/call."""
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="The server's MCP endpoint, an http:// or https:// URL, e.g. "
+        "http://search-mcp.tools.svc:8000/mcp.",
+        json_schema_extra={
+            "maxLength": 2048,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.startsWith('http://') || self.startsWith('https://')",
+                    "message": "mcp.url must start with http:// or https://, "
+                    "e.g. http://search-mcp.tools.svc:8000/mcp",
+                }
+            ],
+        },
+    )
+    allowed_tools: list[str] | None = Field(
+        None,
+        description="The server's tools the agent may see and call (unset: all of them); "
+        "others are left out of tools/list and refused on tools/call.",
+        json_schema_extra={"maxItems": 256, "items": {"type": "string", "maxLength": 128}},
+    )
+
+
 class ToolSpec(ApiModel):
-    """A tool the agent calls at POST /tools/{name}; the sidecar forwards, verifies and retries."""
+    """A tool the agent calls through the sidecar, which forwards, verifies and retries: an HTTP
+    tool (url; POST /tools/{name}) or an MCP server (mcp; /mcp/{name})."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.url) != has(self.mcp)",
+                    "message": "a tool needs exactly one of url (an HTTP tool) and mcp (an MCP "
+                    "server): set one, remove the other",
+                }
+            ]
+        }
+    )
 
     name: str = Field(
         pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$",
-        description="Unique name; the agent calls POST /tools/{name}. Letters, digits, _ . -; "
-        "at most 63 characters.",
+        description="Unique name; the agent calls POST /tools/{name} (or /mcp/{name}). Letters, "
+        "digits, _ . -; at most 63 characters.",
         json_schema_extra={"maxLength": 63},
     )
-    url: str = Field(
+    url: str | None = Field(
+        None,
         pattern=r"^https?://",
-        description="Where the sidecar sends the call: an http:// or https:// URL.",
+        description="An HTTP tool: where the sidecar sends the call, an http:// or https:// URL "
+        "(exactly one of url and mcp).",
         json_schema_extra={
             "maxLength": 2048,
             "x-kubernetes-validations": [
@@ -315,6 +361,11 @@ class ToolSpec(ApiModel):
                 }
             ],
         },
+    )
+    mcp: McpSpec | None = Field(
+        None,
+        description="An MCP server instead of an HTTP tool (exactly one of url and mcp); verify, "
+        "retry, sideEffects and timeout apply to each of its tools/call.",
     )
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
         "POST", description="HTTP method the sidecar uses for the call."
@@ -340,6 +391,13 @@ class ToolSpec(ApiModel):
     retry: CallRetryOverride | None = Field(
         None, description="Overrides of retryPolicy.calls for this tool; unset fields inherit."
     )
+
+    @model_validator(mode="after")
+    def _url_or_mcp(self) -> ToolSpec:
+        if (self.url is None) == (self.mcp is None):
+            raise ValueError("a tool needs exactly one of url (an HTTP tool) and mcp (an MCP "
+                             "server): set one, remove the other")
+        return self
 
 
 class ContextTiers(ApiModel):

@@ -56,6 +56,14 @@ def _duplicate_tool(spec: Spec) -> None:
     spec["tools"].append({"name": "search", "url": "http://tools:8081/other"})
 
 
+def _tool_url_and_mcp(spec: Spec) -> None:
+    spec["tools"][0]["mcp"] = {"url": "http://tools:8000/mcp"}
+
+
+def _tool_without_url_or_mcp(spec: Spec) -> None:
+    del spec["tools"][0]["url"]
+
+
 def _compatible_without_url(spec: Spec) -> None:
     spec["model"] = {"provider": "openai-compatible", "name": "llama-3"}
 
@@ -86,13 +94,19 @@ INVALID_TASKS = (
                 _set("retryPolicy", "calls", "retryOn", value=[429, "flaky"]),
                 ("spec.retryPolicy.calls.retryOn[1]",
                  "unknown retry class: use an HTTP status (100-599) or one of connection, empty, "
-                 "fields, malformed, schema, timeout")),
+                 "fields, malformed, rpc_error, schema, timeout, tool_error")),
     InvalidTask("bad-duration",
                 _set("retryPolicy", "calls", "initialInterval", value="5 seconds"),
                 ("spec.retryPolicy.calls.initialInterval",
                  "must be a duration: a number with a unit")),
     InvalidTask("tool-url-not-http", _set("tools", 0, "url", value="ftp://tools/search"),
                 ("spec.tools[0].url", "url must start with http:// or https://")),
+    InvalidTask("tool-url-and-mcp", _tool_url_and_mcp,
+                ("spec.tools[0]", "a tool needs exactly one of url (an HTTP tool) and mcp")),
+    InvalidTask("tool-neither-url-nor-mcp", _tool_without_url_or_mcp,
+                ("spec.tools[0]", "a tool needs exactly one of url (an HTTP tool) and mcp")),
+    InvalidTask("mcp-url-not-http", _set("tools", 0, value={"name": "m", "mcp": {"url": "ws://x"}}),
+                ("spec.tools[0].mcp.url", "mcp.url must start with http:// or https://")),
     InvalidTask("duplicate-tool-names", _duplicate_tool,
                 ("spec.tools", "tool names must be unique")),
     InvalidTask("compatible-without-baseurl", _compatible_without_url,
