@@ -1,17 +1,28 @@
-"""The two wire formats the sidecar speaks, as small adapters over the parsed request body.
+"""The wire formats the sidecar speaks, as small adapters over the parsed request body.
 
 OpenAI Chat Completions keeps the system prompt in ``messages`` and tool results as role
 ``tool``; Anthropic Messages keeps ``system`` apart and tool results as ``tool_result`` blocks in a
-user message. Everything provider-specific that the proxy, the context budget and the accounting
-need is here, so they stay format-agnostic.
+user message; the OpenAI Responses API (``responses_dialect.py``) keeps ``instructions`` apart
+and its conversation as typed ``input`` items. Everything provider-specific that the proxy, the
+context budget and the accounting need is here (the hooks below ``auth``), so they stay
+format-agnostic: one call path, several front doors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["ANTHROPIC", "OPENAI", "Dialect", "Usage"]
+import orjson
+
+from .errors import BadRequest
+from .sse import SseUsage
+
+if TYPE_CHECKING:
+    from .context import Compaction, Estimate
+    from .harness import Harness
+
+__all__ = ["ANTHROPIC", "OPENAI", "Dialect", "StreamUsage", "Usage"]
 
 Message = dict[str, Any]
 Usage = tuple[int, int, int, int]  # input, output, cache_read, cache_write
@@ -35,9 +46,29 @@ def _part_texts(content: Any) -> Iterator[str]:
                     yield from _part_texts(value)
 
 
+class StreamUsage(Protocol):
+    """Reads the usage out of a stream while it is relayed (``sse.SseUsage`` and its kin)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read: int
+    cache_write: int
+
+    @property
+    def complete(self) -> bool: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+Summarize = Callable[[list["Message"]], Awaitable[str]]
+
+
 class Dialect:
-    name = ""
+    name = ""  # the provider family: gen_ai.provider.name, and which routes a task may use
     path = ""
+    routes = ""  # what the agent of a task of this family should send, for an error message
     system_in_messages = True
 
     def texts(self, body: dict[str, Any]) -> Iterator[str]:
@@ -98,6 +129,40 @@ class Dialect:
     def reply_text(self, doc: dict[str, Any]) -> str:
         raise NotImplementedError
 
+    # --- hooks of the call path (llm_proxy.py); the defaults are the chat formats' -------
+
+    def check(self, body: dict[str, Any]) -> None:
+        """Refuse a body this format cannot carry (BadRequest names the field)."""
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise BadRequest("messages: a non-empty list is required")
+
+    async def fit(self, h: Harness, body: dict[str, Any], summarize: Summarize
+                  ) -> tuple[Estimate, Compaction | None]:
+        """The context budget: estimate the prompt and compact it in place when it must."""
+        return await h.context.fit(body, self, summarize)
+
+    def recount(self, h: Harness, body: dict[str, Any]) -> Estimate:
+        """The exact estimate, before refusing a call on the cheap one."""
+        return h.context.estimate(body, self, exact=True)
+
+    def context_attributes(self, h: Harness, body: dict[str, Any]) -> dict[str, Any]:
+        """Span attributes about what the estimate could and could not see."""
+        return {}
+
+    def ask_stream_usage(self, body: dict[str, Any]) -> bool:
+        """Ask for usage in a stream that would not carry it; True when the body changed."""
+        return False
+
+    def stream_usage(self, h: Harness, strip_usage_chunk: bool) -> StreamUsage:
+        return SseUsage(self.name, strip_usage_chunk)
+
+    def stream_error(self, error_class: str, reason: str) -> bytes:
+        """The SSE event that ends a broken stream (the SDKs raise on it)."""
+        return b"data: " + orjson.dumps(self.error(error_class, reason)) + b"\n\n"
+
+    def answered(self, h: Harness, doc: dict[str, Any]) -> None:
+        """A whole (non-streamed) response arrived and was settled."""
+
 
 SUMMARY_PROMPT = (
     "Summarize the conversation below for the agent that produced it, so it can continue its "
@@ -109,6 +174,7 @@ SUMMARY_PROMPT = (
 class _OpenAI(Dialect):
     name = "openai"
     path = "/chat/completions"
+    routes = "/v1/chat/completions or /v1/responses"
 
     def is_permanent(self, msg: Message) -> bool:
         return msg.get("role") in ("system", "developer")
@@ -144,10 +210,18 @@ class _OpenAI(Dialect):
         choices = doc.get("choices") or [{}]
         return str((choices[0].get("message") or {}).get("content") or "")
 
+    def ask_stream_usage(self, body: dict[str, Any]) -> bool:
+        opts = body.get("stream_options") or {}
+        if opts.get("include_usage"):
+            return False
+        body["stream_options"] = {**opts, "include_usage": True}
+        return True
+
 
 class _Anthropic(Dialect):
     name = "anthropic"
     path = "/v1/messages"
+    routes = "/v1/messages"
     system_in_messages = False
 
     def is_tool_result(self, msg: Message) -> bool:
@@ -178,6 +252,9 @@ class _Anthropic(Dialect):
 
     def auth(self, key: str) -> dict[str, str]:
         return {"x-api-key": key}
+
+    def stream_error(self, error_class: str, reason: str) -> bytes:
+        return b"event: error\n" + super().stream_error(error_class, reason)
 
     def reply_text(self, doc: dict[str, Any]) -> str:
         return "".join(

@@ -1,4 +1,5 @@
-"""The model proxy: ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic).
+"""The model proxy: ``POST /v1/chat/completions`` and ``/v1/responses`` (OpenAI), ``/v1/messages``
+(Anthropic). What differs between the formats is behind the :class:`Dialect` hooks.
 
 Per call: parse, fit the prompt into the context budget, reserve the worst-case cost, send with
 retries, relay (streamed as it arrives, or whole), settle the cost from the provider's ``usage``.
@@ -29,7 +30,6 @@ from .journal import call_key, stored_body
 from .ledger import Reservation
 from .retry import Failure, RetryExhausted, RetryState, parse_retry_after
 from .spend import SpendingCall, hold
-from .sse import SseUsage
 from .tracing import ATTR, Span
 from .upstream import HOP_HEADERS, Headers, StreamingResponse, TransportError
 
@@ -73,8 +73,7 @@ class LlmCall(SpendingCall):
         self.last_headers: Headers = _NO_HEADERS
 
     def check_body(self, body: dict[str, Any]) -> None:
-        if not isinstance(body.get("messages"), list) or not body["messages"]:
-            raise BadRequest("messages: a non-empty list is required")
+        self.dialect.check(body)
         asked = body.get("model")
         if asked is None:
             body["model"] = self.model.name
@@ -100,7 +99,7 @@ class LlmCall(SpendingCall):
         hard = ledger.envelope.hard_limit_usd
         if not est.exact and ledger.spent_usd + ledger.reserved_usd + amount > hard:
             # The cheap byte bound says no; count exactly before refusing.
-            est = self.h.context.estimate(body, self.dialect, exact=True)
+            est = self.dialect.recount(self.h, body)
             amount = price.cost(est.tokens, max_out)
         return await hold(self.h, amount, est.tokens + max_out), est
 
@@ -198,10 +197,8 @@ async def _break(out: web.StreamResponse, request: web.Request, dialect: Dialect
     """End the agent's stream as broken, never as a clean end it could take for the whole
     answer: an SSE error event (the SDKs raise on it), then the connection is dropped without
     the chunked terminator."""
-    event = orjson.dumps(dialect.error("upstream_stream_broken", reason))
-    prefix = b"event: error\n" if dialect.name == "anthropic" else b""
     try:
-        await out.write(prefix + b"data: " + event + b"\n\n")
+        await out.write(dialect.stream_error("upstream_stream_broken", reason))
     except ConnectionResetError:
         return  # the agent is gone too: nothing to tell it
     if request.transport is not None:
@@ -240,11 +237,8 @@ def _prepare(h: Harness, call: LlmCall, body: dict[str, Any]) -> tuple[int, bool
     if max_out is None:
         max_out = h.task.spec.model.default_max_tokens
         dialect.cap_max_tokens(body, max_out)
-    if body.get("stream") is True and dialect.name == "openai":
-        opts = body.get("stream_options") or {}
-        if not opts.get("include_usage"):
-            body["stream_options"] = {**opts, "include_usage": True}
-            return max_out, True, True
+    if body.get("stream") is True and dialect.ask_stream_usage(body):
+        return max_out, True, True
     return max_out, False, capped
 
 
@@ -263,10 +257,9 @@ def _replay(h: Harness, call: LlmCall, end: dict[str, Any]) -> web.Response:
 
 
 async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.StreamResponse:
-    if dialect is not h.dialect:
-        raise BadRequest(
-            f"this task's model provider is {h.task.spec.model.provider}; send "
-            f"{'/v1/messages' if h.dialect.name == 'anthropic' else '/v1/chat/completions'}")
+    if dialect.name != h.dialect.name:
+        raise BadRequest(f"this task's model provider is {h.task.spec.model.provider}; send "
+                         f"{h.dialect.routes}")
     call = LlmCall(h, request, dialect)
     body = parse_body(await request.read())
     call.check_body(body)
@@ -279,7 +272,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         h.metrics.limit_hit("hard")
         raise h.ledger.refuse()
     max_out, injected, changed = _prepare(h, call, body)
-    est, compaction = await h.context.fit(body, dialect, call.summarize)
+    est, compaction = await dialect.fit(h, body, call.summarize)
     res, est = await call.reserve(body, est, max_out)
     # Re-serialised even when unchanged: with a key given twice the provider might read the
     # value we did not check (orjson keeps the last), and it costs ~3 µs at 100 KB.
@@ -292,7 +285,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         ATTR.REQUEST_MAX_TOKENS: max_out, ATTR.STREAM: bool(body.get("stream")),
         ATTR.CONTEXT_TOKENS: est.tokens, ATTR.CONTEXT_EXACT: est.exact,
         ATTR.RESERVED: float(res.usd), ATTR.STEP: h.step + 1,
-        ATTR.CONTEXT_HASH: context_hash})
+        ATTR.CONTEXT_HASH: context_hash, **dialect.context_attributes(h, body)})
     if compaction is not None:
         h.compactions += 1
         h.metrics.compaction(compaction.strategy)
@@ -325,6 +318,8 @@ async def _plain(call: LlmCall, payload: bytes, span: Span, est: Estimate) -> we
     usage = dialect.usage(doc) if isinstance(doc, dict) else None
     call.settle(usage, span)
     call.end(call.last_status, call.last_headers, data)
+    if isinstance(doc, dict):
+        dialect.answered(h, doc)
     if est.exact and usage is not None:
         h.context.counter.observe(est.counted, usage[0])
     headers = _relay_headers(call.last_headers, call.tether_headers())
@@ -358,7 +353,7 @@ async def _open_stream(call: LlmCall, payload: bytes, span: Span) -> StreamingRe
 async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Span,
                   est: Estimate, injected: bool) -> web.StreamResponse:
     up = await _open_stream(call, payload, span)
-    usage = SseUsage(call.dialect.name, strip_usage_chunk=injected)
+    usage = call.dialect.stream_usage(call.h, strip_usage_chunk=injected)
     out = web.StreamResponse(status=up.status,
                              headers=_relay_headers(up.headers, call.tether_headers()))
     relayed: list[bytes] = []
