@@ -1,22 +1,27 @@
 """The context budget: estimate a prompt's tokens, and compact it before it overflows.
 
-Estimation uses a local BPE tokenizer (bpe-openai ships its encodings, so nothing is fetched at run
-time), calibrated by the ``usage`` the provider reported for earlier calls. Tokenising costs about
-30 µs per KB, so it is done only when it can change a decision: a byte-level BPE never makes more
-tokens than the text has bytes, so when even the byte count (plus per-message overhead) is far
-below the thresholds the exact count is skipped.
+The estimate (estimate.py) anchors on the usage the provider reported for an earlier prompt of
+the same conversation and estimates only the messages after it from their text, as a point
+estimate biased high and bounds around it. The local BPE tokenizer (o200k_base, shipped in the
+bpe-openai wheel) is only the fallback where the bounds straddle a decision that needs the exact
+side: whether to compact when the estimated part is too large to compact early on it, and
+whether a prompt overflows the budget (no prompt is refused on an estimate). Loading it costs
+~70 ms and ~100 MB of the sidecar's memory, which every agent pod pays; in the common case it
+is never loaded. docs/sidecar.md gives the figures.
 
 Compaction splits the messages into tiers: permanent (system prompt and the task: the first
 ``tiers.permanentMessages`` messages), working (the last ``tiers.workingMessages`` messages and
 the last ``keepLastToolResults`` tool results, with the calls that produced them) and archivable
 (the rest, which are contiguous). ``truncate`` drops the archivable tier behind a note;
 ``summarize`` replaces it by a summary the model writes, cached so that the next call, which
-repeats the same history, reuses it instead of paying again.
+repeats the same history, reuses it instead of paying again. A prompt that extends one that was
+compacted is compacted too, without counting: it is longer still.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,68 +30,31 @@ import orjson
 
 from tether_api import ContextBudget
 
-from .dialects import IMAGE_TOKENS, Dialect, Message
+from .dialects import Dialect, Message
 from .errors import ContextBudgetExceeded
+from .estimate import (
+    BIAS,
+    HIGH,
+    LOW,
+    Anchor,
+    Anchors,
+    Calibration,
+    Estimate,
+    Prompt,
+    overhead,
+    text_tokens,
+)
+from .tokenizer import TokenCounter
 
 __all__ = ["Compaction", "ContextManager", "Estimate", "TokenCounter"]
 
-_PER_MESSAGE = 4  # role and separators per message; OpenAI's published counting rule
-_PER_REQUEST = 8
-
-
-class TokenCounter:
-    """Counts tokens with o200k_base, loaded on the first exact count (~70 ms, ~100 MB):
-    most prompts never need one, and every agent pod pays for the sidecar's memory."""
-
-    # An agent resends its whole history on every call, so most texts were counted before.
-    CACHE_CHARS = 16 * 1024 * 1024  # the cache's texts hold at most this many characters
-
-    def __init__(self) -> None:
-        self._enc: Any = None
-        self.ratio = 1.0  # provider tokens per counted token, learnt from usage
-        # Keyed by length, head and tail, and the text compared whole on a hit: every call's
-        # texts are new str objects, and hashing one whole costs ~15 µs per 100 KB (on every
-        # call), comparing it ~1 µs. Texts that share the key just replace each other.
-        self._cache: dict[tuple[int, str, str], tuple[str, int]] = {}
-        self._cached_chars = 0
-
-    def count(self, texts: list[str]) -> int:
-        total = 0
-        for text in texts:
-            if not text:
-                continue
-            key = (len(text), text[:32], text[-32:])
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] == text:
-                total += hit[1]
-                continue
-            if self._enc is None:
-                import bpe_openai
-
-                self._enc = bpe_openai.get_encoding("o200k_base")
-            n = len(self._enc.encode_ordinary(text))
-            if len(text) > 256:  # short texts are cheaper to count than to keep
-                if hit is None:
-                    if self._cached_chars + len(text) > self.CACHE_CHARS:
-                        self._cache.clear()
-                        self._cached_chars = 0
-                    self._cached_chars += len(text)
-                self._cache[key] = (text, n)
-            total += n
-        return total
-
-    def observe(self, counted: int, reported: int) -> None:
-        """Calibrate from a provider's reported prompt tokens for a prompt we counted."""
-        if counted > 64 and reported > 0:
-            observed = min(2.0, max(0.5, reported / counted))
-            self.ratio = 0.7 * self.ratio + 0.3 * observed
-
-
-@dataclass(frozen=True)
-class Estimate:
-    tokens: int
-    exact: bool  # counted with the tokenizer (else a byte-count upper bound)
-    counted: int  # raw tokenizer count, for calibration (0 when not counted)
+# Compaction may trigger this fraction of the budget early rather than count exactly: an
+# anchored estimate's uncertainty is that of the last few messages, well within it.
+EARLY = 0.02
+# Without an anchor, a prompt whose byte count (a byte-level BPE's upper bound) is below this
+# fraction of the threshold is not estimated further: nothing depends on it (~0.3 µs/KB).
+_CHEAP = 0.5
+_MAX_BYTES_PER_TOKEN = 16  # a floor for the lower bound of a prompt only measured in bytes
 
 
 @dataclass(frozen=True)
@@ -98,9 +66,8 @@ class Compaction:
     reused_summary: bool
 
 
-def _overhead(body: dict[str, Any], dialect: Dialect) -> int:
-    messages = body.get("messages") or ()
-    return _PER_REQUEST + _PER_MESSAGE * len(messages) + IMAGE_TOKENS * dialect.images(body)
+def _size(texts: list[str]) -> int:
+    return sum(len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts)
 
 
 class ContextManager:
@@ -108,21 +75,83 @@ class ContextManager:
         self.budget = budget
         self.limit = prompt_budget
         self.threshold = int(prompt_budget * budget.compact_at)
+        self.early = max(1, int(prompt_budget * EARLY))
         self.counter = counter
+        self.anchors = Anchors()
+        self.calibration = Calibration()
         # (number of archived messages covered, sha256 of them) -> summary text
         self._summaries: dict[tuple[int, str], str] = {}
 
-    def upper_bound(self, body: dict[str, Any], dialect: Dialect) -> int:
-        texts = dialect.texts(body)
-        return sum(len(t.encode("utf-8")) for t in texts) + _overhead(body, dialect)
-
     def estimate(self, body: dict[str, Any], dialect: Dialect, *, exact: bool = False) -> Estimate:
-        """Tokens the provider will bill for this prompt (calibrated)."""
-        bound = self.upper_bound(body, dialect)
-        if not exact and bound * max(1.0, self.counter.ratio) < self.threshold / 2:
-            return Estimate(int(bound * max(1.0, self.counter.ratio)), False, 0)
-        counted = self.counter.count(list(dialect.texts(body))) + _overhead(body, dialect)
-        return Estimate(int(counted * self.counter.ratio) + 1, True, counted)
+        """Provider tokens of this prompt: the anchor's count plus the part after it, estimated
+        (or, ``exact``, counted with the tokenizer)."""
+        prompt = Prompt.of(body)
+        anchor = self.anchors.find(prompt)
+        part: dict[str, Any] = {"messages": list(prompt.messages[len(anchor.prompt.messages):]
+                                                 if anchor else prompt.messages)}
+        if anchor is None:
+            part.update(system=body.get("system"), tools=body.get("tools"))
+        texts = list(dialect.texts(part))
+        base = overhead(part["messages"], dialect.images(part), anchor is None)
+        low, high = (anchor.low + base, anchor.high + base) if anchor else (base, base)
+        if exact:
+            counted = self.counter.count(texts)
+            tokens = high + int(counted * self.counter.ratio) + 1
+            return Estimate(tokens, anchor is None or anchor.low == anchor.high, counted, tokens,
+                            tokens, prompt, anchor, 0.0, high)
+        size = _size(texts)
+        f = self.calibration.factor(dialect.name)
+        cap = math.ceil(size * max(1.0, f))  # a byte-level BPE makes at most one token a byte
+        if anchor is None and high + cap < self.threshold * _CHEAP:
+            return Estimate(high + cap, False, 0, low + size // _MAX_BYTES_PER_TOKEN, high + cap,
+                            prompt, None, 0.0, base)
+        central, _ = text_tokens(texts)
+        part_high = min(cap, math.ceil(central * HIGH * f))
+        part_low = min(part_high, int(central * LOW * f))
+        part_point = min(part_high, max(part_low, math.ceil(central * BIAS * f)))
+        return Estimate(high + part_point, False, 0, low + part_low, high + part_high, prompt,
+                        anchor, central, high)
+
+    def observe(self, est: Estimate, reported: int, dialect: Dialect) -> None:
+        """The provider reported ``reported`` input tokens for the prompt ``est`` was made of:
+        anchor later prompts of the conversation on it, and calibrate the estimates."""
+        if est.prompt is None or reported <= 0:
+            return
+        if not self.calibration.observe(dialect.name, est, reported):
+            return
+        self.anchors.add(Anchor(est.prompt, reported, reported))
+        if est.counted:
+            self.counter.observe(est.counted, reported - est.base)
+
+    def _compact(self, est: Estimate, body: dict[str, Any], dialect: Dialect
+                 ) -> tuple[bool, Estimate]:
+        """Whether the prompt must be compacted: early by at most ``self.early`` tokens when the
+        bounds straddle the threshold, never late; counted when they are wider than that."""
+        if (est.anchor is not None and est.anchor.compacted) or est.low >= self.threshold:
+            return True, est
+        if est.high < self.threshold:
+            return False, est
+        if est.width <= self.early:
+            return True, est
+        est = self.estimate(body, dialect, exact=True)
+        return est.tokens >= self.threshold, est
+
+    def _check_fits(self, est: Estimate, body: dict[str, Any], dialect: Dialect) -> Estimate:
+        """Raise ContextBudgetExceeded when the prompt is over the budget: counted first, never
+        refused on an estimate."""
+        if est.high <= self.limit:
+            return est
+        est = self.estimate(body, dialect, exact=True)
+        if est.tokens > self.limit:
+            raise ContextBudgetExceeded(
+                f"the prompt needs about {est.tokens} tokens after compaction, over the budget of "
+                f"{self.limit}: the permanent tier (system prompt and task) and the working tier "
+                "(latest messages and tool results) alone do not fit; shorten them or raise "
+                "spec.contextBudget.maxTokens",
+                estimatedTokens=est.tokens,
+                budgetTokens=self.limit,
+            )
+        return est
 
     def split(self, messages: list[Message], dialect: Dialect) -> tuple[int, int]:
         """Indices [start, end) of the archivable tier; start == end when there is none."""
@@ -150,8 +179,8 @@ class ContextManager:
     ) -> tuple[Estimate, Compaction | None]:
         """Make the prompt fit: returns the final estimate and what compaction was done.
         Raises ContextBudgetExceeded when even the permanent and working tiers overflow."""
-        est = self.estimate(body, dialect)
-        if est.tokens < self.threshold:
+        compact, est = self._compact(self.estimate(body, dialect), body, dialect)
+        if not compact:
             return est, None
         messages: list[Message] = list(body.get("messages") or [])
         start, end = self.split(messages, dialect)
@@ -160,21 +189,14 @@ class ContextManager:
         if archived:
             replacement, reused = await self._replacement(archived, messages, start, end, body,
                                                           dialect, summarize)
+            if est.prompt is not None:  # so its next, longer version is compacted uncounted
+                self.anchors.add(Anchor(est.prompt, est.low, est.high, compacted=True))
             body["messages"] = [*messages[:start], *replacement, *messages[end:]]
-            after = self.estimate(body, dialect, exact=True)
+            after = self.estimate(body, dialect)
             compaction = Compaction(self.budget.strategy, est.tokens, after.tokens, len(archived),
                                     reused)
             est = after
-        if est.tokens > self.limit:
-            raise ContextBudgetExceeded(
-                f"the prompt needs about {est.tokens} tokens after compaction, over the budget of "
-                f"{self.limit}: the permanent tier (system prompt and task) and the working tier "
-                "(latest messages and tool results) alone do not fit; shorten them or raise "
-                "spec.contextBudget.maxTokens",
-                estimatedTokens=est.tokens,
-                budgetTokens=self.limit,
-            )
-        return est, compaction
+        return self._check_fits(est, body, dialect), compaction
 
     async def _replacement(
         self,
@@ -198,7 +220,7 @@ class ContextManager:
         if summary is not None:
             reuse = [dialect.note(_summary_note(covered, summary)), *archived[covered:]]
             trial = {**body, "messages": [*messages[:start], *reuse, *messages[end:]]}
-            if self.estimate(trial, dialect, exact=True).tokens < self.threshold:
+            if not self._compact(self.estimate(trial, dialect), trial, dialect)[0]:
                 return reuse, True
             archived_input = reuse  # summarise the old summary and what came after it
         else:

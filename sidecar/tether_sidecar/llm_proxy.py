@@ -114,7 +114,7 @@ class LlmCall(SpendingCall):
             self.h.replayed += 1
             return self.dialect.reply_text(orjson.loads(stored_body(earlier[1])))
         sub = LlmCall(self.h, self.request, self.dialect)
-        est = self.h.context.estimate(body, self.dialect, exact=True)
+        est = self.h.context.estimate(body, self.dialect)
         res, est = await sub.reserve(body, est, self.h.settings.summary_max_tokens)
         sub.begin(key, occurrence, res)
         span = self.h.tracing.start(f"chat {self.model.name}", {
@@ -320,8 +320,8 @@ async def _plain(call: LlmCall, payload: bytes, span: Span, est: Estimate) -> we
     call.end(call.last_status, call.last_headers, data)
     if isinstance(doc, dict):
         dialect.answered(h, doc)
-    if est.exact and usage is not None:
-        h.context.counter.observe(est.counted, usage[0])
+    if usage is not None:  # anchors the estimate of this conversation's next prompt
+        h.context.observe(est, usage[0], dialect)
     headers = _relay_headers(call.last_headers, call.tether_headers())
     h.metrics.overhead_model.observe(time.perf_counter() - call.started - call.upstream_time)
     return web.Response(body=data, status=call.last_status, headers=headers)
@@ -384,6 +384,6 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
     call.settle(reported, span)
     call.end(up.status, up.headers, b"".join(relayed))
     await out.write_eof()
-    if est.exact and usage.input_tokens:
-        call.h.context.counter.observe(est.counted, usage.input_tokens)
+    if usage.input_tokens:
+        call.h.context.observe(est, usage.input_tokens, call.dialect)
     return out
