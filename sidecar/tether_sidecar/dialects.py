@@ -141,9 +141,10 @@ class Dialect:
         """The context budget: estimate the prompt and compact it in place when it must."""
         return await h.context.fit(body, self, summarize)
 
-    def recount(self, h: Harness, body: dict[str, Any]) -> Estimate:
-        """The exact estimate, before refusing a call on the cheap one."""
-        return h.context.estimate(body, self, exact=True)
+    def estimate(self, h: Harness, body: dict[str, Any], *, exact: bool = False) -> Estimate:
+        """The prompt's tokens outside :meth:`fit`: a summary's, or counted exactly before a
+        call is refused on the estimate."""
+        return h.context.estimate(body, self, exact=exact)
 
     def context_attributes(self, h: Harness, body: dict[str, Any]) -> dict[str, Any]:
         """Span attributes about what the estimate could and could not see."""

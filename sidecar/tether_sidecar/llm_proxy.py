@@ -99,7 +99,7 @@ class LlmCall(SpendingCall):
         hard = ledger.envelope.hard_limit_usd
         if not est.exact and ledger.spent_usd + ledger.reserved_usd + amount > hard:
             # The cheap byte bound says no; count exactly before refusing.
-            est = self.dialect.recount(self.h, body)
+            est = self.dialect.estimate(self.h, body, exact=True)
             amount = price.cost(est.tokens, max_out)
         return await hold(self.h, amount, est.tokens + max_out), est
 
@@ -114,7 +114,7 @@ class LlmCall(SpendingCall):
             self.h.replayed += 1
             return self.dialect.reply_text(orjson.loads(stored_body(earlier[1])))
         sub = LlmCall(self.h, self.request, self.dialect)
-        est = self.h.context.estimate(body, self.dialect)
+        est = self.dialect.estimate(self.h, body)
         res, est = await sub.reserve(body, est, self.h.settings.summary_max_tokens)
         sub.begin(key, occurrence, res)
         span = self.h.tracing.start(f"chat {self.model.name}", {
