@@ -1,15 +1,18 @@
 """A scripted model server: a TEST DOUBLE for an LLM provider. It runs no model.
 
-It speaks two wire formats well enough for the official SDKs — OpenAI Chat Completions
-(``POST /v1/chat/completions``) and Anthropic Messages (``POST /v1/messages``), plain and
-streamed (SSE) — and answers from a YAML script. Use it to test an agent, or the tether sidecar,
-offline and deterministically. It checks no API keys, enforces no limits and does not validate
-requests beyond what it needs to pick an answer.
+It speaks three wire formats well enough for the official SDKs — OpenAI Chat Completions
+(``POST /v1/chat/completions``), the OpenAI Responses API (``POST /v1/responses``) and Anthropic
+Messages (``POST /v1/messages``), plain and streamed (SSE) — and answers from a YAML script. Use
+it to test an agent, or the tether sidecar, offline and deterministically. It checks no API
+keys, enforces no limits and does not validate requests beyond what it needs to pick an answer.
 
-Determinism: the answer is a pure function of the request (ids and ``created`` included), so a
-retry or a restarted agent gets the same answer. The turn index of a request is the number of
-messages with role ``assistant`` already in its ``messages``. The only state is the fault
-counter and the request log below.
+Determinism: the answer is a pure function of the request (ids and ``created`` included) and,
+for a Responses request that continues one by ``previous_response_id``, of the response it
+continues, so a retry or a restarted agent gets the same answer. The turn index of a request is
+the number of messages with role ``assistant`` already in its ``messages`` (Responses: runs of
+model output items in the conversation, stored history included: ``_responses_wire.py``). The
+only state is the fault counter, the request log below and the responses kept for
+``previous_response_id`` (as the provider keeps them, unless ``store: false``).
 
 Script format::
 
@@ -28,10 +31,11 @@ Script format::
         content: "Summary: ..."  #   as a turn
     after_last: error            # or repeat_last; error answers 400 naming the turn
 
-Default usage: input = ceil(len(canonical JSON of messages) / 4), output = max(1,
+Default usage: input = ceil(len(canonical JSON of messages) / 4) (Responses: of the
+conversation's items, stored history included, after the instructions), output = max(1,
 ceil(len(content + each tool call's arguments JSON) / 4)). Canonical JSON is sorted-key,
 compact, non-ASCII kept. Fault counters are per (path, entry), entry being ``turn N`` or
-``rule N``, so the OpenAI and Anthropic endpoints fail independently. Errors use each
+``rule N``, so each endpoint fails independently. Errors use each
 provider's error body; 529 is Anthropic's ``overloaded_error``.
 
 Test-control endpoints (not part of any provider API):
@@ -42,7 +46,7 @@ Test-control endpoints (not part of any provider API):
   ``{"input_tokens", "output_tokens"}`` of the answer, set once an answer is built (null for an
   error answer), which is what a provider bills. A client that hangs up while the answer is
   delayed is still billed, as a provider would bill it; a test adds the log up into a bill.
-- ``POST /_scripted/reset`` — clears the log and fault counters; a JSON body
+- ``POST /_scripted/reset`` — clears the log, fault counters and kept responses; a JSON body
   ``{"script": {...}}`` also replaces the script (400 with the reason if it is invalid).
 
 CLI: ``python -m tether_examples.scripted_model --script FILE --port N [--host 127.0.0.1]``.
@@ -59,7 +63,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether_examples import _anthropic_wire, _openai_wire
+from tether_examples import _anthropic_wire, _openai_wire, _responses_wire
 from tether_examples._answer import Answer, build_answer, last_user_text, turn_of
 from tether_examples._script import Script, ScriptError, choose, load_script, parse_script
 from tether_examples._serve import LOOPBACK, run_until_signalled
@@ -67,23 +71,26 @@ from tether_examples._serve import LOOPBACK, run_until_signalled
 __all__ = ["STATE", "ScriptedState", "build_app", "main"]
 
 OPENAI_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 ANTHROPIC_PATH = "/v1/messages"
 _RECORDED_HEADERS = ("authorization", "x-api-key", "idempotency-key")
 
 
 @dataclass
 class ScriptedState:
-    """The server's mutable part: the script, attempts per (path, entry), the request log."""
+    """The server's mutable part: the script, attempts per (path, entry), the request log, and
+    the Responses conversations kept (response id -> its input and output items)."""
 
     script: Script
     attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    stored: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _Wire:
     error: Callable[[int, str], dict[str, Any]]
-    render: Callable[[Answer], dict[str, Any]]
+    render: Callable[[Answer, Mapping[str, Any]], dict[str, Any]]
     render_stream: Callable[[Answer, Mapping[str, Any]], list[bytes]]
 
 
@@ -94,9 +101,12 @@ def _openai_stream(answer: Answer, body: Mapping[str, Any]) -> list[bytes]:
 
 
 _WIRES = {
-    OPENAI_PATH: _Wire(_openai_wire.error, _openai_wire.completion, _openai_stream),
+    OPENAI_PATH: _Wire(_openai_wire.error, lambda a, _: _openai_wire.completion(a),
+                       _openai_stream),
+    RESPONSES_PATH: _Wire(_openai_wire.error, _responses_wire.response, _responses_wire.stream),
     ANTHROPIC_PATH: _Wire(
-        _anthropic_wire.error, _anthropic_wire.message, lambda a, _: _anthropic_wire.stream(a)
+        _anthropic_wire.error, lambda a, _: _anthropic_wire.message(a),
+        lambda a, _: _anthropic_wire.stream(a),
     ),
 }
 
@@ -108,6 +118,7 @@ def build_app(script: Script | Mapping[str, Any]) -> web.Application:
     app = web.Application()
     app[STATE] = ScriptedState(script if isinstance(script, Script) else parse_script(script))
     app.router.add_post(OPENAI_PATH, _model_request)
+    app.router.add_post(RESPONSES_PATH, _model_request)
     app.router.add_post(ANTHROPIC_PATH, _model_request)
     app.router.add_get("/_scripted/requests", _requests)
     app.router.add_post("/_scripted/reset", _reset)
@@ -125,9 +136,9 @@ async def _model_request(request: web.Request) -> web.StreamResponse:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return _error(wire, 400, f"request body is not valid JSON: {exc}")
     record["body"] = body
-    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-        return _error(wire, 400, "request body must be a JSON object with a messages list")
-    messages = body["messages"]
+    billed, messages, problem = _conversation(path, body, state)
+    if billed is None:
+        return _error(wire, 400, problem)
     record["turn"] = turn = turn_of(messages)
     choice = choose(state.script, turn, last_user_text(messages))
     if choice.reply is None:
@@ -144,11 +155,34 @@ async def _model_request(request: web.Request) -> web.StreamResponse:
         )
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         return _error(wire, fault.status, message, headers)
-    answer = build_answer(path, body, reply, state.script.model)
+    answer = build_answer(path, billed, reply, state.script.model)
     record["usage"] = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
+    if path == RESPONSES_PATH and body.get("store") is not False:
+        kept = [*billed["_items"], *_responses_wire.output_items(answer)]
+        state.stored[f"resp_{answer.digest}"] = kept
     if body.get("stream") is True:
         return await _stream(request, wire.render_stream(answer, body))
-    return web.json_response(wire.render(answer))
+    return web.json_response(wire.render(answer, body))
+
+
+def _conversation(
+    path: str, body: Any, state: ScriptedState
+) -> tuple[dict[str, Any] | None, list[Any], str]:
+    """The body the answer is built and billed from (``messages`` what the provider reads),
+    the messages the script picks a turn by, or None and why the request is refused."""
+    if path != RESPONSES_PATH:
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return None, [], "request body must be a JSON object with a messages list"
+        return body, body["messages"], ""
+    if not isinstance(body, dict):
+        return None, [], "request body must be a JSON object"
+    items, problem = _responses_wire.conversation(body, state.stored)
+    if items is None:
+        return None, [], problem
+    instructions = body.get("instructions")
+    lead = [{"role": "developer", "content": instructions}] if instructions else []
+    billed = {**body, "messages": [*lead, *items], "_items": items}  # _items: kept if stored
+    return billed, _responses_wire.as_messages(items), ""
 
 
 async def _stream(request: web.Request, frames: list[bytes]) -> web.StreamResponse:
@@ -185,6 +219,7 @@ async def _reset(request: web.Request) -> web.Response:
             return web.json_response({"error": f"reset refused: {exc}"}, status=400)
     state.attempts.clear()
     state.requests.clear()
+    state.stored.clear()
     return web.json_response({"reset": True})
 
 
@@ -192,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     """CLI entry point: serve the script on a loopback port until interrupted."""
     parser = argparse.ArgumentParser(
         prog="python -m tether_examples.scripted_model",
-        description="Scripted model server (a test double): OpenAI and Anthropic wire formats.",
+        description="Scripted model server (a test double): OpenAI (Chat Completions, Responses) "
+        "and Anthropic wire formats.",
     )
     parser.add_argument("--script", required=True, help="YAML script to play")
     parser.add_argument("--host", default=LOOPBACK, help="address to bind (default %(default)s)")
