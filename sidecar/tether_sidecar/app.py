@@ -1,6 +1,6 @@
 """The two HTTP faces of the sidecar.
 
-Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``POST /v1/messages``,
+Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/messages``,
 ``POST /tools/{name}``, ``GET /status``. Ops port: ``/metrics``, ``/healthz``, ``/readyz``.
 Every error leaves as JSON with a class and a reason; model routes use the provider's error shape
 so the agent's SDK can read it, and tell the SDK not to retry what the sidecar already retried.
@@ -20,6 +20,7 @@ from .dialects import ANTHROPIC, OPENAI, Dialect
 from .errors import PayloadTooLarge, SidecarError
 from .harness import Harness
 from .llm_proxy import handle_llm
+from .responses_dialect import RESPONSES
 from .tool_proxy import ToolProxy
 
 __all__ = ["agent_app", "ops_app"]
@@ -29,7 +30,7 @@ HARNESS: web.AppKey[Harness] = web.AppKey("harness", Harness)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _LLM_ROUTES = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI,
-               "/v1/messages": ANTHROPIC}
+               "/v1/responses": RESPONSES, "/responses": RESPONSES, "/v1/messages": ANTHROPIC}
 
 
 def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> web.Response:

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether_api import AgentTask, InvalidAgentTask, usd
 
@@ -29,6 +29,9 @@ from .settings import Settings
 from .tracing import Tracing
 from .upstream import Upstream, make_upstream
 from .verify import Check, checks_for
+
+if TYPE_CHECKING:
+    from .responses_chains import ResponseChains
 
 __all__ = ["Harness"]
 
@@ -65,6 +68,7 @@ class Harness:
     checkpoints: CheckpointStore
     last_checkpoint: Checkpoint | None = None
     checkpoint_problem: str | None = None
+    responses: ResponseChains | None = None  # responses seen, opened by the first Responses call
     generation: int | None = None  # the newest metadata.generation enforced entirely
     task_digest: bytes = b""  # of the task file last read (taskfile.py)
     config_error: str | None = None  # why the task file last read is not enforced

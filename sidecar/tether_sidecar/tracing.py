@@ -55,6 +55,10 @@ class ATTR:
     CONTEXT_EXACT = "tether.context.estimate_exact"
     CONTEXT_HASH = "tether.context.hash"
     COMPACTION = "tether.context.compaction"
+    # Context the provider keeps (previous_response_id, conversation): counted tokens, and what
+    # was counted and what could not be (responses_chains.py).
+    PROVIDER_HELD_TOKENS = "tether.context.provider_held_tokens"
+    PROVIDER_HELD = "tether.context.provider_held"
     TOOL_REQUEST = "tether.tool.request"
     TOOL_RESPONSE = "tether.tool.response"
     TOOL_STATUS = "http.response.status_code"

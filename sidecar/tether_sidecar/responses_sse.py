@@ -1,0 +1,88 @@
+"""The usage of a Responses API stream, read from its final event while the stream is relayed.
+
+A Responses stream is typed events (``event: response.output_text.delta`` / ``data: {...}``)
+that ends with one of ``response.completed``, ``response.incomplete`` (``max_output_tokens``
+reached or content filtered: billed, and it carries ``usage``) or ``response.failed`` (with
+``usage`` when the provider reports one). That event's ``response`` is the whole response
+object, so its ``usage`` is read as a plain response's is. A stream that ends without one has
+no usage: the call is charged its hold (``spend.py``), as any stream cut short.
+
+Bytes are passed on unchanged: the sidecar adds nothing to a Responses stream (it does not
+have to ask for usage, as it must for Chat Completions), so nothing is held back either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from .dialects import Usage
+
+__all__ = ["ResponsesStreamUsage", "usage_of"]
+
+_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_MARKS = tuple(name.encode() for name in _FINAL)
+
+
+def usage_of(response: dict[str, Any]) -> Usage | None:
+    """(input, output, cache read, cache write) of a response object; output includes the
+    reasoning tokens (``output_tokens_details.reasoning_tokens``), as the provider bills them."""
+    u = response.get("usage")
+    if not isinstance(u, dict):
+        return None
+    details = u.get("input_tokens_details") or {}
+    return (int(u.get("input_tokens") or 0), int(u.get("output_tokens") or 0),
+            int(details.get("cached_tokens") or 0), int(details.get("cache_write_tokens") or 0))
+
+
+class ResponsesStreamUsage:
+    def __init__(self, on_response: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._buf = b""
+        self._on_response = on_response
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read = 0
+        self.cache_write = 0
+        self.final: str | None = None  # the type of the final event, once it came
+
+    @property
+    def complete(self) -> bool:
+        return self.input_tokens is not None and self.output_tokens is not None
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._buf += chunk
+        if b"\n\n" not in self._buf and b"\r\n\r\n" not in self._buf:
+            return chunk
+        events = self._buf.replace(b"\r\n", b"\n").split(b"\n\n")
+        self._buf = events.pop()
+        for event in events:
+            if any(mark in event for mark in _MARKS):
+                self._read(event)
+        return chunk
+
+    def flush(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        if any(mark in rest for mark in _MARKS):
+            self._read(rest)
+        return b""
+
+    def _read(self, event: bytes) -> None:
+        data = b"".join(line[5:].strip() for line in event.split(b"\n")
+                        if line.startswith(b"data:"))
+        try:
+            doc: Any = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return  # not JSON, so not the final event; the agent's SDK reports it
+        if not isinstance(doc, dict) or doc.get("type") not in _FINAL:
+            return
+        response = doc.get("response")
+        if not isinstance(response, dict):
+            return
+        self.final = str(doc["type"])
+        usage = usage_of(response)
+        if usage is not None:
+            self.input_tokens, self.output_tokens, self.cache_read, self.cache_write = usage
+            if self._on_response is not None:
+                self._on_response(response)
