@@ -142,11 +142,12 @@ class _Responses(Dialect):
         est, compaction = await h.context.fit(view, self, summarize)
         if view["messages"] is not turns:  # compacted: what is sent is the compact form
             body["input"] = items.flatten(view["messages"])
-        return _with_held(h, est, held), compaction
+        return self._with_held(h, est, held, view), compaction
 
     def estimate(self, h: Harness, body: dict[str, Any], *, exact: bool = False) -> Estimate:
-        est = h.context.estimate(_view(body)[0], self, exact=exact)
-        return _with_held(h, est, chains(h).held(body, warn=False))
+        view = _view(body)[0]
+        est = h.context.estimate(view, self, exact=exact)
+        return self._with_held(h, est, chains(h).held(body, warn=False), view)
 
     def context_attributes(self, h: Harness, body: dict[str, Any]) -> dict[str, Any]:
         held = chains(h).held(body, warn=False)
@@ -160,23 +161,26 @@ class _Responses(Dialect):
     def answered(self, h: Harness, doc: dict[str, Any]) -> None:
         chains(h).record(doc)
 
-
-def _with_held(h: Harness, est: Estimate, held: Held) -> Estimate:
-    """The estimate with the provider-held context added, refused when it cannot fit: the
-    sidecar cannot compact what the provider keeps."""
-    if not (held.counted or held.uncounted):
-        return est
-    total = est.tokens + held.tokens
-    if total > h.context.limit:
-        raise ContextBudgetExceeded(
-            f"the prompt needs about {total} tokens: {est.tokens} in this request and "
-            f"{held.tokens} the provider keeps ({held.describe()}), over the budget of "
-            f"{h.context.limit}; the sidecar cannot compact context the provider keeps: send "
-            "the conversation as input (with store: false) so it can be compacted, or raise "
-            "spec.contextBudget.maxTokens", estimatedTokens=total,
-            budgetTokens=h.context.limit, providerHeldTokens=held.tokens)
-    # Not calibration material: the provider's count covers context the tokenizer never saw.
-    return Estimate(total, est.exact, 0)
+    def _with_held(self, h: Harness, est: Estimate, held: Held, view: dict[str, Any]
+                   ) -> Estimate:
+        """The estimate with the provider-held context added, refused when it cannot fit (the
+        sidecar cannot compact what the provider keeps); counted before it is refused."""
+        if not (held.counted or held.uncounted):
+            return est
+        limit = h.context.limit
+        if est.tokens + held.tokens > limit and not est.exact:
+            est = h.context.estimate(view, self, exact=True)
+        total = est.tokens + held.tokens
+        if total > limit:
+            raise ContextBudgetExceeded(
+                f"the prompt needs about {total} tokens: {est.tokens} in this request and "
+                f"{held.tokens} the provider keeps ({held.describe()}), over the budget of "
+                f"{limit}; the sidecar cannot compact context the provider keeps: send the "
+                "conversation as input (with store: false) so it can be compacted, or raise "
+                "spec.contextBudget.maxTokens", estimatedTokens=total, budgetTokens=limit,
+                providerHeldTokens=held.tokens)
+        # Not calibration material: the provider's count covers context never estimated here.
+        return Estimate(total, est.exact, 0)
 
 
 RESPONSES: Dialect = _Responses()
