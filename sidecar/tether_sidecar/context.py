@@ -48,9 +48,10 @@ from .tokenizer import TokenCounter
 
 __all__ = ["Compaction", "ContextManager", "Estimate", "TokenCounter"]
 
-# Compaction may trigger this fraction of the budget early rather than count exactly: an
-# anchored estimate's uncertainty is that of the last few messages, well within it.
-EARLY = 0.02
+# Where the bounds straddle the threshold, compaction may come up to this fraction of the budget
+# early rather than count exactly (0.75 instead of 0.8 at worst, inside the headroom compactAt
+# leaves): an anchored estimate's uncertainty is that of the last step or two, well within it.
+EARLY = 0.05
 # Without an anchor, a prompt whose byte count (a byte-level BPE's upper bound) is below this
 # fraction of the threshold is not estimated further: nothing depends on it (~0.3 µs/KB).
 _CHEAP = 0.5

@@ -1,0 +1,140 @@
+"""The anchored token estimate: a prompt that extends one the provider counted costs that count
+plus its new messages; anything else about the prompt that changed means no anchor."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from tether_api import ContextBudget
+from tether_sidecar.context import ContextManager, TokenCounter
+from tether_sidecar.dialects import ANTHROPIC, OPENAI
+from tether_sidecar.estimate import Prompt, text_tokens
+
+from ..bench._corpus import KINDS, conversation, text
+
+EXACT = TokenCounter()
+
+
+class NoTokenizer(TokenCounter):
+    """A counter that fails the test if the estimate asks it for an exact count."""
+
+    def count(self, texts: list[str]) -> int:
+        raise AssertionError("the tokenizer was asked for an exact count")
+
+
+def manager(limit: int = 100_000, counter: TokenCounter | None = None, **kw: Any
+            ) -> ContextManager:
+    return ContextManager(ContextBudget.model_validate(kw), limit, counter or TokenCounter())
+
+
+def provider_count(body: dict[str, Any]) -> int:
+    """What a provider counting with o200k reports: the texts' tokens and the per-message rule."""
+    return manager().estimate(body, OPENAI, exact=True).tokens
+
+
+def test_a_prompt_that_extends_a_reported_one_is_anchored_on_its_count() -> None:
+    m = manager(counter=NoTokenizer())
+    msgs = conversation(seed=1, steps=6)
+    first = {"messages": msgs[:-2]}
+    est = m.estimate(first, OPENAI)
+    assert est.anchor is None
+    m.observe(est, 5000, OPENAI)  # the provider's figure, whatever our estimate said
+    second = {"messages": msgs}
+    est2 = m.estimate(second, OPENAI)
+    assert est2.anchor is not None and len(est2.anchor.prompt.messages) == len(msgs) - 2
+    new_part, _ = text_tokens(OPENAI.texts({"messages": msgs[-2:]}))
+    assert est2.low > 5000 and est2.tokens > 5000 + new_part * 0.9
+    assert est2.tokens - 5000 < 2 * new_part + 16  # only the two new messages were estimated
+
+
+def test_the_same_prompt_again_is_exactly_the_reported_count() -> None:
+    m = manager(counter=NoTokenizer())
+    body = {"messages": conversation(seed=2, steps=3)}
+    m.observe(m.estimate(body, OPENAI), 4321, OPENAI)
+    again = m.estimate({"messages": conversation(seed=2, steps=3)}, OPENAI)  # new objects
+    assert (again.low, again.tokens, again.high) == (4321, 4321, 4321)
+
+
+@pytest.mark.parametrize("change", ["system", "tools", "fewer"])
+def test_a_changed_prefix_falls_back_to_the_whole_estimate(change: str) -> None:
+    m = manager(counter=NoTokenizer())
+    msgs = conversation(seed=3, steps=5)
+    body: dict[str, Any] = {"messages": msgs[:-2], "tools": [{"type": "function",
+                                                              "function": {"name": "search"}}]}
+    m.observe(m.estimate(body, OPENAI), 9999, OPENAI)
+    later: dict[str, Any] = {"messages": list(msgs), "tools": body["tools"]}
+    if change == "system":
+        later["messages"][0] = {"role": "system", "content": "Another system prompt."}
+    elif change == "tools":
+        later["tools"] = []
+    else:  # the agent dropped its oldest step: the prompt no longer starts with the old one
+        del later["messages"][2:4]
+    est = m.estimate(later, OPENAI)
+    assert est.anchor is None
+    assert est.tokens != 9999 + 0 and est.low < 9999  # estimated from the text, not anchored
+
+
+def test_an_edited_earlier_message_is_not_mis_anchored() -> None:
+    """The same length, the same first and last message, one character changed in the middle:
+    compared whole, so no anchor (a hash of the ends would have matched)."""
+    m = manager(counter=NoTokenizer())
+    msgs = conversation(seed=4, steps=8)
+    m.observe(m.estimate({"messages": msgs[:-2]}, OPENAI), 7777, OPENAI)
+    edited = [dict(msg) for msg in msgs]
+    content = edited[5]["content"] or ""
+    edited[5]["content"] = content[:10] + ("X" if content[10:11] != "X" else "Y") + content[11:]
+    assert m.estimate({"messages": edited}, OPENAI).anchor is None
+    assert m.estimate({"messages": msgs}, OPENAI).anchor is not None
+
+
+def test_a_made_up_report_is_no_anchor() -> None:
+    """A server that reports a fixed usage (a test double, a proxy) must not make a 100 KB
+    prompt look like 250 tokens to the next call."""
+    m = manager(counter=NoTokenizer())
+    msgs = conversation(seed=5, steps=40)
+    m.observe(m.estimate({"messages": msgs[:-2]}, OPENAI), 250, OPENAI)
+    est = m.estimate({"messages": msgs}, OPENAI)
+    assert est.anchor is None and est.low > 3 * 250
+
+
+def test_the_estimate_is_biased_high_and_its_bounds_hold_on_the_corpus() -> None:
+    rng = random.Random(7)
+    under = 0
+    samples = 0
+    for kind in KINDS:
+        for _ in range(40):
+            t = text(rng, kind)
+            body = {"messages": [{"role": "user", "content": t}]}
+            est = manager(limit=1000, counter=NoTokenizer()).estimate(body, OPENAI)
+            exact = provider_count(body)
+            assert est.low <= exact <= est.high, (kind, est, exact)
+            under += est.tokens < exact
+            samples += 1
+    assert under / samples < 0.25  # over-estimates for most texts: compaction early, not late
+
+
+def test_anthropic_starts_with_more_tokens_than_openai_for_the_same_text() -> None:
+    body = {"messages": conversation(seed=6, steps=4)}
+    m = manager(limit=1000, counter=NoTokenizer())
+    assert m.estimate(body, ANTHROPIC).tokens > m.estimate(body, OPENAI).tokens
+
+
+def test_usage_calibrates_the_family_factor() -> None:
+    m = manager(counter=NoTokenizer())
+    msgs = conversation(seed=8, steps=30)
+    reported = 3000
+    for n in range(4, 60, 2):  # a provider counting 1.5x what the estimate expects
+        est = m.estimate({"messages": msgs[:n]}, ANTHROPIC)
+        if est.anchor is not None:
+            reported = est.base + int(1.5 * est.central)
+        m.observe(est, reported, ANTHROPIC)
+    assert m.calibration.factor("anthropic") == pytest.approx(1.5, abs=0.05)
+
+
+def test_prompt_equality_ignores_object_identity() -> None:
+    a = Prompt.of({"messages": conversation(seed=9, steps=2)})
+    b = Prompt.of({"messages": conversation(seed=9, steps=3)})
+    assert b.starts_with(a) and not a.starts_with(b)
