@@ -171,9 +171,9 @@ def write_summary(h: Harness, aborted: int) -> None:
 
 async def _run(settings: Settings) -> None:
     h = Harness.create(settings)
-    # Start-up built a large, long-lived heap (tokenizer, pydantic, prices); freezing it keeps
-    # the collector from walking it again on every full collection during calls.
-    gc.collect()
+    # Start-up built a large, long-lived heap (pydantic models, prices, aiohttp); freezing it
+    # keeps the collector from walking it again on every full collection during calls. No
+    # collection first: it found ~20 unreachable objects and took ~50 ms of start-up.
     gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

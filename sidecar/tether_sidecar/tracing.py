@@ -20,15 +20,12 @@ import random
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+if TYPE_CHECKING:
+    from .otlp import OtlpMirror
 
 __all__ = ["ATTR", "Span", "Tracing", "attempt_span_id", "shape_of", "step_span_id",
            "task_span_id", "task_trace_id"]
@@ -94,20 +91,6 @@ def task_span_id(trace_id: int) -> int:
     return _derived_id(trace_id, "task")
 
 
-class _TaskIds(IdGenerator):
-    """Ids for the OTLP mirror: our trace id, and the span id each of our spans already has."""
-
-    def __init__(self, trace_id: int) -> None:
-        self._trace_id = trace_id
-        self.next_span_id = 1
-
-    def generate_span_id(self) -> int:
-        return self.next_span_id
-
-    def generate_trace_id(self) -> int:
-        return self._trace_id
-
-
 class Span:
     """A span, written when ``end()`` is called. Cheaper than the SDK's (a few µs against ~30):
     the sidecar's per-call budget is a few hundred microseconds. Mirrored to OTLP when set."""
@@ -155,41 +138,6 @@ class Span:
         }) + b"\n"
 
 
-class _OtlpMirror:
-    """Replays finished spans into the OpenTelemetry SDK, which batches them to an OTLP/HTTP
-    endpoint with the same ids, times, attributes and events as the JSONL file."""
-
-    def __init__(self, endpoint: str, resource: Resource, trace_id: int) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        endpoint = endpoint.rstrip("/")
-        if not endpoint.endswith("/v1/traces"):
-            endpoint += "/v1/traces"
-        self.trace_id = trace_id
-        self._ids = _TaskIds(trace_id)
-        self.provider = TracerProvider(resource=resource, id_generator=self._ids)
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
-        self.tracer = self.provider.get_tracer("tether.sidecar")
-
-    def export(self, span: Span) -> None:
-        parent = None
-        if span.parent_id:
-            ctx = SpanContext(self.trace_id, span.parent_id, is_remote=True,
-                              trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            parent = trace.set_span_in_context(NonRecordingSpan(ctx))
-        self._ids.next_span_id = span.span_id
-        sdk_span = self.tracer.start_span(span.name, context=parent, start_time=span.start_ns,
-                                          attributes=span.attributes)
-        for name, at, attrs in span.events:
-            sdk_span.add_event(name, attrs, timestamp=at)
-        if span.status == "ERROR":
-            sdk_span.set_status(trace.StatusCode.ERROR, span.status_message)
-        sdk_span.end(end_time=span.end_ns)
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()
-
-
 class Tracing:
     def __init__(self, *, namespace: str, task: str, uid: str | None, attempt: int,
                  span_file: Path, otlp_endpoint: str | None) -> None:
@@ -202,13 +150,16 @@ class Tracing:
         self._fd = os.open(span_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._rng = random.Random()
         self._step_ids: dict[int, int] = {}  # a SHA-256 each is ~5 µs, and every call asks
-        self._otlp: _OtlpMirror | None = None
+        self._otlp: OtlpMirror | None = None
         if otlp_endpoint:
-            resource = Resource.create({
+            # Imported only here: the OpenTelemetry SDK costs a sidecar without an endpoint
+            # ~15-50 ms of start-up (it scans the installed packages' entry points) and ~1.3 MB.
+            from .otlp import OtlpMirror
+
+            self._otlp = OtlpMirror(otlp_endpoint, self.trace_id, {
                 "service.name": "tether-sidecar", "tether.task": task,
                 "k8s.namespace.name": namespace, "tether.attempt": attempt,
             })
-            self._otlp = _OtlpMirror(otlp_endpoint, resource, self.trace_id)
 
     @property
     def trace_id_hex(self) -> str:

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
 
 from tether_api import VerifySpec
 
@@ -108,6 +107,10 @@ def required_fields(names: Sequence[str]) -> Check:
 
 
 def matches_schema(schema: dict[str, Any]) -> Check:
+    # Imported here: only tools with a schema need it, and it costs every sidecar ~20 ms of
+    # start-up and ~3 MB (docs/benchmarks.md, the footprint section).
+    from jsonschema import Draft202012Validator
+
     validator = Draft202012Validator(schema)
 
     def check(r: ToolResponse) -> Failure | None:
