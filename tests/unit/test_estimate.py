@@ -95,9 +95,12 @@ def test_a_made_up_report_is_no_anchor() -> None:
     prompt look like 250 tokens to the next call."""
     m = manager(counter=NoTokenizer())
     msgs = conversation(seed=5, steps=40)
-    m.observe(m.estimate({"messages": msgs[:-2]}, OPENAI), 250, OPENAI)
+    first = m.estimate({"messages": msgs[:-2]}, OPENAI)
+    m.observe(first, 250, OPENAI)
     est = m.estimate({"messages": msgs}, OPENAI)
-    assert est.anchor is None and est.low > 3 * 250
+    assert est.low > 3 * 250
+    # Anchored on its own bounds at most, never on the reported figure.
+    assert est.anchor is None or (est.anchor.low, est.anchor.high) == (first.low, first.high)
 
 
 def test_the_estimate_is_biased_high_and_its_bounds_hold_on_the_corpus() -> None:
@@ -138,3 +141,19 @@ def test_prompt_equality_ignores_object_identity() -> None:
     a = Prompt.of({"messages": conversation(seed=9, steps=2)})
     b = Prompt.of({"messages": conversation(seed=9, steps=3)})
     assert b.starts_with(a) and not a.starts_with(b)
+
+
+def test_without_a_usable_report_the_prompt_anchors_on_its_own_bounds() -> None:
+    """A server that reports made-up usage: the next call still estimates only what is new,
+    within the bounds carried from the first estimate."""
+    m = manager(counter=NoTokenizer())
+    msgs = conversation(seed=10, steps=20)
+    first = m.estimate({"messages": msgs[:-2]}, OPENAI)
+    m.observe(first, 7, OPENAI)  # implausible: not the count of that prompt
+    again = m.estimate({"messages": msgs[:-2]}, OPENAI)
+    assert again.anchor is not None and again.central == 0
+    assert (again.low, again.high) == (first.low, first.high)
+    longer = m.estimate({"messages": msgs}, OPENAI)
+    assert longer.anchor is not None and longer.low > first.low and longer.high > first.high
+    exact = provider_count({"messages": msgs})
+    assert longer.low <= exact <= longer.high
