@@ -17,13 +17,16 @@ safe to decide on:
   (reconcile.py).
 
 Pods are kept trimmed to what decide, ledger and podstart read (metadata without
-managedFields, ``spec.nodeName``, the status with slim container statuses): ~10,000 pods are a
-few tens of MB.
+managedFields, ``spec.nodeName``, the status with slim container statuses), as JSON bytes
+decoded when a reconcile reads them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, NamedTuple
+
+import orjson
 
 from .manifests import LABEL_TASK
 
@@ -52,9 +55,15 @@ def trim(pod: Body) -> Body:
     return {"metadata": meta, "spec": {"nodeName": node} if node else {}, "status": status}
 
 
+class _Held(NamedTuple):
+    uid: str
+    version: int | None
+    body: bytes  # the trimmed pod as JSON: a third of the memory of the dict
+
+
 class PodCache:
     def __init__(self) -> None:
-        self._by_task: dict[Key, dict[str, Body]] = {}
+        self._by_task: dict[Key, dict[str, _Held]] = {}
 
     def seen(self, pod: Body, deleted: bool = False) -> None:
         """A pod from the watch (or a create's answer); ``deleted``: it is gone."""
@@ -65,17 +74,22 @@ class PodCache:
         key = (meta["namespace"], task)
         pods = self._by_task.get(key, {})
         held = pods.get(meta["name"])
+        same = held is not None and held.uid == meta.get("uid")
         if deleted:
-            if held is not None and held["metadata"].get("uid") == meta.get("uid"):
+            if same:
                 del pods[meta["name"]]
             if not pods:
                 self._by_task.pop(key, None)
             return
-        if held is not None and held["metadata"].get("uid") == meta.get("uid"):
-            new, old = _version(pod), _version(held)
-            if new is not None and old is not None and new < old:
-                return  # an older view than the one held
-        self._by_task.setdefault(key, {})[meta["name"]] = trim(pod)
+        version = _version(pod)
+        if same and held and version is not None and held.version is not None \
+                and version < held.version:
+            return  # an older view than the one held
+        # json, not orjson, to encode: orjson's result keeps its whole growth buffer (measured:
+        # 10,000 pods of 1 KB held 39 MB, against 11.5 MB this way).
+        body = json.dumps(trim(pod), separators=(",", ":")).encode()
+        self._by_task.setdefault(key, {})[meta["name"]] = _Held(str(meta.get("uid")), version,
+                                                                 body)
 
     def gone(self, ns: str, task: str, name: str) -> None:
         """A pod found to be gone by a direct read (a deletion the watch missed)."""
@@ -91,7 +105,8 @@ class PodCache:
             self.seen(pod)
 
     def of(self, ns: str, task: str) -> list[Body]:
-        return list(self._by_task.get((ns, task), {}).values())
+        """The task's pods (each a new dict: the caller may change it)."""
+        return [orjson.loads(h.body) for h in self._by_task.get((ns, task), {}).values()]
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._by_task.values())
