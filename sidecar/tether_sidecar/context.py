@@ -50,7 +50,7 @@ __all__ = ["Compaction", "ContextManager", "Estimate", "TokenCounter"]
 
 # Where the bounds straddle the threshold, compaction may come up to this fraction of the budget
 # early rather than count exactly (0.75 instead of 0.8 at worst, inside the headroom compactAt
-# leaves): an anchored estimate's uncertainty is that of the last step or two, well within it.
+# leaves); when anchored on a counted prompt, up to the uncertainty of the new messages.
 EARLY = 0.05
 # Without an anchor, a prompt whose byte count (a byte-level BPE's upper bound) is below this
 # fraction of the threshold is not estimated further: nothing depends on it (~0.3 µs/KB).
@@ -129,13 +129,16 @@ class ContextManager:
 
     def _compact(self, est: Estimate, body: dict[str, Any], dialect: Dialect
                  ) -> tuple[bool, Estimate]:
-        """Whether the prompt must be compacted: early by at most ``self.early`` tokens when the
-        bounds straddle the threshold, never late; counted when they are wider than that."""
-        if (est.anchor is not None and est.anchor.compacted) or est.low >= self.threshold:
+        """Whether the prompt must be compacted. Where the bounds straddle the threshold it is
+        compacted early, never late, when the uncertainty is small: at most ``self.early``
+        tokens, or only that of the messages added since a prompt the provider counted (less
+        than a step early). Counted exactly when it is wider (no anchor: the whole prompt)."""
+        anchor = est.anchor
+        if (anchor is not None and anchor.compacted) or est.low >= self.threshold:
             return True, est
         if est.high < self.threshold:
             return False, est
-        if est.width <= self.early:
+        if est.width <= self.early or (anchor is not None and anchor.low == anchor.high):
             return True, est
         est = self.estimate(body, dialect, exact=True)
         return est.tokens >= self.threshold, est
