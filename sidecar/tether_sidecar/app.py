@@ -1,7 +1,8 @@
 """The two HTTP faces of the sidecar.
 
 Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/messages``,
-``POST /tools/{name}``, ``GET /status``. Ops port: ``/metrics``, ``/healthz``, ``/readyz``.
+``POST /tools/{name}``, ``/mcp/{name}`` (an MCP server), ``GET /status``. Ops port:
+``/metrics``, ``/healthz``, ``/readyz``.
 Every error leaves as JSON with a class and a reason; model routes use the provider's error shape
 so the agent's SDK can read it, and tell the SDK not to retry what the sidecar already retried.
 """
@@ -17,11 +18,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .checkpoint_api import CheckpointApi
 from .dialects import ANTHROPIC, OPENAI, Dialect
-from .errors import PayloadTooLarge, SidecarError
+from .errors import NotFound, PayloadTooLarge, SidecarError
 from .harness import Harness
 from .llm_proxy import handle_llm
 from .responses_dialect import RESPONSES
-from .tool_proxy import ToolProxy
+from .tool_proxy import ToolPipeline, ToolProxy
 
 __all__ = ["agent_app", "ops_app"]
 
@@ -82,7 +83,8 @@ def agent_app(h: Harness) -> web.Application:
                           handler_args={"access_log": None})
     app[HARNESS] = h
     app["max_body"] = h.settings.max_body_bytes
-    tools = ToolProxy(h)
+    pipeline = ToolPipeline(h)
+    tools = ToolProxy(h, pipeline)
     checkpoints = CheckpointApi(h)
 
     def llm(dialect: Dialect) -> Handler:
@@ -96,10 +98,23 @@ def agent_app(h: Harness) -> web.Application:
     for path, dialect in _LLM_ROUTES.items():
         app.router.add_post(path, llm(dialect))
     app.router.add_post("/tools/{name}", tools.handle)
+    app.router.add_route("*", "/mcp/{name}", _mcp(h, pipeline))
     app.router.add_get("/status", status)
     app.router.add_put("/checkpoint", checkpoints.put)
     app.router.add_get("/checkpoint", checkpoints.get)
     return app
+
+
+def _mcp(h: Harness, pipeline: ToolPipeline) -> Handler:
+    """``/mcp/{name}``; the MCP code is imported only when the task declares an MCP server."""
+    if not any(t.mcp is not None for t in h.task.spec.tools):
+        async def no_server(request: web.Request) -> web.StreamResponse:
+            raise NotFound(f"unknown MCP server {request.match_info['name']!r}: this task "
+                           "declares none (spec.tools[].mcp)")
+        return no_server
+    from .mcp_proxy import McpProxy
+
+    return McpProxy(h, pipeline).handle
 
 
 def ops_app(h: Harness) -> web.Application:

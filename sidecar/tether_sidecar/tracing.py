@@ -42,6 +42,7 @@ class ATTR:
     INPUT_TOKENS = "gen_ai.usage.input_tokens"
     OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
     TOOL_NAME = "gen_ai.tool.name"
+    MCP_SERVER = "tether.mcp.server"  # the AgentTask's name of the MCP server a tool is on
     ERROR_TYPE = "error.type"
     COST = "tether.cost_usd"
     RESERVED = "tether.reserved_usd"
