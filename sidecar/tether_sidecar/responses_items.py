@@ -67,27 +67,63 @@ def flatten(groups: list[Turn]) -> list[Any]:
     return [item for turn in groups for item in turn.get("items") or ()]
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
+def _strings(value: dict[str, Any] | list[Any]) -> Iterator[str]:
+    # Strings are yielded in place, not recursed into: this walk runs over every item of
+    # every call.
+    if isinstance(value, dict):
         for key, inner in value.items():
-            if key not in _SKIP:
+            if key in _SKIP:
+                continue
+            if isinstance(inner, str):
+                yield inner
+            elif inner and isinstance(inner, (dict, list)):
                 yield from _strings(inner)
-    elif isinstance(value, list):
+    else:
         for inner in value:
-            yield from _strings(inner)
+            if isinstance(inner, str):
+                yield inner
+            elif inner and isinstance(inner, (dict, list)):
+                yield from _strings(inner)
+
+
+def _item_texts(item: dict[str, Any]) -> Iterator[str]:
+    kind = item.get("type")
+    # The common shapes first, read by key (about twice as fast as the walk below, and this
+    # runs over every item of every call): a text message, a function call, its output.
+    if kind is None or kind == "message":
+        content = item.get("content")
+        if isinstance(content, str):
+            yield content
+            return
+    elif kind == "function_call":
+        yield str(item.get("name") or "")
+        yield str(item.get("arguments") or "")
+        return
+    elif kind == "function_call_output":
+        output = item.get("output")
+        if isinstance(output, str):
+            yield output
+            return
+    yield from _strings(item)
 
 
 def texts(items: list[Any]) -> Iterator[str]:
     for item in items:
-        yield from _strings(item)
+        if isinstance(item, dict):
+            yield from _item_texts(item)
 
 
-def images(value: Any) -> int:
-    if isinstance(value, dict):
-        own = 1 if value.get("type") in _IMAGES else 0
-        return own + sum(images(v) for k, v in value.items() if k not in _SKIP)
-    if isinstance(value, list):
-        return sum(images(v) for v in value)
-    return 0
+def images(items: list[Any]) -> int:
+    """Image parts: in a message's content, or a tool output (a computer call's screenshot)."""
+    count = 0
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        for key in ("content", "output"):
+            parts = item.get(key)
+            if isinstance(parts, dict):
+                parts = [parts]
+            if isinstance(parts, list):
+                count += sum(1 for part in parts
+                             if isinstance(part, dict) and part.get("type") in _IMAGES)
+    return count
