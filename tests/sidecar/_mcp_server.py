@@ -108,6 +108,9 @@ def serve_mcp() -> Iterator[tuple[str, FaultServer]]:
     """The server's MCP endpoint URL (``http://127.0.0.1:PORT/mcp``) and the double itself."""
     faults = FaultServer()
     sock = socket.socket()
+    # uvicorn leaves Nagle on for the sockets it is given: each SSE answer waited ~40 ms for the
+    # client's delayed ACK. Accepted sockets inherit the option.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(faults.app(), log_level="warning", lifespan="on"))
@@ -136,6 +139,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     port = p.parse_args().port
     sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as in serve_mcp
     sock.bind(("127.0.0.1", port))
     server = uvicorn.Server(uvicorn.Config(FaultServer().app(), log_level="warning",
                                            lifespan="on"))

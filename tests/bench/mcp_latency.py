@@ -1,0 +1,150 @@
+"""Added latency of the sidecar per MCP ``tools/call``, against the same call direct to the server.
+
+    python -m tests.bench.mcp_latency [--calls N] [--block B]
+
+Starts the MCP test double (tests/sidecar/_mcp_server.py: the official SDK's Streamable HTTP
+server, SSE answers, its own process) and the sidecar with that server declared as an MCP tool
+(spans, metrics and the journal on, as in production), all on 127.0.0.1. Opens one MCP session
+direct to the server and one through ``/mcp/{name}``, and from this one client process, with the
+same keep-alive HTTP client for both, calls the ``ok`` tool (its result has structuredContent
+checked against its outputSchema) one call at a time, N calls each, in alternating blocks so
+drift on a shared machine lands on both alike. Prints the table and writes
+``_out/bench/mcp_latency.json``. Goal (issue #12): added p50 ≤ 1 ms. Figures:
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.sidecar.proc import Sidecar, task_doc
+
+from ._measure import summary
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "_out" / "bench" / "mcp_latency.json"
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.sidecar._mcp_server", "--port", "0"],
+                            stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    if "ready port=" not in line:
+        proc.kill()
+        raise RuntimeError(f"the MCP server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{line.split('port=')[1].strip()}/mcp"
+
+
+class Session:
+    """One MCP session over a keep-alive client: initialize, then tools/call by hand."""
+
+    def __init__(self, client: httpx.Client, url: str) -> None:
+        self.client, self.url, self.headers = client, url, dict(HEADERS)
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"}}}
+        r = client.post(url, json=init, headers=self.headers)
+        r.raise_for_status()
+        self.headers |= {"mcp-session-id": r.headers["mcp-session-id"],
+                         "mcp-protocol-version": "2025-06-18"}
+        client.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    headers=self.headers).raise_for_status()
+        self.n = 0
+
+    def call(self) -> int:
+        """One tools/call, in ns; fails loudly on anything but a good result."""
+        self.n += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self.n, "method": "tools/call",
+                           "params": {"name": "ok", "arguments": {}}}).encode()
+        t0 = time.perf_counter_ns()
+        r = self.client.post(self.url, content=body, headers=self.headers)
+        took = time.perf_counter_ns() - t0
+        if r.status_code != 200 or b'"isError":true' in r.content or b'"ok"' not in r.content:
+            raise RuntimeError(f"bad answer from {self.url}: {r.status_code} {r.text[:300]}")
+        return took
+
+
+def measure(direct: Session, through: Session, calls: int, block: int,
+            warmup: int) -> dict[str, list[int]]:
+    for _ in range(warmup):
+        direct.call()
+        through.call()
+    lat: dict[str, list[int]] = {"direct": [], "sidecar": []}
+    rounds = -(-calls // block)
+    for r in range(rounds):
+        order = [("direct", direct), ("sidecar", through)]
+        for name, session in (order if r % 2 == 0 else order[::-1]):
+            lat[name] += [session.call() for _ in range(block)]
+    return lat
+
+
+def report(lat: dict[str, list[int]], sc: Sidecar) -> dict[str, Any]:
+    stats = {k: summary(v) for k, v in lat.items()}
+    for k, v in lat.items():
+        q = statistics.quantiles([x / 1e6 for x in v], n=4)
+        stats[k]["iqr"] = q[2] - q[0]
+    total = sc.metric("tether_call_overhead_seconds_sum", kind="tool")
+    count = sc.metric("tether_call_overhead_seconds_count", kind="tool")
+    return {"stats_ms": stats,
+            "added_ms": {p: stats["sidecar"][p] - stats["direct"][p]
+                         for p in ("min", "p50", "p90", "p99", "mean")},
+            "self_reported_overhead_mean_ms": 1e3 * total / count if count else None,
+            "tool_calls_ok": sc.metric("tether_tool_calls_total", outcome="ok"),
+            "machine": {"nproc": os.cpu_count(), "loadavg_end": os.getloadavg()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.mcp_latency",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=2000, help="tools/call per path")
+    p.add_argument("--block", type=int, default=50, help="calls per path before switching")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args(argv)
+    load_start = os.getloadavg()
+    server, url = start_server()
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            doc = task_doc("http://127.0.0.1:9", tools=[{"name": "bench", "mcp": {"url": url}}])
+            sc = Sidecar(Path(work), doc, env={"OTEL_BSP_SCHEDULE_DELAY": "5000"}).start(60)
+            try:
+                with httpx.Client(timeout=30) as client:
+                    lat = measure(Session(client, url), Session(client, f"{sc.url}/mcp/bench"),
+                                  args.calls, args.block, args.warmup)
+                result = report(lat, sc)
+            finally:
+                sc.stop()
+    finally:
+        server.kill()
+        server.wait(10)
+    result["machine"]["loadavg_start"] = load_start
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    cols = ("min", "p50", "p90", "p99", "mean")
+    print(f"{'path':8} " + " ".join(f"{c:>8}" for c in (*cols, "stdev", "iqr")) + "  ms")
+    for name, s in result["stats_ms"].items():
+        print(f"{name:8} " + " ".join(f"{s[k]:8.3f}" for k in (*cols, "stdev", "iqr")))
+    added = result["added_ms"]
+    print("added    " + " ".join(f"{added[c]:8.3f}" for c in cols)
+          + f"   (sidecar's own account: {result['self_reported_overhead_mean_ms']:.3f} ms mean;"
+          f" load {load_start[0]:.1f} at start on {os.cpu_count()} cores)")
+    print(json.dumps({"added_p50_ms": added["p50"], "n": result["stats_ms"]["direct"]["n"]}))
+
+
+if __name__ == "__main__":
+    main()
