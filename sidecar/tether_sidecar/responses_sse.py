@@ -4,8 +4,10 @@ A Responses stream is typed events (``event: response.output_text.delta`` / ``da
 that ends with one of ``response.completed``, ``response.incomplete`` (``max_output_tokens``
 reached or content filtered: billed, and it carries ``usage``) or ``response.failed`` (with
 ``usage`` when the provider reports one). That event's ``response`` is the whole response
-object, so its ``usage`` is read as a plain response's is. A stream that ends without one has
-no usage: the call is charged its hold (``spend.py``), as any stream cut short.
+object, so its ``usage`` is read as a plain response's is. A stream that ends without one,
+even with a clean end of the HTTP body, was cut short: :meth:`ResponsesStreamUsage.flush` raises
+it as a ``TransportError``, so the proxy ends the agent's stream with an error event, never a
+clean end, and charges the hold (``spend.py``), as for a stream broken by the connection.
 
 Bytes are passed on unchanged: the sidecar adds nothing to a Responses stream (it does not
 have to ask for usage, as it must for Chat Completions), so nothing is held back either.
@@ -19,6 +21,7 @@ from typing import Any
 import orjson
 
 from .dialects import Usage
+from .upstream import TransportError
 
 __all__ = ["ResponsesStreamUsage", "usage_of"]
 
@@ -66,6 +69,9 @@ class ResponsesStreamUsage:
         rest, self._buf = self._buf, b""
         if any(mark in rest for mark in _MARKS):
             self._read(rest)
+        if self.final is None:
+            raise TransportError("connection", "the stream ended before its final event "
+                                 "(response.completed, .incomplete or .failed)", reached=True)
         return b""
 
     def _read(self, event: bytes) -> None:

@@ -31,13 +31,19 @@ CREATED = (b'event: response.created\ndata: {"type":"response.created","sequence
 
 
 @pytest.fixture
-def breaking_upstream() -> Iterator[str]:
-    """Answers every request with the first event of a Responses stream, then resets."""
+def breaking_upstream(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Answers every request with the first event of a Responses stream, then resets the
+    connection (``reset``) or ends the body cleanly there (``ended``)."""
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
-            if _read_request(self.request) is not None:
-                self.request.sendall(SSE_HEAD + chunked(CREATED))
+            if _read_request(self.request) is None:
+                return
+            self.request.sendall(SSE_HEAD + chunked(CREATED))
+            if request.param == "reset":
                 _reset(self.request)
+            else:
+                self.request.sendall(b"0\r\n\r\n")
+                self.request.close()
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -50,15 +56,18 @@ def breaking_upstream() -> Iterator[str]:
         server.server_close()
 
 
-def test_a_stream_broken_before_its_final_event_is_an_error_and_charged_its_hold(
-        sidecar: Callable[..., Sidecar], breaking_upstream: str) -> None:
+@pytest.mark.parametrize(("breaking_upstream", "reason"), [
+    ("reset", "upstream stream broke"), ("ended", "ended before its final event")],
+    indirect=["breaking_upstream"])
+def test_a_stream_cut_before_its_final_event_is_an_error_and_charged_its_hold(
+        sidecar: Callable[..., Sidecar], breaking_upstream: str, reason: str) -> None:
     doc = task_doc(breaking_upstream)
     doc["spec"]["model"]["pricing"] = PRICING
     sc = sidecar(doc)
     c = openai.OpenAI(base_url=sc.url + "/v1", api_key="dummy", max_retries=0)
     sc.closers.append(c.close)
     seen: list[str] = []
-    with pytest.raises(openai.APIError, match="upstream stream broke"):
+    with pytest.raises(openai.APIError, match=reason):
         for event in c.responses.create(model="gpt-4o", input="hi", stream=True,
                                         max_output_tokens=10):
             seen.append(event.type)

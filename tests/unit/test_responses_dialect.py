@@ -18,6 +18,7 @@ from tether_sidecar.errors import BadRequest, ContextBudgetExceeded
 from tether_sidecar.responses_chains import ResponseChains
 from tether_sidecar.responses_dialect import RESPONSES
 from tether_sidecar.responses_sse import ResponsesStreamUsage
+from tether_sidecar.upstream import TransportError
 
 
 def call(i: int) -> dict[str, Any]:
@@ -169,9 +170,11 @@ def test_the_stream_usage_is_the_final_events_however_it_is_cut(size: int) -> No
     assert [r["id"] for r in seen] == ["resp_1"]
 
 
-def test_a_stream_without_its_final_event_has_no_usage() -> None:
+def test_a_stream_without_its_final_event_is_a_broken_one() -> None:
     reader = ResponsesStreamUsage()
     reader.feed(b'event: response.created\ndata: {"type":"response.created","response":'
                 b'{"id":"r","usage":null}}\n\n')
-    reader.flush()
+    with pytest.raises(TransportError, match="ended before its final event") as info:
+        reader.flush()
+    assert info.value.reached  # the provider ran it: charged its hold
     assert not reader.complete and reader.final is None
