@@ -15,8 +15,10 @@ class TokenCounter:
     """Counts tokens with o200k_base, loaded on the first exact count (~70 ms, ~100 MB):
     most prompts never need one, and every agent pod pays for the sidecar's memory."""
 
-    # An agent resends its whole history on every call, so most texts were counted before.
-    CACHE_CHARS = 16 * 1024 * 1024  # the cache's texts hold at most this many characters
+    # An agent resends its whole history on every call, so most texts were counted before. Kept
+    # small: with the anchored estimate an exact count is rare, and the pod's memory limit must
+    # hold the tokenizer and this cache on top of the sidecar's usual footprint.
+    CACHE_CHARS = 4 * 1024 * 1024  # the cache's texts hold at most this many characters
 
     def __init__(self) -> None:
         self._enc: Any = None
