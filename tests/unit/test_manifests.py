@@ -7,6 +7,7 @@ tests/e2e/test_pod_hardening.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -122,3 +123,13 @@ def test_the_sidecar_gets_the_operators_proxy_settings_when_set() -> None:
     assert not {"HTTPS_PROXY", "NO_PROXY"} & {e["name"] for e in agent["env"]}
     plain, _ = containers(task())
     assert "env" not in plain  # none configured: the sidecar connects directly
+
+
+def test_the_sidecar_asks_for_its_measured_memory_and_the_docs_say_the_same() -> None:
+    """Requests and limits from the footprint bench (docs/benchmarks.md): ~70 MB after 1,000
+    calls near the budget under a 96Mi request; the limit keeps room for the tokenizer."""
+    sidecar, _ = containers(task())
+    assert sidecar["resources"] == {"requests": {"cpu": "100m", "memory": "96Mi"},
+                                    "limits": {"memory": "256Mi"}}
+    doc = (Path(__file__).parents[2] / "docs" / "operator.md").read_text()
+    assert "Sidecar resources: 100m CPU, 96Mi request, 256Mi limit" in " ".join(doc.split())
