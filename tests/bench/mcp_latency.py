@@ -3,12 +3,15 @@
     python -m tests.bench.mcp_latency [--calls N] [--block B]
 
 Starts the MCP test double (tests/sidecar/_mcp_server.py: the official SDK's Streamable HTTP
-server, SSE answers, its own process) and the sidecar with that server declared as an MCP tool
-(spans, metrics and the journal on, as in production), all on 127.0.0.1. Opens one MCP session
-direct to the server and one through ``/mcp/{name}``, and from this one client process, with the
-same keep-alive HTTP client for both, calls the ``ok`` tool (its result has structuredContent
-checked against its outputSchema) one call at a time, N calls each, in alternating blocks so
-drift on a shared machine lands on both alike. Prints the table and writes
+server, SSE answers, its own process), the sidecar with that server declared as an MCP tool
+(spans, metrics and the journal on, as in production), and a bare pass-through on the sidecar's
+own stack (``--serve-floor``: an aiohttp server and the sidecar's outbound transport, relaying
+bytes and the session headers, nothing else), all on 127.0.0.1. Opens one MCP session direct to
+the server, one through the floor and one through ``/mcp/{name}``, and from this one client
+process, with the same keep-alive HTTP client for all, calls the ``ok`` tool (its result has
+structuredContent checked against its outputSchema) one call at a time, N calls each, in
+rotating blocks so drift on a shared machine lands on all alike. Sidecar minus floor is what
+tether's own MCP work costs; floor minus direct is the extra HTTP hop. Prints the table and writes
 ``_out/bench/mcp_latency.json``. Goal (issue #12): added p50 ≤ 1 ms. Figures:
 docs/benchmarks.md.
 """
@@ -38,8 +41,8 @@ OUT = ROOT / "_out" / "bench" / "mcp_latency.json"
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
 
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.sidecar._mcp_server", "--port", "0"],
+def start_server(*cmd: str) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen([sys.executable, "-m", *(cmd or ("tests.sidecar._mcp_server",))],
                             stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
@@ -79,18 +82,52 @@ class Session:
         return took
 
 
-def measure(direct: Session, through: Session, calls: int, block: int,
+def measure(sessions: dict[str, Session], calls: int, block: int,
             warmup: int) -> dict[str, list[int]]:
-    for _ in range(warmup):
-        direct.call()
-        through.call()
-    lat: dict[str, list[int]] = {"direct": [], "sidecar": []}
-    rounds = -(-calls // block)
-    for r in range(rounds):
-        order = [("direct", direct), ("sidecar", through)]
-        for name, session in (order if r % 2 == 0 else order[::-1]):
+    for session in sessions.values():
+        for _ in range(warmup):
+            session.call()
+    lat: dict[str, list[int]] = {name: [] for name in sessions}
+    order = list(sessions.items())
+    for r in range(-(-calls // block)):
+        for name, session in order[r % len(order):] + order[:r % len(order)]:
             lat[name] += [session.call() for _ in range(block)]
     return lat
+
+
+def serve_floor(upstream: str) -> None:
+    """The floor, in this process: relay each POST's bytes and the MCP headers, nothing more."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tether_sidecar.settings import Settings
+    from tether_sidecar.upstream import make_upstream
+
+    async def run() -> None:
+        client = make_upstream(None, Settings.model_fields["max_response_bytes"].default, {})
+
+        async def relay(request: web.Request) -> web.Response:
+            headers = {k: v for k, v in request.headers.items()
+                       if k.lower() in ("accept", "content-type") or k.lower().startswith("mcp-")}
+            up = await client.send("POST", upstream, headers, await request.read(), 30.0)
+            out = {k: v for k, v in up.headers.items()
+                   if k.lower() == "content-type" or k.lower().startswith("mcp-")}
+            return web.Response(body=up.body, status=up.status, headers=out)
+
+        app = web.Application()
+        app.router.add_post("/mcp", relay)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"mcp-floor ready port={port}", flush=True)
+        await asyncio.Event().wait()
+
+    import uvloop
+
+    uvloop.run(run())
 
 
 def report(lat: dict[str, list[int]], sc: Sidecar) -> dict[str, Any]:
@@ -103,6 +140,8 @@ def report(lat: dict[str, list[int]], sc: Sidecar) -> dict[str, Any]:
     return {"stats_ms": stats,
             "added_ms": {p: stats["sidecar"][p] - stats["direct"][p]
                          for p in ("min", "p50", "p90", "p99", "mean")},
+            "own_work_ms": {p: stats["sidecar"][p] - stats["floor"][p]
+                            for p in ("min", "p50", "p90", "p99", "mean")},
             "self_reported_overhead_mean_ms": 1e3 * total / count if count else None,
             "tool_calls_ok": sc.metric("tether_tool_calls_total", outcome="ok"),
             "machine": {"nproc": os.cpu_count(), "loadavg_end": os.getloadavg()}}
@@ -115,23 +154,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--block", type=int, default=50, help="calls per path before switching")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--serve-floor", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.serve_floor:
+        return serve_floor(args.serve_floor)
     load_start = os.getloadavg()
     server, url = start_server()
+    floor, floor_url = start_server("tests.bench.mcp_latency", "--serve-floor", url)
     try:
         with tempfile.TemporaryDirectory() as work:
             doc = task_doc("http://127.0.0.1:9", tools=[{"name": "bench", "mcp": {"url": url}}])
             sc = Sidecar(Path(work), doc, env={"OTEL_BSP_SCHEDULE_DELAY": "5000"}).start(60)
             try:
                 with httpx.Client(timeout=30) as client:
-                    lat = measure(Session(client, url), Session(client, f"{sc.url}/mcp/bench"),
-                                  args.calls, args.block, args.warmup)
+                    sessions = {"direct": Session(client, url),
+                                "floor": Session(client, floor_url),
+                                "sidecar": Session(client, f"{sc.url}/mcp/bench")}
+                    lat = measure(sessions, args.calls, args.block, args.warmup)
                 result = report(lat, sc)
             finally:
                 sc.stop()
     finally:
-        server.kill()
-        server.wait(10)
+        for proc in (floor, server):
+            proc.kill()
+            proc.wait(10)
     result["machine"]["loadavg_start"] = load_start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
@@ -139,11 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'path':8} " + " ".join(f"{c:>8}" for c in (*cols, "stdev", "iqr")) + "  ms")
     for name, s in result["stats_ms"].items():
         print(f"{name:8} " + " ".join(f"{s[k]:8.3f}" for k in (*cols, "stdev", "iqr")))
-    added = result["added_ms"]
-    print("added    " + " ".join(f"{added[c]:8.3f}" for c in cols)
-          + f"   (sidecar's own account: {result['self_reported_overhead_mean_ms']:.3f} ms mean;"
-          f" load {load_start[0]:.1f} at start on {os.cpu_count()} cores)")
-    print(json.dumps({"added_p50_ms": added["p50"], "n": result["stats_ms"]["direct"]["n"]}))
+    added, own = result["added_ms"], result["own_work_ms"]
+    print("added    " + " ".join(f"{added[c]:8.3f}" for c in cols) + "   (sidecar - direct)")
+    print("own work " + " ".join(f"{own[c]:8.3f}" for c in cols) + "   (sidecar - floor)")
+    print(f"sidecar's own account: {result['self_reported_overhead_mean_ms']:.3f} ms mean; "
+          f"load {load_start[0]:.1f} at start on {os.cpu_count()} cores")
+    print(json.dumps({"added_p50_ms": added["p50"], "own_work_p50_ms": own["p50"],
+                      "n": result["stats_ms"]["direct"]["n"]}))
 
 
 if __name__ == "__main__":

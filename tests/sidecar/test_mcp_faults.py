@@ -168,5 +168,9 @@ def test_session_header_passes_both_ways_and_delete_ends_it(
         assert client.post(url, json=note, headers=headers).status_code == 202
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
         assert client.post(url, json=ping, headers=headers).status_code == 200
+        # The server's own stream (GET) is relayed as a stream: its headers come at once.
+        with client.stream("GET", url, headers={**headers, "accept": "text/event-stream"}) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
         assert client.delete(url, headers=headers).status_code == 200
         assert client.post(url, json={**ping, "id": 3}, headers=headers).status_code == 404
