@@ -1,13 +1,14 @@
 """The tool pipeline: journal → verify → classify → retry/backoff → explicit failure, and its
 HTTP front door ``POST /tools/{name}``.
 
-:class:`ToolPipeline` is the one call path every tool takes (STYLE.md, convention 11): an HTTP
-tool here, an MCP ``tools/call`` in ``mcp_proxy``. A front door gives it the call's identity and a
-``send`` that makes one attempt and says whether it failed (each front door its own checks); the
-pipeline does the rest: replay from the journal, side-effect rules, retries by policy, the span,
-the metric. The agent gets the tool's own response when it passes, and otherwise an error naming
-the class (retryable_exhausted, non_retryable, verification_failed, budget_exceeded) and the
-reason. A failure never comes back as an empty success.
+:class:`ToolPipeline` is the one call path every tool takes (docs/architecture.md, "Several
+front doors, one pipeline"): an HTTP tool here, an MCP ``tools/call`` in ``mcp_proxy``. A front
+door gives it the call's identity and a ``send`` that makes one attempt and says whether it
+failed (each front door its own checks); the pipeline does the rest: replay from the journal,
+side-effect rules, retries by policy, the span, the metric. The agent gets the tool's own
+response when it passes, and otherwise an error naming the class (retryable_exhausted,
+non_retryable, verification_failed, budget_exceeded) and the reason. A failure never comes back
+as an empty success.
 """
 
 from __future__ import annotations
