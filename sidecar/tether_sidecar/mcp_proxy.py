@@ -232,6 +232,11 @@ class McpProxy:
         try:
             done = await self.pipeline.run(call, send)
         except SidecarError as exc:  # the agent's MCP client must see a failed tool
+            if exc.details.get("upstreamStatus") == 404 and "mcp-session-id" in headers:
+                # The session is gone (spec: transports, "Session Management"): the client must
+                # see the 404 to start a new one, not a tool error.
+                return _json(error_doc(msg["id"], -32001, f"MCP server {srv!r}: session not "
+                                       f"found; start a new one ({exc.reason})"), 404)
             return _json({"jsonrpc": "2.0", "id": msg["id"],
                           "result": tool_error_result(exc.body()["error"])},
                          headers={"x-tether-error-class": exc.error_class})

@@ -174,3 +174,8 @@ def test_session_header_passes_both_ways_and_delete_ends_it(
             assert r.headers["content-type"].startswith("text/event-stream")
         assert client.delete(url, headers=headers).status_code == 200
         assert client.post(url, json={**ping, "id": 3}, headers=headers).status_code == 404
+        # A tools/call in the ended session gets the 404 too, so the client starts a new one.
+        call = {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                "params": {"name": "ok", "arguments": {}}}
+        r = client.post(url, json=call, headers=headers)
+        assert r.status_code == 404 and "session not found" in r.json()["error"]["message"]
