@@ -59,6 +59,7 @@ def _text(text: str) -> list[types.ContentBlock]:
 class FaultServer:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
+        self.destroying = threading.Event()  # set when a destroy call arrives
         self.flaky: Counter[str] = Counter()
         self.server = Server("faults", on_list_tools=self.list_tools, on_call_tool=self.call_tool)
 
@@ -90,6 +91,7 @@ class FaultServer:
         if name == "empty":
             return types.CallToolResult(content=[])
         if name == "destroy":
+            self.destroying.set()
             await anyio.sleep(float(args.get("delay", 0)))
             return types.CallToolResult(content=_text(f"destroyed {args.get('key')}"))
         if name == "secret":
