@@ -5,6 +5,12 @@
 
 Exit codes: 0 after a clean stop, 2 when the configuration cannot work (the message says what to
 change). Once both ports are bound it prints ``tether-sidecar ready agent=… ops=…`` on stdout.
+
+This module stays light: the harness (``serving.py``, and through it aiohttp, pydantic, the
+task's models, prices) is imported inside :func:`main` once the garbage collector is paused.
+Start-up builds a large heap that lives as long as the process; collecting it again and again
+while the modules load cost ~60 ms of CPU (docs/benchmarks.md, the footprint section). Once it
+is built it is frozen and the collector resumes (``serving.run``).
 """
 
 from __future__ import annotations
@@ -13,23 +19,18 @@ import argparse
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
-from pydantic import ValidationError
 
-from . import taskfile
-from .app import agent_app, ops_app
-from .errors import SidecarError, StartupError
-from .harness import Harness
-from .settings import Settings
-from .tracing import ATTR
+from .errors import StartupError
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["TERMINATION_LIMIT", "load_settings", "main", "termination_message"]
 
 log = logging.getLogger("tether_sidecar")
 
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load_settings(argv: list[str] | None) -> Settings:
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
     args = {k: v for k, v in vars(_parser().parse_args(argv)).items() if v is not None}
     try:
         return Settings(**args)
@@ -72,71 +77,6 @@ def load_settings(argv: list[str] | None) -> Settings:
             f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
             for e in exc.errors(include_url=False))
         raise StartupError(f"invalid sidecar settings: {problems}") from exc
-
-
-async def serve(h: Harness, stop: asyncio.Event) -> None:
-    s = h.settings
-    agent = web.AppRunner(agent_app(h), access_log=None, handle_signals=False,
-                          shutdown_timeout=0.5)
-    ops = web.AppRunner(ops_app(h), access_log=None, handle_signals=False)
-    await agent.setup()
-    await ops.setup()
-    try:
-        agent_site = web.TCPSite(agent, "127.0.0.1", s.port, reuse_address=True)
-        ops_site = web.TCPSite(ops, s.ops_host, s.ops_port, reuse_address=True)
-        try:
-            await agent_site.start()
-            await ops_site.start()
-        except OSError as exc:
-            raise StartupError(f"cannot listen: {exc.strerror} (is --port {s.port} or "
-                               f"--ops-port {s.ops_port} taken?)") from exc
-        ports = [site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                 for site in (agent_site, ops_site)]
-        flusher = asyncio.create_task(_flush_journal(h))
-        watcher = asyncio.create_task(_watch_task_file(h))
-        h.ready = True
-        print(f"tether-sidecar ready agent=http://127.0.0.1:{ports[0]} "
-              f"ops=http://{s.ops_host}:{ports[1]}", flush=True)
-        log.info("Serving task %s/%s", h.task.metadata.namespace, h.name)
-        await stop.wait()
-        flusher.cancel()
-        watcher.cancel()
-        h.ready = False
-        log.info("Stopping task %s: %d call(s) in flight, grace %.0fs", h.name, h.in_flight,
-                 s.grace_seconds)
-        await agent_site.stop()  # no new calls; those in flight may finish
-        deadline = asyncio.get_running_loop().time() + s.grace_seconds
-        while h.in_flight and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
-    finally:
-        aborted = h.in_flight
-        await agent.cleanup()  # cancels what is still in flight: each records its abort
-        await ops.cleanup()
-        h.tracing.attempt_done({"tether.aborted_calls": aborted, ATTR.COST:
-                                float(h.ledger.spent_usd)})
-        await h.aclose()
-        write_summary(h, aborted)
-
-
-async def _flush_journal(h: Harness) -> None:
-    """fdatasync the journal at most a second after a record (see journal.py: durability), in
-    a worker thread: on the loop, each sync stalled every call in flight (~15 ms here)."""
-    while True:
-        await asyncio.sleep(1.0)
-        try:
-            await asyncio.to_thread(h.journal.sync)
-        except SidecarError as exc:
-            log.error("Task %s: %s", h.name, exc.reason)
-
-
-async def _watch_task_file(h: Harness) -> None:
-    """Apply live edits of the task (taskfile.py); a small file, read on the loop."""
-    while True:
-        await asyncio.sleep(h.settings.task_poll_seconds)
-        try:
-            taskfile.check(h)
-        except Exception:  # a bug of ours: said loudly, and the old spec stays enforced
-            log.exception("Task %s: checking the task file %s failed", h.name, h.settings.task)
 
 
 # Kubernetes keeps at most 4 KiB of a termination message; what the operator reads of it.
@@ -157,43 +97,21 @@ def termination_message(doc: dict[str, Any]) -> bytes:
     return orjson.dumps({k: doc[k] for k in _ESSENTIAL if k in doc})
 
 
-def write_summary(h: Harness, aborted: int) -> None:
-    """The final word for the operator: Kubernetes shows the termination message (≤ 4 KiB)
-    in the container's status after it ends."""
-    doc = {k: v for k, v in h.status().items() if k not in ("checkpointProblem", "priceSource")}
-    doc["abortedCalls"] = aborted
-    path = h.settings.termination_log
-    try:
-        path.write_bytes(termination_message(doc))
-    except OSError as exc:
-        log.error("Cannot write the termination summary to %s: %s", path, exc.strerror)
-
-
-async def _run(settings: Settings) -> None:
-    h = Harness.create(settings)
-    # Start-up built a large, long-lived heap (pydantic models, prices, aiohttp); freezing it
-    # keeps the collector from walking it again on every full collection during calls. No
-    # collection first: it found ~20 unreachable objects and took ~50 ms of start-up.
-    gc.freeze()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(h, stop)
-
-
 def main(argv: list[str] | None = None) -> None:
+    gc.disable()  # until start-up's heap is built and frozen (module docstring; serving.run)
     try:
         settings = load_settings(argv)
         logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .serving import run
+
         try:
             import uvloop
         except ImportError:
             runner = asyncio.run
         else:
             runner = uvloop.run
-        runner(_run(settings))
+        runner(run(settings))
     except StartupError as exc:
         print(f"tether-sidecar: {exc}", file=sys.stderr)
         sys.exit(2)
