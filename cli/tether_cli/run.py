@@ -44,7 +44,8 @@ def agent_env(task: AgentTask, sidecar_url: str, attempt: int) -> dict[str, str]
         "TETHER_TASK_INSTRUCTIONS": spec.task.instructions,
         "TETHER_TASK_INPUTS": json.dumps(spec.task.inputs),
         "TETHER_MODEL": spec.model.name,
-        "TETHER_TOOLS": ",".join(t.name for t in spec.tools),
+        "TETHER_TOOLS": ",".join(t.name for t in spec.tools if t.mcp is None),  # as the operator
+        "TETHER_MCP_SERVERS": ",".join(t.name for t in spec.tools if t.mcp is not None),
         "TETHER_ATTEMPT": str(attempt),
         **{e.name: e.value for e in spec.agent.env},
     }

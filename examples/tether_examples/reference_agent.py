@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return argparse.ArgumentParser(
         prog="tether-agent", description=__doc__.split("\n\n")[0],
         epilog="Environment: OPENAI_BASE_URL and OPENAI_API_KEY (the sidecar), TETHER_MODEL "
-               "(default gpt-4o), TETHER_TOOLS (comma-separated tool names), AGENT_MAX_STEPS "
+               "(default gpt-4o), TETHER_TOOLS (comma-separated HTTP tool names; MCP servers, in "
+               "TETHER_MCP_SERVERS, are not used by this agent), AGENT_MAX_STEPS "
                "(default 50); AGENT_EXIT_AT_STEP and AGENT_EXIT_CODE (default 1): exit with "
                "that code after checkpointing that step (fault tests); the harness variables "
                "read by tether_agent.Harness.",

@@ -143,7 +143,11 @@ def agent_env(task: Body, attempt: int) -> list[dict[str, Any]]:
         # JSON, as the SDK (tether_agent.task) and `tether run` read it.
         "TETHER_TASK_INPUTS": json.dumps(spec["task"].get("inputs") or {}),
         "TETHER_MODEL": spec["model"]["name"],
-        "TETHER_TOOLS": ",".join(t["name"] for t in spec.get("tools") or []),
+        # HTTP tools (POST /tools/{name}) and MCP servers (/mcp/{name}) apart: an agent must
+        # not offer a server to its model as a tool of that name.
+        "TETHER_TOOLS": ",".join(t["name"] for t in spec.get("tools") or [] if not t.get("mcp")),
+        "TETHER_MCP_SERVERS": ",".join(t["name"] for t in spec.get("tools") or []
+                                       if t.get("mcp")),
         "TETHER_ATTEMPT": str(attempt),
     }
     user = [{"name": e["name"], "value": e.get("value", "")}

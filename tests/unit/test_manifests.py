@@ -133,3 +133,25 @@ def test_the_sidecar_asks_for_its_measured_memory_and_the_docs_say_the_same() ->
                                     "limits": {"memory": "256Mi"}}
     doc = (Path(__file__).parents[2] / "docs" / "operator.md").read_text()
     assert "Sidecar resources: 100m CPU, 96Mi request, 256Mi limit" in " ".join(doc.split())
+
+
+def test_mcp_servers_are_named_apart_from_http_tools() -> None:
+    # An MCP server's name in TETHER_TOOLS made the reference agent offer it to the model as an
+    # HTTP tool and call POST /tools/{name}, which the sidecar refuses (it is at /mcp/{name}).
+    t = task()
+    t["spec"]["tools"] = [{"name": "search", "url": "http://search:8080/q"},
+                          {"name": "files", "mcp": {"url": "http://files:8000/mcp"}}]
+    env = {e["name"]: e["value"] for e in manifests.agent_env(t, 1)}
+    assert (env["TETHER_TOOLS"], env["TETHER_MCP_SERVERS"]) == ("search", "files")
+
+
+def test_tether_run_hands_the_agent_the_tool_variables_the_pod_gets() -> None:
+    from tether_cli.run import agent_env
+
+    t = task()
+    t["spec"]["tools"] = [{"name": "search", "url": "http://search:8080/q"},
+                          {"name": "files", "mcp": {"url": "http://files:8000/mcp"}}]
+    pod = {e["name"]: e["value"] for e in manifests.agent_env(t, 1)}
+    local = agent_env(parse_agenttask(t), "http://127.0.0.1:8181", 1)
+    for name in ("TETHER_TOOLS", "TETHER_MCP_SERVERS", "TETHER_MODEL", "TETHER_ATTEMPT"):
+        assert local[name] == pod[name], name
