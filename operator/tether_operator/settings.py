@@ -32,7 +32,7 @@ class OperatorSettings(BaseSettings):
     image_pull_policy: str = Field("IfNotPresent", description="For the sidecar image.")
     sidecar_cpu: str = Field("100m", description="Sidecar CPU request.")
     sidecar_memory: str = Field(
-        "96Mi", description="Sidecar memory request: measured ~64 MB at rest and ~70 MB after "
+        "96Mi", description="Sidecar memory request: measured ~64 MB at rest and ~81 MB after "
         "1,000 calls near the context budget (docs/benchmarks.md), with headroom.")
     sidecar_memory_limit: str = Field(
         "256Mi", description="Sidecar memory limit: room for the tokenizer (~125 MB, loaded "

@@ -126,7 +126,7 @@ def test_the_sidecar_gets_the_operators_proxy_settings_when_set() -> None:
 
 
 def test_the_sidecar_asks_for_its_measured_memory_and_the_docs_say_the_same() -> None:
-    """Requests and limits from the footprint bench (docs/benchmarks.md): ~70 MB after 1,000
+    """Requests and limits from the footprint bench (docs/benchmarks.md): ~81 MB after 1,000
     calls near the budget under a 96Mi request; the limit keeps room for the tokenizer."""
     sidecar, _ = containers(task())
     assert sidecar["resources"] == {"requests": {"cpu": "100m", "memory": "96Mi"},
