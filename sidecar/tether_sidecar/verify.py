@@ -108,7 +108,7 @@ def required_fields(names: Sequence[str]) -> Check:
 
 def matches_schema(schema: dict[str, Any]) -> Check:
     # Imported here: only tools with a schema need it, and it costs every sidecar ~20 ms of
-    # start-up and ~3 MB (docs/benchmarks.md, the footprint section).
+    # start-up and ~2 MB (docs/benchmarks.md, the footprint section).
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(schema)
