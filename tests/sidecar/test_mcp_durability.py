@@ -4,7 +4,6 @@ answered from the journal, and a call in flight at the kill is refused as "may h
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from ._mcp_server import FaultServer, serve_mcp
 from .proc import Sidecar, task_doc
+from .test_durability import kill
 from .test_mcp_faults import _text, call
 
 
@@ -30,13 +30,6 @@ def rig(tmp_path: Path) -> Iterator[tuple[Callable[[], Sidecar], FaultServer]]:
         yield start, faults
         for sc in running:
             sc.stop()
-
-
-def kill(sc: Sidecar) -> None:
-    assert sc.proc is not None
-    sc.proc.send_signal(signal.SIGKILL)
-    sc.proc.wait(10)
-    sc.stop()
 
 
 async def test_completed_destructive_call_is_replayed_after_a_kill(
