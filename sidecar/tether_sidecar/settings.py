@@ -1,31 +1,20 @@
-"""The sidecar's own settings (not the task's): flags, or TETHER_SIDECAR_* environment variables.
-
-A pydantic model that reads its environment variables itself (:meth:`Settings._from_env`) rather
-than a pydantic-settings ``BaseSettings``: importing pydantic-settings (its dotenv and cloud
-secret sources) cost every sidecar ~15 ms of start-up and ~1 MB (docs/benchmarks.md, the
-footprint section), for variables that are plain strings pydantic converts anyway. Keyword
-arguments (the flags) win over the environment, as with pydantic-settings; names are matched
-without regard to case; an unknown ``TETHER_SIDECAR_*`` name is refused (``reject_unknown``).
-"""
+"""The sidecar's own settings (not the task's): flags, or TETHER_SIDECAR_* environment variables."""
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether_api.envcheck import reject_unknown
 
-__all__ = ["ENV_PREFIX", "Settings"]
-
-ENV_PREFIX = "TETHER_SIDECAR_"
+__all__ = ["Settings"]
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TETHER_SIDECAR_", extra="forbid")
 
     task: Path = Field(description="The AgentTask YAML (the same file a user applies).")
     state_dir: Path = Field(description="Ledger, journal, checkpoints, spans (the PVC).")
@@ -69,13 +58,7 @@ class Settings(BaseModel):
         "(a ConfigMap update arrives as an atomic symlink swap).")
     log_level: str = "INFO"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_env(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        reject_unknown(ENV_PREFIX, cls.model_fields)
-        env = {k.upper(): v for k, v in os.environ.items()}
-        found = {name: env[ENV_PREFIX + name.upper()] for name in cls.model_fields
-                 if ENV_PREFIX + name.upper() in env}
-        return {**found, **data}
+    @model_validator(mode="after")
+    def _no_unknown_env(self) -> Settings:
+        reject_unknown("TETHER_SIDECAR_", type(self).model_fields)
+        return self
