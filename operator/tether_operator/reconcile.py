@@ -259,7 +259,10 @@ class Reconciler(WorkQueue):
         # Pinned from birth: its final figures are read before it can go (ledger.py).
         pod["metadata"]["finalizers"] = [*pod["metadata"].get("finalizers", []), POD_FINALIZER]
         created = await self.kube.create(pod)
-        if created is None:
+        if created is None:  # made before (an answer lost, a restart): index it as it is
+            existing = await self.kube.get_pod(meta["namespace"], pod["metadata"]["name"])
+            if existing is not None:
+                self.pods.seen(existing)
             return None
         self.pods.seen(created)  # read-your-writes: the next reconcile must see it
         log.info("Created pod %s for agenttask %s/%s", pod["metadata"]["name"],

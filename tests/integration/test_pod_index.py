@@ -79,3 +79,20 @@ async def test_the_resync_finds_a_pod_the_watch_never_said_was_deleted(
     status = (await get(rec, namespace, name))["status"]
     assert (status["attempt"], status["evictions"]) == (2, 1)
     assert all(p["metadata"]["name"] != pod for p in rec.pods.of(namespace, name))
+
+
+async def test_a_pod_made_before_whose_answer_was_lost_is_indexed_not_made_again(
+        rec: Reconciler, kubectl: Kubectl, namespace: str) -> None:
+    name = "index-lost"
+    await create(rec, namespace, name)
+    await rec.reconcile(namespace, name)  # attempt 1 written, its pod made
+    fresh = Reconciler(rec.kube, rec.settings, OperatorMetrics(), blocker=Guard())  # no index
+    t = await get(rec, namespace, name)
+    assert "podName" not in t["status"]  # the pod's own event would have written it
+    await fresh._start_pod(t, 1)  # the create answers 409: the pod is read and indexed
+    assert [p["metadata"]["name"] for p in fresh.pods.of(namespace, name)] == [f"{name}-a1"]
+    await fresh.reconcile(namespace, name)
+    status = (await get(rec, namespace, name))["status"]
+    assert (status["attempt"], status["podName"], status.get("evictions", 0)) == (
+        1, f"{name}-a1", 0)
+    assert pod_names(kubectl, namespace, name) == [f"{name}-a1"]
