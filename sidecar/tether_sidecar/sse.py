@@ -5,6 +5,12 @@ provider reports (OpenAI: the last chunk when ``stream_options.include_usage`` i
 ``message_start`` for input tokens and ``message_delta`` for output tokens). When the sidecar
 itself asked OpenAI for usage, the usage-only chunk is held back, so the agent sees exactly the
 stream it asked for.
+
+A stream is whole only with its terminal event (OpenAI and compatible servers: ``data: [DONE]``;
+Anthropic: ``message_stop``). A body that ends cleanly before it was cut short all the same (a
+proxy's idle timeout, a server restarting): :meth:`SseUsage.flush` raises that as a
+``TransportError``, so the proxy ends the agent's stream with an error event and the call is
+charged its hold, never relayed as a clean end an agent could take for the whole answer.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
+from .upstream import TransportError
 
 __all__ = ["SseUsage"]
 
@@ -26,6 +34,7 @@ class SseUsage:
         self.cache_read = 0
         self.cache_write = 0
         self.model: str | None = None
+        self.ended = False  # the terminal event came
 
     @property
     def complete(self) -> bool:
@@ -40,16 +49,30 @@ class SseUsage:
         self._buf = events.pop()
         out = []
         for event in events:
+            self.ended = self.ended or self._terminal(event)
             keep = self._read(event)
             if keep:
                 out.append(event + b"\n\n")
         return b"".join(out) if self.strip else chunk
 
     def flush(self) -> bytes:
+        """The end of the body: what is left to pass on; raises when the terminal event never
+        came (the stream was cut short)."""
         rest, self._buf = self._buf, b""
         if rest.strip():
+            self.ended = self.ended or self._terminal(rest)
             self._read(rest)
+        if not self.ended:
+            marker = "message_stop" if self.provider == "anthropic" else "data: [DONE]"
+            raise TransportError("connection", f"the stream ended before its final event "
+                                 f"({marker})", reached=True)
         return rest if self.strip else b""
+
+    def _terminal(self, event: bytes) -> bool:
+        if self.provider == "anthropic":
+            return b"message_stop" in event
+        return any(line.startswith(b"data:") and line[5:].strip() == b"[DONE]"
+                   for line in event.split(b"\n"))
 
     def _read(self, event: bytes) -> bool:
         if b'"usage"' not in event:

@@ -40,6 +40,7 @@ def chunked(data: bytes) -> bytes:
 @dataclass
 class RawUpstream:
     """``fault`` is one of: stall, reset, half_response, broken_stream, stalled_stream,
+    ended_stream (a chunk, then a clean end of the body without ``data: [DONE]``),
     stream_after_release (a chunk, then the rest once ``release`` is set), reset_then_ok and
     reset_reset_ok (the first request, or the first two, are reset; later ones are answered
     whole: 3 output tokens, or a stream of 1 when the request asks for one), held_then_reset
@@ -102,8 +103,13 @@ def _serve_one(up: RawUpstream, sock: socket.socket) -> None:
     elif up.fault == "half_response":
         sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                      b"content-length: 400\r\n\r\n{\"id\": \"c1\", \"choices\": [")
-    elif up.fault in ("broken_stream", "stalled_stream", "stream_after_release"):
+    elif up.fault in ("broken_stream", "stalled_stream", "stream_after_release",
+                      "ended_stream"):
         sock.sendall(SSE_HEAD + chunked(CHUNK))
+        if up.fault == "ended_stream":  # a clean end of the body, before data: [DONE]
+            sock.sendall(b"0\r\n\r\n")
+            sock.close()
+            return
         if up.fault == "stalled_stream":
             up.stop.wait()
         elif up.fault == "stream_after_release":

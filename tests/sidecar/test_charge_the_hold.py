@@ -120,7 +120,8 @@ def test_a_retry_the_hard_limit_has_no_room_for_is_not_sent(
         again.stop()
 
 
-@pytest.mark.parametrize("upstream", ["broken_stream", "stalled_stream"], indirect=True)
+@pytest.mark.parametrize("upstream", ["broken_stream", "stalled_stream", "ended_stream"],
+                         indirect=True)
 def test_a_stream_broken_after_it_began_is_charged_its_hold(
         sidecar: Callable[..., Sidecar], upstream: RawUpstream) -> None:
     sc = sidecar(task(upstream.url), *timeout_for(upstream))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tether_sidecar.sse import SseUsage
+from tether_sidecar.upstream import TransportError
 
 
 def openai_stream(with_usage: bool) -> list[bytes]:
@@ -45,6 +48,7 @@ def test_anthropic_usage_from_start_and_delta() -> None:
         ("content_block_delta", {"type": "content_block_delta",
                                  "delta": {"type": "text_delta", "text": "hi"}}),
         ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 7}}),
+        ("message_stop", {"type": "message_stop"}),
     ]
     raw = b"".join(f"event: {n}\ndata: {json.dumps(d)}\n\n".encode() for n, d in events)
     parser = SseUsage("anthropic", strip_usage_chunk=False)
@@ -56,3 +60,28 @@ def test_incomplete_stream_has_no_usage() -> None:
     parser = SseUsage("openai", strip_usage_chunk=False)
     run(parser, openai_stream(False))
     assert not parser.complete
+
+
+@pytest.mark.parametrize("strip", [False, True])
+def test_a_stream_that_ends_before_done_is_broken_not_whole(strip: bool) -> None:
+    # A proxy's idle timeout or a restarting server can end the body cleanly mid-answer: the
+    # agent would take half an answer for the whole one.
+    pieces = openai_stream(True)
+    cut = b"".join(pieces).replace(b"data: [DONE]\n\n", b"")
+    parser = SseUsage("openai", strip_usage_chunk=strip)
+    with pytest.raises(TransportError, match=r"data: \[DONE\]") as caught:
+        run(parser, [cut])
+    assert caught.value.reached
+
+
+def test_an_anthropic_stream_without_message_stop_is_broken() -> None:
+    raw = (b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+           b'{"input_tokens":5,"output_tokens":1}}}\n\n')
+    with pytest.raises(TransportError, match="message_stop"):
+        run(SseUsage("anthropic", strip_usage_chunk=False), [raw])
+
+
+def test_done_as_the_last_bytes_without_a_blank_line_still_ends_the_stream() -> None:
+    parser = SseUsage("openai", strip_usage_chunk=False)
+    run(parser, [b"data: {\"choices\": []}\n\ndata: [DONE]"])
+    assert parser.ended
