@@ -155,7 +155,7 @@ class Observed:
     spent_series: dict[str, list[Decimal]] = field(default_factory=dict)
     reserved_max: dict[str, Decimal] = field(default_factory=dict)  # status.reservedUSD, if any
     final: dict[str, dict[str, Any]] = field(default_factory=dict)  # last status, deleted too
-    lowered_at: dict[str, Decimal] = field(default_factory=dict)  # spend when hard was lowered
+    lowered_at: dict[str, Decimal] = field(default_factory=dict)  # spend when lowered/enforced
     hard_final: dict[str, Decimal] = field(default_factory=dict)  # the spec's last hard limit
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # team -> final status
     deleted: set[str] = field(default_factory=set)
@@ -207,9 +207,11 @@ def _task_violations(p: TaskPlan, seen: Observed, billed: Bill, bad: list[str]) 
     """Invariants 1-3 for one task, appended to ``bad``; returns its overshoot."""
     st = seen.final.get(p.name, {})
     spent, got = _money(st.get("spentUSD")), billed.usd.get(p.name, Decimal(0))
-    # 1. Over the hard limit in force (or the spend when it was lowered under it) by more than
-    # the holds in flight: status.reservedUSD when the status shows it, else one call's worst
-    # case, the costliest call the model billed the task (the agent makes one at a time).
+    # 1. Over the hard limit in force by more than the holds in flight: status.reservedUSD when
+    # the status shows it, else one call's worst case, the costliest call the model billed the
+    # task (the agent makes one at a time). A lowered limit is in force once the sidecar reports
+    # enforcing it (status.hardLimitUSD; the lag is the table's "enforced" row): until then the
+    # old one is, so the floor is the spend when it was lowered or when it took effect.
     limit = max(seen.hard_final.get(p.name, p.hard), seen.lowered_at.get(p.name, Decimal(0)))
     holds = max(seen.reserved_max.get(p.name, Decimal(0)),
                 billed.costliest.get(p.name, Decimal(0)))

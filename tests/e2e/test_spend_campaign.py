@@ -92,6 +92,8 @@ class Watcher(threading.Thread):
         if edit and name not in self.seen.enforced_after and st.get("phase") == "Running" \
                 and Decimal(str(st.get("hardLimitUSD") or -1)) == edit[1]:  # by the sidecar
             self.seen.enforced_after[name] = time.monotonic() - edit[0]
+            if spent > edit[1]:  # the old limit was in force until now: spent under it
+                self.seen.lowered_at[name] = max(self.seen.lowered_at.get(name, spent), spent)
         self.seen.hard_final[name] = Decimal(obj["spec"]["costEnvelope"]["hardLimitUSD"])
         self.objects[name] = obj
         if kind == "DELETED":
