@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from .dialects import Usage
+from .sse import EventSplitter, event_data
 from .upstream import TransportError
 
 __all__ = ["ResponsesStreamUsage", "usage_of"]
@@ -42,7 +43,7 @@ def usage_of(response: dict[str, Any]) -> Usage | None:
 
 class ResponsesStreamUsage:
     def __init__(self, on_response: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self._buf = b""
+        self._events = EventSplitter()
         self._on_response = on_response
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
@@ -55,18 +56,13 @@ class ResponsesStreamUsage:
         return self.input_tokens is not None and self.output_tokens is not None
 
     def feed(self, chunk: bytes) -> bytes:
-        self._buf += chunk
-        if b"\n\n" not in self._buf and b"\r\n\r\n" not in self._buf:
-            return chunk
-        events = self._buf.replace(b"\r\n", b"\n").split(b"\n\n")
-        self._buf = events.pop()
-        for event in events:
+        for event in self._events.push(chunk):
             if any(mark in event for mark in _MARKS):
                 self._read(event)
         return chunk
 
     def flush(self) -> bytes:
-        rest, self._buf = self._buf, b""
+        rest = self._events.rest()
         if any(mark in rest for mark in _MARKS):
             self._read(rest)
         if self.final is None:
@@ -75,8 +71,7 @@ class ResponsesStreamUsage:
         return b""
 
     def _read(self, event: bytes) -> None:
-        data = b"".join(line[5:].strip() for line in event.split(b"\n")
-                        if line.startswith(b"data:"))
+        data = event_data(event)
         try:
             doc: Any = orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -21,14 +21,42 @@ import orjson
 
 from .upstream import TransportError
 
-__all__ = ["SseUsage"]
+__all__ = ["EventSplitter", "SseUsage", "event_data"]
+
+
+class EventSplitter:
+    """Whole server-sent events out of a byte stream cut anywhere (LF or CRLF line ends); the
+    one splitter of every stream reader here (chat, messages, responses)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def push(self, chunk: bytes) -> list[bytes]:
+        """The events ``chunk`` completes (none while an event is still open)."""
+        self._buf += chunk
+        if b"\n\n" not in self._buf and b"\r\n\r\n" not in self._buf:
+            return []
+        events = self._buf.replace(b"\r\n", b"\n").split(b"\n\n")
+        self._buf = events.pop()
+        return events
+
+    def rest(self) -> bytes:
+        """What the stream left after its last blank line, taken out."""
+        rest, self._buf = self._buf, b""
+        return rest
+
+
+def event_data(event: bytes) -> bytes:
+    """An event's ``data:`` lines, joined (each a JSON document in these APIs)."""
+    return b"".join(line[5:].strip() for line in event.split(b"\n")
+                    if line.startswith(b"data:"))
 
 
 class SseUsage:
     def __init__(self, provider: str, strip_usage_chunk: bool) -> None:
         self.provider = provider
         self.strip = strip_usage_chunk
-        self._buf = b""
+        self._events = EventSplitter()
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.cache_read = 0
@@ -42,11 +70,9 @@ class SseUsage:
 
     def feed(self, chunk: bytes) -> bytes:
         """Take a chunk from upstream; return the bytes to pass on now."""
-        self._buf += chunk
-        if b"\n\n" not in self._buf and b"\r\n\r\n" not in self._buf:
+        events = self._events.push(chunk)
+        if not events:
             return b"" if self.strip else chunk
-        events = self._buf.replace(b"\r\n", b"\n").split(b"\n\n")
-        self._buf = events.pop()
         out = []
         for event in events:
             self.ended = self.ended or self._terminal(event)
@@ -58,7 +84,7 @@ class SseUsage:
     def flush(self) -> bytes:
         """The end of the body: what is left to pass on; raises when the terminal event never
         came (the stream was cut short)."""
-        rest, self._buf = self._buf, b""
+        rest = self._events.rest()
         if rest.strip():
             self.ended = self.ended or self._terminal(rest)
             self._read(rest)
@@ -77,9 +103,7 @@ class SseUsage:
     def _read(self, event: bytes) -> bool:
         if b'"usage"' not in event:
             return True
-        data = b"".join(
-            line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")
-        )
+        data = event_data(event)
         try:
             doc: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
