@@ -31,7 +31,7 @@ PROVISIONER="$K8S_BIN_DIR/local-path-provisioner"
 # rest of the repo (tests, docs, hack) can change without a rebuild.
 CONTEXT_INPUTS=(pyproject.toml README.md images api/tether_api sidecar/tether_sidecar
   sdk/tether_agent cli/tether_cli operator/tether_operator examples/tether_examples
-  hack/tools/pause)
+  evaluator/tether_eval hack/tools/pause)
 # The revision label: the last commit that changed what the images are built from
 # (+dirty for local edits), not HEAD, so a commit to tests or docs rebuilds nothing.
 REVISION="$(git -C "$REPO_ROOT" log -1 --format=%H -- "${CONTEXT_INPUTS[@]}" 2>/dev/null || true)"
