@@ -1,8 +1,8 @@
 """Why a task's pod must not be created yet (issue #9, contract 6).
 
-``blocker(kube, task)`` returns ``(reason, message)`` or None, read before anything is made;
-the reconciler checks ``credentials`` first and ``claim``s the ConfigMap and PVC (created, then
-checked only when one of that name already existed: the usual start reads nothing):
+The reconciler checks ``credentials(kube, task)`` (``(reason, message)`` or None) before anything
+is made, then ``claim``s the ConfigMap and PVC (created, then checked only when one of that name
+already existed: the usual start reads nothing):
 
 * ``CredentialsNotFound``: a Secret the task names (``spec.model.credentialsSecretRef``, or a
   ``caBundle.secretKeyRef``) does not exist. The task fails: the user creates the Secret and
@@ -27,9 +27,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .kube import ApiError, Kube
-from .manifests import object_names
 
-__all__ = ["CREDENTIALS_LABEL", "PARTIAL_METADATA", "blocker", "claim", "credentials"]
+__all__ = ["CREDENTIALS_LABEL", "PARTIAL_METADATA", "claim", "credentials"]
 
 Body = dict[str, Any]
 CREDENTIALS_LABEL = "tether.dev/model-credentials"
@@ -101,20 +100,6 @@ def _not_ours(kind: str, name: str, found: Body, uid: str) -> tuple[str, str] | 
 _PLURAL = {"ConfigMap": "configmaps", "PersistentVolumeClaim": "persistentvolumeclaims"}
 
 
-async def _stale(kube: Kube, task: Body) -> tuple[str, str] | None:
-    meta = task["metadata"]
-    ns, uid = meta["namespace"], meta["uid"]
-    names = object_names(task, 0)
-    wanted = [("ConfigMap", names["cm"])]
-    if ((task["spec"].get("checkpoint") or {}).get("enabled", True)):
-        wanted.append(("PersistentVolumeClaim", names["pvc"]))
-    for kind, name in wanted:
-        found = await _metadata(kube, f"/api/v1/namespaces/{ns}/{_PLURAL[kind]}/{quote(name)}")
-        if found is not None and (stale := _not_ours(kind, name, found, uid)):
-            return stale
-    return None
-
-
 async def claim(kube: Kube, obj: Body, uid: str) -> tuple[bool, tuple[str, str] | None]:
     """Create ``obj`` (a ConfigMap or PVC owned by the task ``uid``): (whether this call made
     it, StaleObjects when one of that name exists and is not the task's)."""
@@ -132,8 +117,3 @@ async def claim(kube: Kube, obj: Body, uid: str) -> tuple[bool, tuple[str, str] 
 async def credentials(kube: Kube, task: Body) -> tuple[str, str] | None:
     """Whether the Secrets the task names may be mounted (CredentialsNotFound/NotAllowed)."""
     return await _credentials(kube, task["metadata"]["namespace"], task["spec"])
-
-
-async def blocker(kube: Kube, task: Body) -> tuple[str, str] | None:
-    """Why ``task``'s pod must not be created now, as (reason, message), or None."""
-    return await credentials(kube, task) or await _stale(kube, task)

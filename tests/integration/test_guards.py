@@ -1,12 +1,12 @@
-"""guards.blocker against a real kube-apiserver: what stops a task's pod before it is created.
+"""guards.credentials and guards.claim against a real kube-apiserver: what stops a task's pod
+before it is created.
 
-guards.py is I/O only (metadata reads), so it is called directly on task bodies; the operator's
-use of it (phase Failed, or a wait) is tested with the reconciler.
+guards.py is I/O only (metadata reads and creates), so it is called directly on task bodies; the
+operator's use of it (phase Failed, or a wait) is tested with the reconciler.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tether_operator import guards
+from tether_operator import guards, manifests
 from tether_operator.kube import Kube
 
 from .conftest import Kubectl
@@ -54,8 +54,8 @@ def _task(namespace: str, name: str, secret: str = "", uid: str = "", **model: A
 async def test_a_labelled_secret_and_no_leftovers_let_the_pod_start(
         kube: Kube, kubectl: Kubectl, namespace: str) -> None:
     _secret(kubectl, namespace, "creds-ok", LABEL)
-    assert await guards.blocker(kube, _task(namespace, "good", "creds-ok")) is None
-    assert await guards.blocker(kube, _task(namespace, "no-secret")) is None
+    assert await guards.credentials(kube, _task(namespace, "good", "creds-ok")) is None
+    assert await guards.credentials(kube, _task(namespace, "no-secret")) is None
 
 
 async def test_a_secret_read_is_metadata_only(kube: Kube, kubectl: Kubectl,
@@ -71,7 +71,7 @@ async def test_a_secret_read_is_metadata_only(kube: Kube, kubectl: Kubectl,
 async def test_a_secret_without_the_opt_in_label_is_refused_naming_it(
         kube: Kube, kubectl: Kubectl, namespace: str) -> None:
     _secret(kubectl, namespace, "creds-plain", {"tether.dev/model-credentials": "yes"})
-    found = await guards.blocker(kube, _task(namespace, "nolabel", "creds-plain"))
+    found = await guards.credentials(kube, _task(namespace, "nolabel", "creds-plain"))
     assert found is not None
     reason, message = found
     assert reason == "CredentialsNotAllowed"
@@ -85,13 +85,13 @@ async def test_a_ca_bundle_secret_needs_the_opt_in_too(kube: Kube, kubectl: Kube
     _secret(kubectl, namespace, "ca-plain", {})
     task = _task(namespace, "ca", caBundle={"secretKeyRef": {"name": "ca-plain",
                                                               "key": "ca.crt"}})
-    found = await guards.blocker(kube, task)
+    found = await guards.credentials(kube, task)
     assert found is not None and found[0] == "CredentialsNotAllowed"
     assert "spec.model.caBundle.secretKeyRef" in found[1]
 
 
 async def test_a_missing_secret_is_named(kube: Kube, namespace: str) -> None:
-    found = await guards.blocker(kube, _task(namespace, "missing", "creds-absent"))
+    found = await guards.credentials(kube, _task(namespace, "missing", "creds-absent"))
     assert found is not None
     reason, message = found
     assert reason == "CredentialsNotFound"
@@ -111,29 +111,41 @@ async def test_objects_of_an_earlier_task_of_the_same_name_are_never_adopted(
                                 "metadata": {"name": "reused-task", "ownerReferences": [owner]},
                                 "data": {"agenttask.yaml": "{}"}})
     again = _task(namespace, "reused")  # the same name, a new UID
-    found = await guards.blocker(kube, again)
-    assert found is not None
+    made, found = await guards.claim(kube, manifests.config_map(again),
+                                     again["metadata"]["uid"])
+    assert not made and found is not None
     reason, message = found
     assert reason == "StaleObjects"
     assert "ConfigMap reused-task exists and is not this task's" in message
     assert earlier["metadata"]["uid"] in message
     # The task that does own it is not blocked by its own objects.
-    assert await guards.blocker(kube, _task(namespace, "reused",
-                                            uid=earlier["metadata"]["uid"])) is None
+    mine = _task(namespace, "reused", uid=earlier["metadata"]["uid"])
+    assert await guards.claim(kube, manifests.config_map(mine), mine["metadata"]["uid"]) \
+        == (False, None)
 
 
 async def test_a_claim_of_another_owner_or_none_blocks_the_pod(
         kube: Kube, kubectl: Kubectl, namespace: str) -> None:
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": {"name": "by-hand-state"},
-             "spec": {"accessModes": ["ReadWriteOnce"],
-                      "resources": {"requests": {"storage": "1Mi"}}}}
-    _apply(kubectl, namespace, claim)
     task = _task(namespace, "by-hand")
-    found = await guards.blocker(kube, task)
-    assert found is not None and found[0] == "StaleObjects"
-    assert "PersistentVolumeClaim by-hand-state" in found[1] and "no owner" in found[1]
-    # Without a checkpoint volume the task uses no claim: nothing to collide with.
-    no_volume = copy.deepcopy(task)
-    no_volume["spec"]["checkpoint"] = {"enabled": False}
-    assert await guards.blocker(kube, no_volume) is None
+    claim = manifests.pvc(task)
+    by_hand = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": claim["metadata"]["name"]},
+               "spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Mi"}}}}
+    _apply(kubectl, namespace, by_hand)
+    made, found = await guards.claim(kube, claim, task["metadata"]["uid"])
+    assert not made and found is not None and found[0] == "StaleObjects"
+    assert f"PersistentVolumeClaim {claim['metadata']['name']}" in found[1]
+    assert "no owner" in found[1]
+
+
+async def test_a_claim_made_by_this_call_is_the_tasks(kube: Kube, kubectl: Kubectl,
+                                                     namespace: str) -> None:
+    # A stored task: a claim owned by a UID that does not exist would be garbage-collected.
+    task = _apply(kubectl, namespace, {k: v for k, v in _task(namespace, "fresh").items()
+                                       if k != "metadata"} | {"metadata": {"name": "fresh"}})
+    made, found = await guards.claim(kube, manifests.pvc(task), task["metadata"]["uid"])
+    assert made and found is None
+    # Asked again (a reconcile after a lost answer), it is found and recognised as its own.
+    assert await guards.claim(kube, manifests.pvc(task), task["metadata"]["uid"]) \
+        == (False, None)
