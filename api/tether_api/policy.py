@@ -141,9 +141,13 @@ class CostEnvelope(ApiModel):
 
 
 _DEFAULT_RETRY_ON: list[int | str] = [
-    408, 429, 500, 502, 503, 504, 529, "timeout", "connection", "empty", "malformed",
+    408, 429, 500, 502, 503, 504, 529, "timeout", "connection", "empty",
 ]
-_DEFAULT_NON_RETRYABLE: list[int | str] = [400, 401, 403, 404, 409, 422, "schema", "fields"]
+# A body that is not the JSON it should be does not fix itself on a retry: retried without
+# limit it is the founding incident (a tool answering garbage, retried in a loop, $800 in 40
+# minutes). Like schema drift it fails at once unless a policy lists it in retryOn.
+_DEFAULT_NON_RETRYABLE: list[int | str] = [400, 401, 403, 404, 409, 422, "malformed", "schema",
+                                           "fields"]
 
 
 class CallRetry(ApiModel):

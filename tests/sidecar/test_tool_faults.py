@@ -36,7 +36,10 @@ CASES = [
     Case("rate", "/retry-after/1/1", 200, "retried_ok", 2),
     Case("slow", "/slow/3", 502, "retryable_exhausted", 3, "timeout", {"timeout": "300ms"}),
     Case("reset", "/reset", 502, "retryable_exhausted", 3, "connection"),
-    Case("malformed", "/malformed", 502, "retryable_exhausted", 3, "malformed"),
+    # Not retried by default: a malformed body does not fix itself (the founding incident).
+    Case("malformed", "/malformed", 502, "verification_failed", 1, "malformed"),
+    Case("malformed-opt-in", "/malformed", 502, "retryable_exhausted", 3, "malformed",
+         {"retry": {"retryOn": ["malformed"], "nonRetryable": []}}),
     Case("empty", "/empty", 502, "retryable_exhausted", 3, "empty"),
     Case("missing", "/missing-field", 502, "verification_failed", 1, "fields",
          {"verify": {"requiredFields": ["result"]}}),
