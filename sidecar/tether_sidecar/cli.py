@@ -73,10 +73,17 @@ def load_settings(argv: list[str] | None) -> Settings:
     try:
         return Settings(**args)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
-            for e in exc.errors(include_url=False))
+        problems = "; ".join(f"{_where(e['loc'])}: {e['msg']}"
+                             for e in exc.errors(include_url=False))
         raise StartupError(f"invalid sidecar settings: {problems}") from exc
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A flag (``--max-body-bytes``), or a variable of its own (``TETHER_EVALUATION.policies``)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0].startswith("TETHER_"):
+        return ".".join(parts)
+    return "--" + "-".join(parts).replace("_", "-")
 
 
 # Kubernetes keeps at most 4 KiB of a termination message; what the operator reads of it.

@@ -5,10 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, Json, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether_api.envcheck import reject_unknown
+
+from .eval_config import Evaluation
 
 __all__ = ["Settings"]
 
@@ -57,6 +59,12 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the task file is checked for a changed costEnvelope "
         "(a ConfigMap update arrives as an atomic symlink swap).")
     log_level: str = "INFO"
+    evaluation: Json[Evaluation] | None = Field(
+        None, validation_alias="TETHER_EVALUATION", description="The task's evaluation "
+        "policies (eval_config.py), set by the operator; absent: no record is built or sent.")
+    eval_retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between two deliveries of an evaluation record "
+        "to the evaluator (exponential backoff with jitter up to this).")
 
     @model_validator(mode="after")
     def _no_unknown_env(self) -> Settings:
