@@ -1,10 +1,12 @@
-"""Command-line entry: ``tether run`` and ``tether trace``."""
+"""Command-line entry: ``tether run``, ``tether trace`` and ``tether eval``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from .eval_cmd import add_eval_commands
 
 __all__ = ["main"]
 
@@ -20,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--quiet", action="store_true", help="no live progress")
     trace = sub.add_parser("trace", help="render the span tree a run left in its state dir")
     trace.add_argument("state_dir", type=Path)
+    add_eval_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        return int(args.handler(args))
     if args.command == "run":
         from .run import run_task
 
