@@ -1,5 +1,6 @@
-"""tether's API types: the AgentTask and AgentBudget resources, their status, and the policies
-the sidecar enforces.
+"""tether's API types: the AgentTask and AgentBudget resources, their status, the policies
+the sidecar enforces, and the evaluation resources (Rubric, Judge, EvaluationPolicy; sampling.py
+says which tasks a policy judges).
 
 Pure data and validation (pydantic); no I/O beyond reading a YAML file, no Kubernetes client.
 The operator renders these into CRD schemas (tether_operator.crdgen); the sidecar reads the same
@@ -31,6 +32,18 @@ from .agenttask import (
     usd,
 )
 from .edits import EDITS, IMMUTABLE_MESSAGE, EditKind, edit_rules, immutable_fields
+from .evaluation import (
+    EvaluationPolicy,
+    EvaluationPolicySpec,
+    EvaluationPolicyStatus,
+    Judge,
+    JudgeSpec,
+    JudgeStatus,
+    Rubric,
+    RubricSpec,
+    RubricStatus,
+    rubric_hash,
+)
 from .policy import (
     FAILURE_CLASSES,
     CallRetry,
@@ -74,7 +87,13 @@ __all__ = [
     "CostEnvelope",
     "Duration",
     "EditKind",
+    "EvaluationPolicy",
+    "EvaluationPolicySpec",
+    "EvaluationPolicyStatus",
     "InvalidAgentTask",
+    "Judge",
+    "JudgeSpec",
+    "JudgeStatus",
     "LabelSelector",
     "LabelSelectorRequirement",
     "LastCheckpoint",
@@ -86,6 +105,9 @@ __all__ = [
     "PodRetry",
     "Reservation",
     "RetryPolicy",
+    "Rubric",
+    "RubricSpec",
+    "RubricStatus",
     "SecretKeyRef",
     "Timestamp",
     "ToolSpec",
@@ -95,5 +117,6 @@ __all__ = [
     "load_agenttask",
     "parse_agenttask",
     "parse_duration",
+    "rubric_hash",
     "usd",
 ]

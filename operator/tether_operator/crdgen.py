@@ -1,7 +1,8 @@
 """Generate the tether CRDs from the pydantic models in ``tether_api``.
 
-    python -m tether_operator.crdgen            write crds/agenttasks.tether.dev.yaml and
-                                                crds/agentbudgets.tether.dev.yaml
+    python -m tether_operator.crdgen            write crds/<plural>.tether.dev.yaml for each
+                                                kind (AgentTask, AgentBudget, Rubric, Judge,
+                                                EvaluationPolicy) and the chart's copies
     python -m tether_operator.crdgen --check    exit 1 with a diff when those files drift
 
 The models are the one source of truth; this module turns their JSON Schema
@@ -35,6 +36,12 @@ from tether_api import (
     AgentBudgetStatus,
     AgentTaskSpec,
     AgentTaskStatus,
+    EvaluationPolicySpec,
+    EvaluationPolicyStatus,
+    JudgeSpec,
+    JudgeStatus,
+    RubricSpec,
+    RubricStatus,
     edit_rules,
 )
 from tether_api._units import DURATION_PATTERN, MONEY_PATTERN
@@ -71,6 +78,44 @@ class Kind:
 
 
 _AGE = ("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
+_READY = ("Ready", "string", ".status.conditions[?(@.type==\"Ready\")].status",
+          "Whether the evaluator has read the object and can use it.")
+# issue #10: their status is the evaluator's; columns show spec fields and what it writes.
+EVALUATION_KINDS = (
+    Kind(
+        kind="Rubric", plural="rubrics", short_name="rbc",
+        description="The instructions a Judge applies to a task's answer, and how its verdict "
+        "becomes a pass; immutable, so every verdict is read against the rubric it was made with.",
+        spec=RubricSpec, status=RubricStatus,
+        columns=(("Verdict", "string", ".spec.verdict.kind", "pass_fail or score."),
+                 ("Hash", "string", ".status.contentHash", "sha256 of the spec, as stamped on "
+                  "its verdicts."), _AGE),
+    ),
+    Kind(
+        kind="Judge", plural="judges", short_name="jdg",
+        description="A pinned model used as a judge at temperature 0, with a seed, a majority "
+        "vote over samples, and caps on what it may spend.",
+        spec=JudgeSpec, status=JudgeStatus,
+        columns=(("Provider", "string", ".spec.model.provider", "The model's provider."),
+                 ("Model", "string", ".spec.model.name", "The pinned model snapshot."),
+                 ("Samples", "integer", ".spec.samples", "Judge calls per answer (majority)."),
+                 ("Per-Day", "string", ".spec.costCaps.perDayUSD", "Daily cap in USD."),
+                 ("Spent-Today", "string", ".status.spentTodayUSD", "USD spent this UTC day."),
+                 _AGE),
+    ),
+    Kind(
+        kind="EvaluationPolicy", plural="evaluationpolicies", short_name="evalp",
+        description="Continuous evaluation of the AgentTasks its selector picks: deterministic "
+        "checks over every answer, a Judge applying a Rubric to a sample, and a drift alarm.",
+        spec=EvaluationPolicySpec, status=EvaluationPolicyStatus,
+        columns=(("Rubric", "string", ".spec.rubricRef.name", "The Rubric applied."),
+                 ("Judge", "string", ".spec.judgeRef.name", "The Judge applying it."),
+                 ("Rate", "string", ".spec.sampling.rate", "Fraction of tasks judged."),
+                 ("Judged", "integer", ".status.judged", "Samples with a verdict."),
+                 ("Pass-Rate", "number", ".status.passRate", "Passes per verdict."),
+                 _READY, _AGE),
+    ),
+)
 KINDS = (
     Kind(
         kind="AgentTask",
@@ -109,6 +154,7 @@ KINDS = (
             _AGE,
         ),
     ),
+    *EVALUATION_KINDS,
 )
 
 # Value types: a message a person can act on next to the pattern's regex (kept for tools that
