@@ -5,10 +5,11 @@
     ckpt = h.resume()                  # None on a fresh start
     h.checkpoint(step, state)          # after every step; raises if the state was not saved
     result = h.tool("search", {"q": "..."})   # raises ToolError with the class and reason
+    h.finish(answer)                   # the task's final answer (any JSON), once
 
 Model calls go through the official SDKs unchanged (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point
 at the sidecar). Every endpoint is plain HTTP + JSON, so agents in other languages need no SDK:
-``GET|PUT /checkpoint``, ``POST /tools/{name}``, ``GET /status``.
+``GET|PUT /checkpoint``, ``POST /tools/{name}``, ``PUT /result``, ``GET /status``.
 
 It does not retry anything: the sidecar already did, by policy. An error here is final.
 """
@@ -99,6 +100,13 @@ class Harness:
     def tool(self, name: str, payload: Any = None) -> Any:
         _, doc = self._request("POST", f"/tools/{name}", payload if payload is not None else {})
         return doc
+
+    def finish(self, answer: Any) -> dict[str, Any]:
+        """Report the task's final answer (any JSON value). Stored on the volume; the same
+        answer again is accepted (a retry after a lost response), a different one raises
+        HarnessError ``result_conflict``: the answer is final. Evaluation policies check it."""
+        _, doc = self._request("PUT", "/result", {"answer": answer})
+        return dict(doc)
 
     def status(self) -> dict[str, Any]:
         _, doc = self._request("GET", "/status")
