@@ -1,7 +1,7 @@
 """The two HTTP faces of the sidecar.
 
 Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/messages``,
-``POST /tools/{name}``, ``/mcp/{name}`` (an MCP server), ``GET /status``. Ops port:
+``POST /tools/{name}``, ``/mcp/{name}`` (an MCP server), ``PUT /result``, ``GET /status``. Ops port:
 ``/metrics``, ``/healthz``, ``/readyz``.
 Every error leaves as JSON with a class and a reason; model routes use the provider's error shape
 so the agent's SDK can read it, and tell the SDK not to retry what the sidecar already retried.
@@ -22,6 +22,7 @@ from .errors import NotFound, PayloadTooLarge, SidecarError
 from .harness import Harness
 from .llm_proxy import handle_llm
 from .responses_dialect import RESPONSES
+from .result_api import ResultApi
 from .tool_proxy import ToolPipeline, ToolProxy
 
 __all__ = ["agent_app", "ops_app"]
@@ -86,6 +87,9 @@ def agent_app(h: Harness) -> web.Application:
     pipeline = ToolPipeline(h)
     tools = ToolProxy(h, pipeline)
     checkpoints = CheckpointApi(h)
+    results = ResultApi(h.settings.state_dir, h.settings.attempt)
+    if h.settings.evaluation is not None:
+        _evaluation(app, h, results)
 
     def llm(dialect: Dialect) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -102,7 +106,21 @@ def agent_app(h: Harness) -> web.Application:
     app.router.add_get("/status", status)
     app.router.add_put("/checkpoint", checkpoints.put)
     app.router.add_get("/checkpoint", checkpoints.get)
+    app.router.add_put("/result", results.put)
     return app
+
+
+def _evaluation(app: web.Application, h: Harness, results: ResultApi) -> None:
+    """The record and its delivery (eval_outbox.py): imported only for a task a policy selects.
+    Started with the app; at its shutdown (after the calls in flight) the attempt is recorded
+    if the agent never answered, and the outbox flushed."""
+    from .eval_outbox import Evaluation
+
+    assert h.settings.evaluation is not None
+    ev = h.evaluation = Evaluation(h, h.settings.evaluation, results)
+    results.on_answer = ev.answered
+    app.on_startup.append(ev.start)
+    app.on_shutdown.append(ev.stop)
 
 
 def _mcp(h: Harness, pipeline: ToolPipeline) -> Handler:

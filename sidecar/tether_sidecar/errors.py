@@ -3,7 +3,8 @@
     SidecarError                 status, error_class, reason  -> JSON error to the agent
     ├── BadRequest               400  malformed JSON, missing fields, bad parameters
     │   ├── NotFound             404  unknown tool or route
-    │   └── PayloadTooLarge      413  body over the size limit
+    │   ├── PayloadTooLarge      413  body over the size limit
+    │   └── ResultConflict       409  result_conflict (a different answer than the one stored)
     ├── ToolCallFailed           502  retryable_exhausted | non_retryable | verification_failed
     ├── ModelCallFailed          upstream status; retryable_exhausted | non_retryable
     ├── BudgetExceeded           402  budget_exceeded (hard limit or token cap: the breaker trips)
@@ -36,6 +37,7 @@ __all__ = [
     "NoCheckpoint",
     "NotFound",
     "PayloadTooLarge",
+    "ResultConflict",
     "SidecarError",
     "StartupError",
     "StorageFailed",
@@ -111,6 +113,13 @@ class BudgetContended(SidecarError):
 class ContextBudgetExceeded(SidecarError):
     status = 400
     error_class = "context_budget_exceeded"
+
+
+class ResultConflict(BadRequest):
+    """The task's answer is final once stored: the evaluation record may already have left."""
+
+    status = 409
+    error_class = "result_conflict"
 
 
 class StartupError(Exception):

@@ -32,6 +32,7 @@ from .verify import Check, checks_for
 
 if TYPE_CHECKING:
     from .responses_chains import ResponseChains
+    from .eval_outbox import Evaluation
 
 __all__ = ["Harness"]
 
@@ -82,6 +83,8 @@ class Harness:
     retries: int = 0
     compactions: int = 0
     step: int = 0
+    verification_failures: int = 0  # tool calls that ended verification_failed
+    evaluation: Evaluation | None = None  # with TETHER_EVALUATION only (app.py)
     ready: bool = False
 
     @property
@@ -223,3 +226,4 @@ class Harness:
         await self.upstream.aclose()
         self.journal.close()
         self.tracing.shutdown()
+            "evaluation": None if self.evaluation is None else self.evaluation.status(),

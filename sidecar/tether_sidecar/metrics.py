@@ -58,6 +58,19 @@ class SidecarMetrics:
             "tether_sidecar_config_reload_failures", "Versions of the task file that could not "
             "be applied (unreadable, invalid, another task); the old spec stays enforced.",
             ["namespace", "task"], registry=r)
+        # The evaluation record's delivery (eval_outbox.py); tether_eval_* is the evaluator's.
+        self.eval_records_sent = Counter(
+            "tether_sidecar_eval_records_sent", "Evaluation records settled with the evaluator "
+            "(delivered: acknowledged; rejected: refused for good, kept on the volume).",
+            ["namespace", "task", "outcome"], registry=r)
+        self.eval_delivery_retries = Counter(
+            "tether_sidecar_eval_delivery_retries", "Deliveries of an evaluation record that "
+            "failed and will be tried again (evaluator down, 408, 429, 5xx).",
+            ["namespace", "task"], registry=r)
+        self.eval_redaction_failures = Counter(
+            "tether_sidecar_eval_redaction_failures", "Evaluation records whose redaction "
+            "failed: sent without answer, instructions or inputs.", ["namespace", "task"],
+            registry=r)
         self.overhead = Histogram(
             "tether_call_overhead_seconds", "Time a call spent in the sidecar itself "
             "(excluding the upstream's time).", ["namespace", "task", "kind"],

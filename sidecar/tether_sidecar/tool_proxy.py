@@ -172,6 +172,8 @@ class ToolPipeline:
         h.metrics.tool(call.label, exc.error_class)
         span.set_attributes({ATTR.ATTEMPTS: attempts, ATTR.OUTCOME: exc.error_class,
                              ATTR.ERROR_TYPE: failure.cls})
+        if exc.error_class == "verification_failed":
+            h.verification_failures += 1  # a fact of the evaluation record (eval_record.py)
         if resp is not None:
             span.set_attribute(ATTR.TOOL_STATUS, resp.status)
             if (shown := shape_of(resp.body, h.task.spec.observability.tool_io)) is not None:

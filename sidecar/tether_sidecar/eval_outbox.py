@@ -1,0 +1,217 @@
+"""The evaluation record's way out of the task: an outbox on the state volume, then the evaluator.
+
+A record (eval_record.py) is written to the outbox durably before anything is sent, then posted
+to ``{evaluatorURL}/v1/records`` until the evaluator acknowledges it. Files in
+``<state-dir>/evaluation/``, one record per attempt:
+
+    record-<attempt>.json       pending (whole or absent: temp file, fsync, rename)
+    record-<attempt>.sent       delivered: a 2xx came back; emptied, kept as the mark
+    record-<attempt>.rejected   refused for good (a 4xx other than 408/429): kept, counted, logged
+
+Retries: a connection failure, a timeout, 408, 429 or 5xx is tried again with exponential backoff
+and jitter (``Retry-After`` honoured), capped at ``--eval-retry-max-seconds``. A restarted
+sidecar on the same volume delivers what is pending. At shutdown the outbox is flushed for at
+most ``FLUSH_SECONDS``; what is left stays for a restarted sidecar. The evaluator is idempotent
+on ``(uid, attempt)`` (the ``Idempotency-Key`` header says the same), so a record sent again
+after a lost acknowledgement is stored once.
+
+When the attempt ends without a record (SIGTERM, no ``PUT /result``), one is written then: the
+stored answer when an earlier attempt gave one, else ``no_answer`` (``budget_exceeded`` when the
+hard limit stopped the task). The sidecar cannot tell the end of the pod from an eviction — both
+are a SIGTERM — so the rule is the evaluator's: the latest attempt's record wins, and a task is
+counted only once it is terminal; an evicted attempt's ``no_answer`` is superseded by the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from .errors import SidecarError, StorageFailed
+from .eval_config import Evaluation as Config
+from .eval_record import build, facts
+from .result_api import Result, ResultApi, write_durably
+from .retry import parse_retry_after
+from .upstream import TransportError
+
+if TYPE_CHECKING:
+    from .harness import Harness
+
+__all__ = ["Evaluation", "Outbox"]
+
+log = logging.getLogger(__name__)
+# terminationGracePeriodSeconds (30, operator settings) less the sidecar's --grace-seconds for
+# calls in flight (20) leaves 10 s; half of it for the flush, the rest for the summary and spans.
+FLUSH_SECONDS = 5.0
+SEND_TIMEOUT_SECONDS = 10.0
+FIRST_DELAY_SECONDS = 0.2
+_NAME = re.compile(r"^record-(\d+)\.(json|sent|rejected)$")
+
+
+class Outbox:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, attempt: int, kind: str) -> Path:
+        return self.dir / f"record-{attempt:06d}.{kind}"
+
+    def count(self, kind: str) -> int:
+        return sum(1 for p in self.dir.iterdir() if (m := _NAME.match(p.name)) and m[2] == kind)
+
+    def recorded(self, attempt: int) -> bool:
+        return any(self._path(attempt, kind).exists() for kind in ("json", "sent", "rejected"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        path = self._path(int(record["attempt"]), "json")
+        try:
+            write_durably(path, orjson.dumps(record))
+        except OSError as exc:
+            raise StorageFailed(f"cannot write the evaluation record to {path}: "
+                                f"{exc.strerror}", errno=exc.errno) from exc
+
+    def pending(self) -> list[Path]:
+        return sorted(p for p in self.dir.iterdir() if p.name.endswith(".json")
+                      and _NAME.match(p.name))
+
+    def settle(self, path: Path, kind: str) -> None:
+        done = path.with_suffix(f".{kind}")
+        os.rename(path, done)
+        if kind == "sent":
+            os.truncate(done, 0)  # the evaluator has it; the mark is all we keep
+
+
+class Evaluation:
+    """The deterministic layer's life in one sidecar: record the answer, deliver, flush."""
+
+    def __init__(self, h: Harness, config: Config, results: ResultApi) -> None:
+        self.h, self.config, self.results = h, config, results
+        self.outbox = Outbox(h.settings.state_dir / "evaluation")
+        self.url = config.evaluator_url.rstrip("/") + "/v1/records"
+        self.checks_passed = self.checks_failed = 0
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+
+    def status(self) -> dict[str, int]:
+        return {"checksPassed": self.checks_passed, "checksFailed": self.checks_failed,
+                "delivered": self.outbox.count("sent"), "pending": self.outbox.count("json"),
+                "rejected": self.outbox.count("rejected")}
+
+    async def start(self, _: web.Application) -> None:
+        if left := len(self.outbox.pending()):
+            log.info("Task %s: %d evaluation record(s) pending from before; delivering",
+                     self.h.name, left)
+        self._task = asyncio.create_task(self._deliver_all())
+
+    async def answered(self, result: Result) -> None:
+        await self._record(result)
+
+    async def stop(self, _: web.Application) -> None:
+        """At the end of the attempt: its record if it has none yet, then a bounded flush."""
+        try:
+            await self._record(self.results.result)
+        except SidecarError as exc:
+            log.error("Task %s: no evaluation record for attempt %d: %s", self.h.name,
+                      self.h.settings.attempt, exc.reason)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._drained.wait(), FLUSH_SECONDS)
+        except TimeoutError:
+            log.warning("Task %s: %d evaluation record(s) not delivered within %.0f s; kept in "
+                        "%s for a restarted sidecar", self.h.name, len(self.outbox.pending()),
+                        FLUSH_SECONDS, self.outbox.dir)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _record(self, result: Result | None) -> None:
+        h = self.h
+        async with self._lock:
+            if self.outbox.recorded(h.settings.attempt):
+                return
+            f = facts(h, answered=result is not None)  # read on the loop: a snapshot
+            answer = result.answer if result is not None else None
+            record = await asyncio.to_thread(build, self.config, f, answer, result is not None)
+            await asyncio.to_thread(self.outbox.write, record)
+            checks = record["deterministic"]["checks"]
+            passed = sum(1 for c in checks if c["passed"])
+            self.checks_passed += passed
+            self.checks_failed += len(checks) - passed
+            if not record["redaction"]["ok"]:
+                h.metrics.eval_redaction_failures.labels(**h.metrics.base).inc()
+            log.info("Task %s: evaluation record of attempt %d written (%s; checks %d passed, "
+                     "%d failed)", h.name, f.attempt, f.outcome, passed, len(checks) - passed)
+            self._drained.clear()
+            self._wake.set()
+
+    async def _deliver_all(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            pending = self.outbox.pending()
+            if not pending:
+                self._drained.set()
+                await self._wake.wait()
+                continue
+            self._drained.clear()
+            retry_after: float | None = None
+            for path in pending:
+                retry_after = await self._deliver(path)
+                if retry_after is not None:
+                    break
+            if retry_after is None:
+                failures = 0
+                continue
+            failures += 1
+            cap = min(self.h.settings.eval_retry_max_seconds,
+                      FIRST_DELAY_SECONDS * 2 ** (failures - 1))
+            delay = max(retry_after, self._rng.uniform(cap / 2, cap))  # jitter: no herd
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _deliver(self, path: Path) -> float | None:
+        """None once the record is settled (sent or rejected); else seconds to wait at least."""
+        h = self.h
+        attempt = int(path.name.split("-")[1].split(".")[0])
+        headers = {"content-type": "application/json",
+                   "idempotency-key": f"{h.task.metadata.uid or h.name}/{attempt}"}
+        try:
+            resp = await h.upstream.send("POST", self.url, headers, path.read_bytes(),
+                                         SEND_TIMEOUT_SECONDS)
+        except TransportError as exc:
+            return self._retry(attempt, f"{exc.kind}: {exc.reason}", None)
+        if 200 <= resp.status < 300:
+            self.outbox.settle(path, "sent")
+            h.metrics.eval_records_sent.labels(**h.metrics.base, outcome="delivered").inc()
+            log.info("Task %s: evaluation record of attempt %d delivered (HTTP %d)", h.name,
+                     attempt, resp.status)
+            return None
+        if 400 <= resp.status < 500 and resp.status not in (408, 429):
+            self.outbox.settle(path, "rejected")
+            h.metrics.eval_records_sent.labels(**h.metrics.base, outcome="rejected").inc()
+            log.error("Task %s: the evaluator refused the record of attempt %d for good (HTTP "
+                      "%d: %s); kept as %s", h.name, attempt, resp.status,
+                      resp.body[:300].decode("utf-8", "replace"), path.with_suffix(".rejected"))
+            return None
+        return self._retry(attempt, f"HTTP {resp.status}",
+                           parse_retry_after(resp.headers.get("retry-after")))
+
+    def _retry(self, attempt: int, why: str, after: float | None) -> float:
+        h = self.h
+        h.metrics.eval_delivery_retries.labels(**h.metrics.base).inc()
+        log.warning("Task %s: evaluation record of attempt %d not delivered to %s (%s); will "
+                    "retry", h.name, attempt, self.url, why)
+        return after or 0.0
