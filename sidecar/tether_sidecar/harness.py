@@ -31,8 +31,8 @@ from .upstream import Upstream, make_upstream
 from .verify import Check, checks_for
 
 if TYPE_CHECKING:
-    from .responses_chains import ResponseChains
     from .eval_outbox import Evaluation
+    from .responses_chains import ResponseChains
 
 __all__ = ["Harness"]
 
@@ -81,10 +81,10 @@ class Harness:
     llm_calls: int = 0
     tool_calls: int = 0
     retries: int = 0
-    compactions: int = 0
-    step: int = 0
     verification_failures: int = 0  # tool calls that ended verification_failed
     evaluation: Evaluation | None = None  # with TETHER_EVALUATION only (app.py)
+    compactions: int = 0
+    step: int = 0
     ready: bool = False
 
     @property
@@ -220,10 +220,10 @@ class Harness:
                     "%Y-%m-%dT%H:%M:%SZ")},
             "checkpointProblem": self.checkpoint_problem,
             "configError": self.config_error,
+            "evaluation": None if self.evaluation is None else self.evaluation.status(),
         }
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
         self.journal.close()
         self.tracing.shutdown()
-            "evaluation": None if self.evaluation is None else self.evaluation.status(),
