@@ -1,7 +1,8 @@
 """The two HTTP faces of the sidecar.
 
 Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/messages``,
-``POST /tools/{name}``, ``/mcp/{name}`` (an MCP server), ``PUT /result``, ``GET /status``. Ops port:
+``POST /tools/{name}`` (and the built-in ``POST /tools/context_archive``), ``/mcp/{name}`` (an MCP
+server), ``GET|PUT /checkpoint``, ``GET /context``, ``PUT /result``, ``GET /status``. Ops port:
 ``/metrics``, ``/healthz``, ``/readyz``.
 Every error leaves as JSON with a class and a reason; model routes use the provider's error shape
 so the agent's SDK can read it, and tell the SDK not to retry what the sidecar already retried.
@@ -17,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .checkpoint_api import CheckpointApi
+from .context_api import ContextApi
 from .dialects import ANTHROPIC, OPENAI, Dialect
 from .errors import NotFound, PayloadTooLarge, SidecarError
 from .harness import Harness
@@ -90,6 +92,7 @@ def agent_app(h: Harness) -> web.Application:
     results = ResultApi(h.settings.state_dir, h.settings.attempt)
     if h.settings.evaluation is not None:
         _evaluation(app, h, results)
+    context = ContextApi(h, pipeline)
 
     def llm(dialect: Dialect) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -101,12 +104,14 @@ def agent_app(h: Harness) -> web.Application:
 
     for path, dialect in _LLM_ROUTES.items():
         app.router.add_post(path, llm(dialect))
+    app.router.add_post("/tools/context_archive", context.archive)  # before /tools/{name}
     app.router.add_post("/tools/{name}", tools.handle)
     app.router.add_route("*", "/mcp/{name}", _mcp(h, pipeline))
     app.router.add_get("/status", status)
     app.router.add_put("/checkpoint", checkpoints.put)
     app.router.add_get("/checkpoint", checkpoints.get)
     app.router.add_put("/result", results.put)
+    app.router.add_get("/context", context.get)
     return app
 
 

@@ -25,7 +25,7 @@ import orjson
 
 from .errors import CheckpointCorrupt, StorageFailed, StorageTooLarge
 
-__all__ = ["Checkpoint", "CheckpointStore"]
+__all__ = ["Checkpoint", "CheckpointStore", "decode", "encode", "write_atomic"]
 
 log = logging.getLogger(__name__)
 _MAGIC = b"TETHER-CKPT 1 "
@@ -70,6 +70,32 @@ def decode(data: bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(doc, dict):
         raise ValueError("payload is not an object")
     return digest, doc
+
+
+def write_atomic(directory: Path, name: str, data: bytes, what: str) -> None:
+    """Write ``directory/name`` whole or not at all: a temp file, fsynced, renamed into place,
+    the directory fsynced. Raises StorageFailed naming ``what`` (the volume is full or failing)."""
+    final, tmp = directory / name, directory / f".{name}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageFailed(
+            f"cannot write {what} to {directory}: {exc.strerror}; the agent must not "
+            "continue as if its state were saved", errno=exc.errno) from exc
 
 
 class CheckpointStore:
@@ -117,28 +143,7 @@ class CheckpointStore:
         gens = self.generations()
         gen = (gens[0] + 1) if gens else 1
         data = encode(payload)
-        final = self.dir / f"ckpt-{gen:010d}.json"
-        tmp = self.dir / f".ckpt-{gen:010d}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, final)
-            dfd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StorageFailed(
-                f"cannot write checkpoint to {self.dir}: {exc.strerror}; the agent must not "
-                "continue as if its state were saved", errno=exc.errno) from exc
+        write_atomic(self.dir, f"ckpt-{gen:010d}.json", data, "checkpoint")
         for old in gens[self.keep - 1:]:
             (self.dir / f"ckpt-{old:010d}.json").unlink(missing_ok=True)
         digest = data[len(_MAGIC):len(_MAGIC) + 64].decode()

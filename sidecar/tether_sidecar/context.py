@@ -16,6 +16,10 @@ the last ``keepLastToolResults`` tool results, with the calls that produced them
 ``summarize`` replaces it by a summary the model writes, cached so that the next call, which
 repeats the same history, reuses it instead of paying again. A prompt that extends one that was
 compacted is compacted too, without counting: it is longer still.
+
+A compaction that leaves the prompt as permanent tier + note + working tier is a context
+boundary (boundary.py): the caller writes it, with the archived messages, to the state dir; the
+summaries cache is seeded from there on start-up (:meth:`ContextManager.seed`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ class Compaction:
     after: int
     archived_messages: int
     reused_summary: bool
+    # A boundary: the prompt is now permanent + note + working tier, the note standing for
+    # ``archived`` whole (a new summary, or the one cached for exactly these messages).
+    boundary: bool = False
+    archived: tuple[Message, ...] = ()
+    summary: str | None = None
+    key: tuple[int, str] = (0, "")  # the summaries cache key of ``archived``
 
 
 def _size(texts: list[str]) -> int:
@@ -82,6 +92,10 @@ class ContextManager:
         self.calibration = Calibration()
         # (number of archived messages covered, sha256 of them) -> summary text
         self._summaries: dict[tuple[int, str], str] = {}
+
+    def seed(self, summaries: dict[tuple[int, str], str]) -> None:
+        """Summaries made before a restart (read back from the volume by boundary.py)."""
+        self._summaries.update(summaries)
 
     def estimate(self, body: dict[str, Any], dialect: Dialect, *, exact: bool = False) -> Estimate:
         """Provider tokens of this prompt: the anchor's count plus the part after it, estimated
@@ -194,14 +208,15 @@ class ContextManager:
         archived = messages[start:end]
         compaction: Compaction | None = None
         if archived:
-            replacement, reused = await self._replacement(archived, messages, start, end, body,
-                                                          dialect, summarize)
+            replacement, reused, summary = await self._replacement(
+                archived, messages, start, end, body, dialect, summarize)
             if est.prompt is not None:  # so its next, longer version is compacted uncounted
                 self.anchors.add(Anchor(est.prompt, est.low, est.high, compacted=True))
             body["messages"] = [*messages[:start], *replacement, *messages[end:]]
             after = self.estimate(body, dialect)
             compaction = Compaction(self.budget.strategy, est.tokens, after.tokens, len(archived),
-                                    reused)
+                                    reused, len(replacement) == 1, tuple(archived), summary,
+                                    (len(archived), _digest(archived)))
             est = after
         return self._check_fits(est, body, dialect), compaction
 
@@ -214,27 +229,30 @@ class ContextManager:
         body: dict[str, Any],
         dialect: Dialect,
         summarize: Callable[[list[Message]], Awaitable[str]],
-    ) -> tuple[list[Message], bool]:
-        """The messages that stand for the archivable tier, and whether a summary was reused."""
+    ) -> tuple[list[Message], bool, str | None]:
+        """The messages that stand for the archivable tier, whether a summary was reused, and
+        the summary that stands for all of it (None when truncated, or reused for a prefix)."""
         if self.budget.strategy == "truncate":
             return [dialect.note(
                 f"[tether: {len(archived)} earlier messages were removed to keep the prompt "
-                f"within its context budget of {self.limit} tokens]")], False
+                f"within its context budget of {self.limit} tokens; {_ARCHIVED}]")], False, None
         # The agent resends its whole history on every call, so the archivable tier of this call
         # usually extends the one summarised last time: reuse that summary for the prefix it
         # covers, and summarise again only when the result would still be over the threshold.
         covered, summary = self._cached_prefix(archived)
         if summary is not None:
             reuse = [dialect.note(_summary_note(covered, summary)), *archived[covered:]]
+            if covered == len(archived):
+                return reuse, True, summary
             trial = {**body, "messages": [*messages[:start], *reuse, *messages[end:]]}
             if not self._compact(self.estimate(trial, dialect), trial, dialect)[0]:
-                return reuse, True
+                return reuse, True, None
             archived_input = reuse  # summarise the old summary and what came after it
         else:
             archived_input = archived
         summary_text = await summarize(archived_input)
         self._summaries[(len(archived), _digest(archived))] = summary_text
-        return [dialect.note(_summary_note(len(archived), summary_text))], False
+        return [dialect.note(_summary_note(len(archived), summary_text))], False, summary_text
 
     def _cached_prefix(self, archived: list[Message]) -> tuple[int, str | None]:
         for covered in sorted({k for k, _ in self._summaries}, reverse=True):
@@ -249,8 +267,13 @@ def _digest(messages: list[Message]) -> str:
     return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+# The note tells the model the archived messages are not lost, and how to read them back.
+_ARCHIVED = ("the messages themselves are archived: call the context_archive tool with "
+             '{"query": "<text they contain>"} (or {"from": N, "to": M}) to read them back')
+
+
 def _summary_note(count: int, summary: str) -> str:
-    return f"[tether: summary of {count} earlier messages]\n{summary}"
+    return f"[tether: summary of {count} earlier messages; {_ARCHIVED}]\n{summary}"
 
 
 def transcript(messages: list[Message], dialect: Dialect) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tether_api import AgentTask, InvalidAgentTask, usd
 
 from . import taskfile
+from .boundary import BoundaryStore
 from .checkpoints import Checkpoint, CheckpointStore
 from .context import ContextManager, TokenCounter
 from .dialects import ANTHROPIC, OPENAI, Dialect
@@ -67,6 +68,7 @@ class Harness:
     tool_checks: dict[str, list[Check]]
     journal: Journal
     checkpoints: CheckpointStore
+    boundaries: BoundaryStore
     last_checkpoint: Checkpoint | None = None
     checkpoint_problem: str | None = None
     responses: ResponseChains | None = None  # responses seen, opened by the first Responses call
@@ -115,7 +117,7 @@ class Harness:
         spec = task.spec
         ref = spec.model.credentials_secret_ref
         api_key = read_secret(settings.secrets_dir, ref.name, ref.key) if ref else None
-        price = Price(spec.model)
+        price = Price(spec.model, settings.model_price)  # pre-resolved: pricing.py
         try:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
             probe = settings.state_dir / ".writable"
@@ -144,6 +146,10 @@ class Harness:
                         recovered.orphan_usd)
         store = CheckpointStore(settings.state_dir / "checkpoints", spec.checkpoint.keep,
                                 spec.checkpoint.max_bytes)
+        # The context boundaries: their summaries seed the cache, so none is bought twice.
+        boundaries = BoundaryStore(settings.state_dir / "context")
+        context = ContextManager(spec.context_budget, spec.prompt_budget, TokenCounter())
+        context.seed(boundaries.summaries())
         tracing = Tracing(
             namespace=task.metadata.namespace, task=task.metadata.name, uid=task.metadata.uid,
             attempt=settings.attempt, span_file=settings.state_dir / "spans.jsonl",
@@ -155,13 +161,14 @@ class Harness:
             api_key=api_key,
             price=price,
             ledger=ledger,
-            context=ContextManager(spec.context_budget, spec.prompt_budget, TokenCounter()),
+            context=context,
             metrics=SidecarMetrics(task.metadata.namespace, task.metadata.name),
             tracing=tracing,
             upstream=make_upstream(settings.ca_bundle, settings.max_response_bytes, os.environ),
             tool_checks={t.name: checks_for(t.verify) for t in spec.tools},
             journal=journal,
             checkpoints=store,
+            boundaries=boundaries,
             orphans=recovered.orphans,
             generation=loaded.generation,
             task_digest=loaded.digest,

@@ -22,7 +22,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .context import Estimate, transcript
+from .context import Compaction, Estimate, transcript
+from .context_api import record_boundary
 from .dialects import Dialect, Message
 from .errors import BadRequest, ModelCallFailed, SidecarError
 from .harness import Harness
@@ -71,6 +72,7 @@ class LlmCall(SpendingCall):
         self.upstream_time = 0.0
         self.last_status = 0
         self.last_headers: Headers = _NO_HEADERS
+        self.boundary: int | None = None  # the context boundary this call's compaction wrote
 
     def check_body(self, body: dict[str, Any]) -> None:
         self.dialect.check(body)
@@ -185,6 +187,8 @@ class LlmCall(SpendingCall):
         ledger = self.h.ledger
         out = {"x-tether-spent-usd": format(ledger.spent_usd, "f"),
                "x-tether-hard-limit-usd": format(ledger.envelope.hard_limit_usd, "f")}
+        if self.boundary is not None:  # the agent may continue from GET /context
+            out["x-tether-context-boundary"] = str(self.boundary)
         if ledger.soft_passed:
             out["x-tether-budget-warning"] = (
                 f"soft limit {ledger.envelope.soft_limit_usd} USD passed: spent "
@@ -242,8 +246,11 @@ def _prepare(h: Harness, call: LlmCall, body: dict[str, Any]) -> tuple[int, bool
     return max_out, False, capped
 
 
-def _replay(h: Harness, call: LlmCall, end: dict[str, Any]) -> web.Response:
-    """Answer from the journal: the call completed in an earlier attempt."""
+def _replay(h: Harness, call: LlmCall, key: str, end: dict[str, Any]) -> web.Response:
+    """Answer from the journal: the call completed in an earlier attempt (and still says which
+    context boundary it made, so an agent killed before acting on it learns of it now)."""
+    if (b := h.boundaries.by_call_key(key)) is not None:
+        call.boundary = b.n
     h.replayed += 1
     h.metrics.replays.labels(**h.metrics.base, kind="model").inc()
     h.metrics.llm(call.model.name, "replayed")
@@ -267,7 +274,7 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
     occurrence = h.journal.occurrence(key)
     earlier = h.journal.earlier(key, occurrence)
     if earlier is not None and earlier[1] is not None:
-        return _replay(h, call, earlier[1])
+        return _replay(h, call, key, earlier[1])
     if h.phase == "BudgetExceeded":  # the breaker has tripped: every later call is a hit too
         h.metrics.limit_hit("hard")
         raise h.ledger.refuse()
@@ -286,13 +293,9 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         ATTR.CONTEXT_TOKENS: est.tokens, ATTR.CONTEXT_EXACT: est.exact,
         ATTR.RESERVED: float(res.usd), ATTR.STEP: h.step + 1,
         ATTR.CONTEXT_HASH: context_hash, **dialect.context_attributes(h, body)})
-    if compaction is not None:
-        h.compactions += 1
-        h.metrics.compaction(compaction.strategy)
-        span.set_attribute(ATTR.COMPACTION, f"{compaction.strategy}: {compaction.before} -> "
-                           f"{compaction.after} tokens, {compaction.archived_messages} messages"
-                           f"{' (summary reused)' if compaction.reused_summary else ''}")
     try:
+        if compaction is not None:
+            await _compacted(h, call, compaction, body, key, span)
         if body.get("stream") is True:
             return await _stream(call, request, payload, span, est, injected)
         return await _plain(call, payload, span, est)
@@ -305,6 +308,21 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         raise
     finally:
         span.end()
+
+
+async def _compacted(h: Harness, call: LlmCall, compaction: Compaction, body: dict[str, Any],
+                     key: str, span: Span) -> None:
+    """Count the compaction and, when it left permanent + note + working tier, write it as a
+    context boundary before the call leaves (the agent may continue from that compact form)."""
+    h.compactions += 1
+    h.metrics.compaction(compaction.strategy)
+    span.set_attribute(ATTR.COMPACTION, f"{compaction.strategy}: {compaction.before} -> "
+                       f"{compaction.after} tokens, {compaction.archived_messages} messages"
+                       f"{' (summary reused)' if compaction.reused_summary else ''}")
+    if compaction.boundary:
+        messages = body.get("messages", body.get("input"))
+        call.boundary = await record_boundary(h, compaction, list(messages or []), key)
+        span.set_attribute("tether.context.boundary", call.boundary)
 
 
 async def _plain(call: LlmCall, payload: bytes, span: Span, est: Estimate) -> web.Response:

@@ -141,7 +141,9 @@ class ToolPipeline:
                         span: Span) -> tuple[ToolResponse, RetryState, float]:
         """Attempts until success or a final failure; also the seconds slept in backoff."""
         h = self.h
-        state = RetryState(self._retry[call.tool.name], started=time.monotonic(),
+        # A built-in tool (context_archive) is no task tool: the task's default policy.
+        policy = self._retry.get(call.tool.name, h.task.spec.retry_policy.calls)
+        state = RetryState(policy, started=time.monotonic(),
                            side_effects=call.side_effects, idempotent=call.idempotent)
         mode = h.task.spec.observability.tool_io
         slept = 0.0
@@ -170,10 +172,10 @@ class ToolPipeline:
         h = self.h
         attempts = exc.state.attempts
         h.metrics.tool(call.label, exc.error_class)
-        span.set_attributes({ATTR.ATTEMPTS: attempts, ATTR.OUTCOME: exc.error_class,
-                             ATTR.ERROR_TYPE: failure.cls})
         if exc.error_class == "verification_failed":
             h.verification_failures += 1  # a fact of the evaluation record (eval_record.py)
+        span.set_attributes({ATTR.ATTEMPTS: attempts, ATTR.OUTCOME: exc.error_class,
+                             ATTR.ERROR_TYPE: failure.cls})
         if resp is not None:
             span.set_attribute(ATTR.TOOL_STATUS, resp.status)
             if (shown := shape_of(resp.body, h.task.spec.observability.tool_io)) is not None:
