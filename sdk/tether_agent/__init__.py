@@ -5,11 +5,13 @@
     ckpt = h.resume()                  # None on a fresh start
     h.checkpoint(step, state)          # after every step; raises if the state was not saved
     result = h.tool("search", {"q": "..."})   # raises ToolError with the class and reason
+    ctx = h.context()                  # after a model call answered X-Tether-Context-Boundary
     h.finish(answer)                   # the task's final answer (any JSON), once
 
 Model calls go through the official SDKs unchanged (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point
 at the sidecar). Every endpoint is plain HTTP + JSON, so agents in other languages need no SDK:
-``GET|PUT /checkpoint``, ``POST /tools/{name}``, ``PUT /result``, ``GET /status``.
+``GET|PUT /checkpoint``, ``POST /tools/{name}``, ``PUT /result``, ``GET /context``,
+``GET /status``.
 
 It does not retry anything: the sidecar already did, by policy. An error here is final.
 """
@@ -107,6 +109,15 @@ class Harness:
         HarnessError ``result_conflict``: the answer is final. Evaluation policies check it."""
         _, doc = self._request("PUT", "/result", {"answer": answer})
         return dict(doc)
+
+    def context(self) -> dict[str, Any] | None:
+        """The latest context boundary: ``{"boundary": n, "messages": [...], "summary": ...}``,
+        ``messages`` being the compact history the sidecar sent at that compaction (permanent
+        tier, summary note, working tier). Replace the history with it when a model response
+        carries ``X-Tether-Context-Boundary``; checkpoint it, and a resumed attempt starts from
+        the compact form. None before the first boundary."""
+        _, doc = self._request("GET", "/context")
+        return dict(doc) if doc.get("boundary") is not None else None
 
     def status(self) -> dict[str, Any]:
         _, doc = self._request("GET", "/status")
