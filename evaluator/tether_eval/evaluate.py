@@ -1,0 +1,160 @@
+"""The judging loop: lease queued records, judge them, apply verdicts with the detector.
+
+One loop per evaluator, ``concurrency`` judgements at a time. A judgement is exactly-once across
+kills (:mod:`store`): leased, each call journalled, the verdict and the detector's step one
+transaction. When a judge's daily cap leaves no room, its policies' rows stay queued (their lease
+released), ``tether_eval_judge_cap_reached`` is 1, and the loop skips them until the UTC day
+changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from .config import EvalConfig, Policy, rubric_hash
+from .detect import Cusum, DetectorStateError
+from .judge import CapReached, JudgeClient, vote
+from .metrics import EvalMetrics
+from .stats import wilson
+from .store import Claim, Store, VerdictRow
+
+__all__ = ["Evaluator", "material", "stratum", "utc_day"]
+
+log = logging.getLogger(__name__)
+
+
+def utc_day() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def stratum(labels: dict[str, str], keys: list[str]) -> str:
+    """The stratum a record counts in: its values of the policy's ``stratifyBy`` labels."""
+    return ",".join(f"{k}={labels.get(k, '')}" for k in keys)
+
+
+def material(rec: dict[str, Any]) -> dict[str, Any]:
+    """What the judge sees of a record: the redacted task and answer and the harness's facts."""
+    det = rec.get("deterministic") or {}
+    return {"instructions": rec.get("instructions"), "inputs": rec.get("inputs"),
+            "answer": rec.get("answer"), "outcome": rec["outcome"],
+            "checks": [{"name": c["name"], "passed": c["passed"]} for c in det.get("checks", [])]}
+
+
+class Evaluator:
+    def __init__(self, store: Store, config: EvalConfig, judges: dict[str, JudgeClient],
+                 metrics: EvalMetrics, owner: str, concurrency: int = 4,
+                 lease_seconds: float = 120.0, idle_seconds: float = 5.0) -> None:
+        self.store, self.config, self.judges, self.metrics = store, config, judges, metrics
+        self.owner, self.concurrency = owner, concurrency
+        self.lease, self.idle = lease_seconds, idle_seconds
+        self.wake = asyncio.Event()  # set by ingest when a record is queued
+        self.capped: dict[str, str] = {}  # judge -> the UTC day its cap was reached
+
+    async def run(self) -> None:
+        freed = await self.store.release_own(self.owner)
+        if freed:
+            log.info("Took back %d leased judgements of instance %s", freed, self.owner)
+        while True:
+            if not await self.step():
+                self.wake.clear()
+                # Woken by a new record; else re-check for leases run out and a new day.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.idle)
+
+    async def step(self) -> int:
+        """Lease and judge one batch; returns how many were leased."""
+        day = utc_day()
+        for judge, capped_on in list(self.capped.items()):
+            if capped_on != day:
+                del self.capped[judge]
+                self.metrics.cap_reached.labels("", judge).set(0)
+        skip = [p for p, pol in self.config.policies.items() if pol.judge in self.capped]
+        claims = await self.store.claim(self.owner, time.time(), self.lease, self.concurrency,
+                                        skip)
+        if claims:
+            async with asyncio.TaskGroup() as tg:
+                for c in claims:
+                    tg.create_task(self.judge_one(c, day))
+        return len(claims)
+
+    async def judge_one(self, claim: Claim, day: str) -> None:
+        policy = self.config.policies[claim.policy]
+        client = self.judges[policy.judge]
+        rubric = self.config.rubrics[policy.rubric]
+        await client.new_day(day)
+        key = claim.key
+        answers = []
+        try:
+            for i in range(client.spec.samples):
+                body = client.body(rubric, material(claim.body), i)
+                answers.append(await client.sample(key, i, body))
+        except CapReached as exc:
+            log.warning("Judging paused for judge %s until the next UTC day: %s",
+                        policy.judge, exc)
+            self.capped[policy.judge] = day
+            self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
+            await self.store.unlease(key)
+            return
+        row = vote(answers, rubric, rubric_hash(rubric), policy.judge)
+        await self.apply(claim, policy, row)
+
+    async def apply(self, claim: Claim, policy: Policy, row: VerdictRow) -> None:
+        labels = claim.body.get("labels") or {}
+        judged = row.verdict != "judge_failed"  # a failed judgement is not evidence either way
+        update = _detector_step(claim.policy, policy, row) if judged else None
+        alarm = await self.store.apply(claim, claim.body["namespace"],
+                                       stratum(labels, policy.sampling.stratify_by), row, update)
+        ns = claim.body["namespace"]
+        self.metrics.samples.labels(ns, claim.policy, row.verdict).inc()
+        if alarm:
+            self.metrics.alarms.labels(ns, claim.policy, "agent").inc()
+            log.warning("Change alarm on policy %s: the judged pass rate dropped below its "
+                        "baseline %s", claim.policy, policy.detector.baseline_pass_rate)
+        await self.refresh(claim.policy, ns)
+
+    async def refresh(self, name: str, namespace: str) -> None:
+        """The policy's gauges from the store (pass rate and its Wilson bounds, score, CUSUM)."""
+        t = await self.store.tally(name)
+        n = t.passed + t.failed
+        rate = wilson(t.passed, n)
+        for bound, value in (("point", rate.point), ("lower", rate.lower),
+                             ("upper", rate.upper)):
+            self.metrics.pass_rate.labels(namespace, name, bound).set(value)
+        if n:
+            self.metrics.score_mean.labels(namespace, name).set(t.score_sum / n)
+        state, _ = await self.store.detector(name)
+        if state is not None:
+            cusum = Cusum.from_dict(json.loads(state))
+            self.metrics.cusum.labels(namespace, name).set(cusum.statistic_nats)
+            self.metrics.cusum_threshold.labels(namespace, name).set(
+                cusum.design.threshold_nats)
+
+
+def _detector_step(name: str, policy: Policy, row: VerdictRow
+                   ) -> Callable[[str | None], tuple[str, bool]]:
+    """The detector's step for one verdict, run inside the store's transaction."""
+    d = policy.detector
+
+    def fresh() -> Cusum:
+        return Cusum.for_params(float(d.baseline_pass_rate), float(d.shift), d.false_alarm_every)
+
+    def step(old: str | None) -> tuple[str, bool]:
+        cusum = fresh()
+        if old is not None:
+            try:
+                cusum = Cusum.from_dict(json.loads(old))
+            except DetectorStateError as exc:
+                log.warning("Restarted the detector of policy %s: %s", name, exc)
+        if (cusum.design.baseline, cusum.design.shift, cusum.design.false_alarm_every) != (
+                float(d.baseline_pass_rate), float(d.shift), d.false_alarm_every):
+            cusum = fresh()  # the policy's detector settings changed: evidence starts afresh
+        alarm = cusum.update(row.verdict == "pass")
+        return json.dumps(cusum.to_dict()), alarm
+    return step

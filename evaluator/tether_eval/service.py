@@ -1,0 +1,129 @@
+"""The evaluator's process: settings, the HTTP app, the judging loop, start and stop.
+
+Routes: ``POST /v1/records`` (:mod:`ingest`), ``GET /healthz`` (the process serves),
+``GET /readyz`` (the store answers and the judging loop runs), ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tether_sidecar.upstream import AiohttpUpstream, make_upstream
+
+from .config import EvalConfig, load_config
+from .evaluate import Evaluator
+from .ingest import Ingest
+from .judge import JudgeClient
+from .metrics import EvalMetrics
+from .redaction import Redactor
+from .store import Store
+
+__all__ = ["Service", "Settings"]
+
+log = logging.getLogger(__name__)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TETHER_EVAL_", extra="forbid")
+
+    config: Path = Field(description="Rubrics, judges and policies (YAML; docs/evaluation.md).")
+    database: str = Field("sqlite:///var/lib/tether-eval/eval.db", description="sqlite:///PATH "
+                          "(a file on the volume) or postgresql://… (libpq URL).")
+    host: str = Field("0.0.0.0", description="Where the HTTP server listens.")
+    port: int = Field(8080, ge=0, le=65535, description="Its port (0: any free one).")
+    instance: str = Field(default_factory=socket.gethostname, description="This evaluator's "
+                          "name in leases: the same name after a restart takes its leases back "
+                          "at once (the pod name of a one-replica StatefulSet).")
+    secrets_dir: Path = Field(Path("/var/run/secrets/tether"), description="Mounted Secrets, "
+                              "DIR/<secret>/<key>: the judges' credentialsSecretRef.")
+    concurrency: int = Field(4, ge=1, le=256, description="Records judged at once.")
+    lease_seconds: float = Field(120.0, gt=0, description="A leased judgement another "
+                                 "instance may take over after this long without an answer.")
+    idle_seconds: float = Field(5.0, gt=0, description="With nothing queued, how often the loop "
+                                "looks again (leases run out, a new day for a capped judge).")
+    judge_timeout_seconds: float = Field(60.0, gt=0, description="One judge call's limit.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest record.")
+    ca_bundle: Path | None = Field(None, description="Extra CA certificates for the judges.")
+
+
+def _api_key(settings: Settings, config: EvalConfig, judge: str) -> str | None:
+    ref = config.judges[judge].model.credentials_secret_ref
+    if ref is None:
+        return None
+    path = settings.secrets_dir / ref.name / ref.key
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise RuntimeError(f"judge {judge}: cannot read its API key at {path} ({exc}); mount "
+                           f"Secret {ref.name} there") from exc
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store, config: EvalConfig,
+                 redactor: Redactor, upstream: AiohttpUpstream) -> None:
+        self.settings, self.store, self.config = settings, store, config
+        self.upstream, self.metrics = upstream, EvalMetrics()
+        judges = {name: JudgeClient(name, spec, upstream, _api_key(settings, config, name),
+                                    redactor, store, settings.judge_timeout_seconds)
+                  for name, spec in config.judges.items()}
+        self.evaluator = Evaluator(store, config, judges, self.metrics, settings.instance,
+                                   settings.concurrency, settings.lease_seconds,
+                                   settings.idle_seconds)
+        self.ingest = Ingest(store, config, redactor, self.metrics, self.evaluator.wake.set)
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, redactor: Redactor,
+                   environ: Mapping[str, str] | None = None) -> Service:
+        config = load_config(settings.config)
+        store = await Store.open(settings.database)
+        upstream = make_upstream(settings.ca_bundle, 1024 * 1024,
+                                 os.environ if environ is None else environ)
+        return cls(settings, store, config, redactor, upstream)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post("/v1/records", self.ingest.post)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self.evaluator.run(), name="tether-eval-judging")
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.upstream.aclose()
+        await self.store.close()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        task = self._loop_task
+        if task is None or task.done():
+            why = "the judging loop stopped" if task is not None else "not started"
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                why = f"the judging loop failed: {task.exception()!r}"
+            return web.json_response({"ready": False, "reason": why}, status=503)
+        pending = await self.store.pending()
+        return web.json_response({"ready": True, "store": self.store.kind, "pending": pending})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
