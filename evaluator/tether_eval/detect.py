@@ -219,18 +219,21 @@ class Cusum:
         """The detector a :meth:`to_dict` saved. Raises :class:`DetectorStateError` when the
         stored units differ from this version's calibration of the same parameters (the caller
         starts afresh and says so) or a field is missing or out of range."""
+        if data.get("version") != STATE_VERSION:
+            raise DetectorStateError(f"detector state version {data.get('version')!r}; "
+                                     f"this build reads version {STATE_VERSION}")
         try:
-            if data["version"] != STATE_VERSION:
-                raise DetectorStateError(f"detector state version {data['version']!r}; "
-                                         f"this build reads version {STATE_VERSION}")
-            d = design(float(data["baseline"]), float(data["shift"]),
-                       int(data["falseAlarmEvery"]))
+            params = (float(data["baseline"]), float(data["shift"]), int(data["falseAlarmEvery"]))
             units = (int(data["up"]), int(data["down"]), int(data["threshold"]))
             statistic, samples, alarms = (int(data["statistic"]), int(data["samples"]),
                                           int(data["alarms"]))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise DetectorStateError(f"detector state is missing or mistypes a field: "
                                      f"{exc!r}") from exc
+        try:
+            d = design(*params)
+        except DetectorError as exc:
+            raise DetectorStateError(f"stored detector parameters are out of range: {exc}") from exc
         if units != (d.up, d.down, d.threshold):
             raise DetectorStateError(f"stored detector units (up, down, threshold) {units} differ "
                                      f"from this build's {(d.up, d.down, d.threshold)}")

@@ -6,7 +6,7 @@ empty. Its figures are exact from the binomial: a window alerts with probability
 ``P = P(Binomial(size, p) <= max_passes)``, so the samples to the first alert, from a window
 start, average ``size / P``.
 
-The best one for a false-alarm rate is found by exhaustive search: every size up to 2,000 and,
+The best one for a false-alarm rate is found by exhaustive search: every size up to 1,000 and,
 for each, every threshold whose in-control ``size / P0`` reaches N, keeping the pair with the
 fewest samples to detect the drop (``size / P1``, change at a window start, the window's best
 case; ``criterion="phase"`` adds ``(size - 1) / 2`` for a change at a random point).
@@ -49,7 +49,7 @@ class _Running:
         return alert
 
 
-def window_design(p0: float, p1: float, n: int, max_size: int = 2000,
+def window_design(p0: float, p1: float, n: int, max_size: int = 1000,
                   criterion: str = "start") -> Window:
     """The best tumbling window for one false alarm every ``n`` in-control samples."""
     lp0, lq0, lp1, lq1 = math.log(p0), math.log1p(-p0), math.log(p1), math.log1p(-p1)
