@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-spent-usd", help="USD spent by earlier attempts (status.spentUSD)")
     p.add_argument("--prior-input-tokens", type=int, help="input tokens of earlier attempts")
     p.add_argument("--prior-output-tokens", type=int, help="output tokens of earlier attempts")
+    p.add_argument("--model-price", help="the model's price resolved by the operator or "
+                   "tether run (pricing.resolve); absent: resolved at start-up")
     p.add_argument("--task-poll-seconds", type=float,
                    help="how often the task file is checked for a changed costEnvelope")
     p.add_argument("--log-level")

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
                                     "(status.inputTokens); max with the journal's, as above.")
     prior_output_tokens: int = Field(0, ge=0, description="Output tokens of earlier attempts "
                                      "(status.outputTokens); max with the journal's.")
+    model_price: str | None = Field(
+        None, description="The model's price as genai-prices states it, resolved by whoever "
+        "starts the sidecar (the operator, tether run; pricing.resolve), so start-up need not "
+        "load genai-prices' table; absent or another model's: resolved here.")
     task_poll_seconds: float = Field(
         1.0, gt=0, description="How often the task file is checked for a changed costEnvelope "
         "(a ConfigMap update arrives as an atomic symlink swap).")
