@@ -1,5 +1,5 @@
 """The change detector (tether_eval.detect): exact run lengths, calibration checked by
-simulation, state across restarts, and the ``tether eval detect`` contract (DESIGN.md)."""
+simulation, state across restarts, and the ``tether eval detect`` contract (docs/evaluation.md)."""
 
 from __future__ import annotations
 
