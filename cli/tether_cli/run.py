@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import httpx
 
 from tether_api import AgentTask, InvalidAgentTask, load_agenttask
+from tether_sidecar.pricing import resolve as resolve_price
 
 __all__ = ["LocalRun", "agent_env", "run_task"]
 
@@ -83,6 +84,9 @@ class LocalRun:
                "--attempt", str(self.attempt),
                "--termination-log", str(self.state_dir / "termination.json"),
                *self.sidecar_args]
+        # Resolved here, as the operator does, so the sidecar's start-up skips genai-prices.
+        if (price := resolve_price(self.task.spec.model)) is not None:
+            cmd += ["--model-price", price]
         with (self.state_dir / "sidecar.log").open("ab") as log:
             self.sidecar = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
         self.url = self._await_ready(timeout)

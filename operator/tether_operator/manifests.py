@@ -15,6 +15,10 @@ import json
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+
+from tether_api import ModelSpec
+from tether_sidecar.pricing import resolve as resolve_price
 
 from .settings import OperatorSettings
 
@@ -111,6 +115,18 @@ def _prior(task: Body) -> list[str]:
             "--prior-output-tokens", str(int(status.get("outputTokens") or 0))]
 
 
+def _price(task: Body) -> list[str]:
+    """The model's genai-prices price, resolved here once per pod so the sidecar's start-up
+    need not load genai-prices' table (tether_sidecar/pricing.py). None to pass for a declared
+    price, an unknown model or an invalid model spec: the sidecar resolves and reports those."""
+    try:
+        model = ModelSpec.model_validate(task["spec"]["model"])
+    except ValidationError:  # the sidecar names the problem in its start-up error
+        return []
+    resolved = resolve_price(model)
+    return [] if resolved is None else ["--model-price", resolved]
+
+
 def _proxy_env(settings: OperatorSettings) -> list[dict[str, str]]:
     pairs = (("HTTP_PROXY", settings.sidecar_http_proxy),
              ("HTTPS_PROXY", settings.sidecar_https_proxy),
@@ -196,7 +212,8 @@ def _sidecar(task: Body, attempt: int, settings: OperatorSettings, mounts: list[
                "--state-dir", STATE_DIR, "--secrets-dir", SECRETS_DIR,
                "--port", str(AGENT_PORT), "--ops-port", str(settings.sidecar_ops_port),
                "--attempt", str(attempt),
-               "--grace-seconds", str(settings.sidecar_grace_seconds), *_prior(task)]
+               "--grace-seconds", str(settings.sidecar_grace_seconds), *_prior(task),
+               *_price(task)]
     if task["spec"]["model"].get("caBundle"):
         command += ["--ca-bundle", f"{CA_DIR}/{CA_FILE}"]
     sidecar: Body = {

@@ -155,3 +155,18 @@ def test_tether_run_hands_the_agent_the_tool_variables_the_pod_gets() -> None:
     local = agent_env(parse_agenttask(t), "http://127.0.0.1:8181", 1)
     for name in ("TETHER_TOOLS", "TETHER_MCP_SERVERS", "TETHER_MODEL", "TETHER_ATTEMPT"):
         assert local[name] == pod[name], name
+
+
+def test_the_sidecar_is_handed_its_models_price_resolved() -> None:
+    """Resolved here from genai-prices, so the sidecar's start-up need not load its table."""
+    from tether_api import ModelSpec
+    from tether_sidecar.pricing import Price, resolve
+
+    sidecar, _ = containers(task())
+    handed = flag(sidecar["command"], "--model-price")
+    assert handed == resolve(ModelSpec(provider="openai", name="gpt-4o"))
+    assert Price(ModelSpec(provider="openai", name="gpt-4o"), handed).handed_over
+    declared, _ = containers(task(pricing={"inputPerMTok": "1.00", "outputPerMTok": "2.00"}))
+    unknown, _ = containers(task(name="no-such-model-xyz"))
+    for sidecar in (declared, unknown):  # nothing to hand over: the sidecar decides and says
+        assert "--model-price" not in sidecar["command"]
