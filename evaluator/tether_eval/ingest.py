@@ -13,6 +13,7 @@ redaction failed (at the sidecar or here) is counted and stored without text, ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from .config import EvalConfig
 from .metrics import EvalMetrics
 from .record import Record
-from .redaction import RedactionError, Redactor, redact_value
+from .redaction import RedactionFailed, Redactor
 from .store import Store
 
 __all__ = ["Ingest", "selection"]
@@ -73,7 +74,7 @@ class Ingest:
             return _error(400, f"the body is not JSON: {exc}")
         except ValidationError as exc:
             return _error(400, f"not a tether task record: {_reason(exc)}")
-        rec, stored = self.redact(rec)
+        rec, stored = await self.redact(rec)
         queue = selection(rec, self.config)
         labels = orjson.dumps(rec.labels, option=orjson.OPT_SORT_KEYS).decode()
         if not await self.store.put_record(stored, labels, queue):
@@ -83,17 +84,22 @@ class Ingest:
             self.on_queued()
         return web.json_response({"stored": True, "queued": [p for p, _ in queue]}, status=201)
 
-    def redact(self, rec: Record) -> tuple[Record, dict[str, Any]]:
+    async def redact(self, rec: Record) -> tuple[Record, dict[str, Any]]:
         """The record redacted again (fail closed), and its JSON document to store."""
         doc = rec.model_dump(mode="json", by_alias=True)
         if not rec.redaction.ok:
             return rec, doc
         started = time.perf_counter()
         findings: dict[str, int] = dict(rec.redaction.findings)
+        text = {f: doc[f] for f in ("answer", "instructions", "inputs")}
         try:
-            for field in ("answer", "instructions", "inputs"):
-                doc[field] = redact_value(self.redactor, doc[field], findings)
-        except RedactionError as exc:
+            # The engine blocks (its own thread, a deadline): off the event loop.
+            out, found = await asyncio.get_running_loop().run_in_executor(
+                None, self.redactor.redact_json, text)
+            doc.update(out)
+            for kind, n in found.items():
+                findings[kind] = findings.get(kind, 0) + n
+        except RedactionFailed as exc:
             log.warning("Record of task %s/%s attempt %d could not be redacted, stored without "
                         "text and not judged: %s", rec.namespace, rec.task, rec.attempt, exc)
             doc.update(answer=None, instructions=None, inputs=None)

@@ -38,7 +38,7 @@ from tether_sidecar.upstream import TransportError, Upstream
 
 from .config import JudgeSpec, RubricSpec
 from .record import Verdict
-from .redaction import RedactionError, Redactor
+from .redaction import RedactionFailed, Redactor
 from .store import Key, Store, VerdictRow
 
 __all__ = ["CapReached", "JudgeClient", "vote"]
@@ -173,8 +173,8 @@ class JudgeClient:
             return Failure("malformed", f"judge {self.name}: not a verdict "
                            f"({type(exc).__name__}): expected {FORMAT}")
         try:
-            reason, _ = self._redactor.redact(v.reason)
-        except RedactionError as exc:
+            reason, _ = self._redactor.redact_text(v.reason)
+        except RedactionFailed as exc:
             log.warning("Withheld a judge reason of judge %s: redaction failed (%s)",
                         self.name, exc)
             reason = "[reason withheld: redaction failed]"

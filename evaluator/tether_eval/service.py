@@ -26,7 +26,7 @@ from .evaluate import Evaluator
 from .ingest import Ingest
 from .judge import JudgeClient
 from .metrics import EvalMetrics
-from .redaction import Redactor
+from .redaction import RedactionFailed, Redactor
 from .store import Store
 
 __all__ = ["Service", "Settings"]
@@ -87,6 +87,11 @@ class Service:
     async def open(cls, settings: Settings, redactor: Redactor,
                    environ: Mapping[str, str] | None = None) -> Service:
         config = load_config(settings.config)
+        try:  # the engine takes seconds to build: now, not on the first record
+            await asyncio.get_running_loop().run_in_executor(None, redactor.load)
+        except RedactionFailed as exc:
+            log.error("The redactor cannot run, so every record fails closed (stored without "
+                      "text, never judged): %s", exc)
         store = await Store.open(settings.database)
         upstream = make_upstream(settings.ca_bundle, 1024 * 1024,
                                  os.environ if environ is None else environ)
