@@ -364,7 +364,10 @@ class EvaluationPolicySpec(ApiModel):
         description="Which AgentTasks of this namespace are evaluated, by label (empty: all).")
     rubric_ref: LocalRef = Field(description="The Rubric the judge applies.")
     judge_ref: LocalRef = Field(description="The Judge that applies it.")
-    sampling: SamplingSpec = Field(description="Which tasks are judged.")
+    sampling: SamplingSpec = Field(
+        description="Which tasks the judge sees. A task is sampled when the first 8 bytes of "
+        "sha256(its UID), read as a fraction of 2^64, fall below rate: two policies with the "
+        "same rate sample the same tasks, and a lower rate's sample is part of a higher one's.")
     checks: list[Check] = Field(
         default_factory=list,
         description="Deterministic checks over every selected task's answer, sampled or not; "

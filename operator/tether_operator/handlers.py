@@ -169,6 +169,10 @@ def register(rec: Reconciler, tick: Callable[[], None] = lambda: None) -> None:
             rec.pod_ips[(namespace, name)] = status.get("podIP")
         rec.wake(namespace, labels[LABEL_TASK])
 
+    @kopf.on.event(GROUP, VERSION, "evaluationpolicies")
+    async def on_policy(type: str, body: Mapping[str, Any], **_: Any) -> None:
+        rec.policies.seen(json_body(body), deleted=type == "DELETED")  # read at the next pod
+
     @kopf.on.event(GROUP, VERSION, "agentbudgets")
     async def on_budget(type: str, namespace: str | None, body: Mapping[str, Any],
                         **_: Any) -> None:

@@ -207,7 +207,8 @@ def _volumes(task: Body, names: dict[str, str]) -> tuple[list[Body], list[Body]]
     return volumes, mounts
 
 
-def _sidecar(task: Body, attempt: int, settings: OperatorSettings, mounts: list[Body]) -> Body:
+def _sidecar(task: Body, attempt: int, settings: OperatorSettings, mounts: list[Body],
+             evaluation: str | None) -> Body:
     command = ["tether-sidecar", "--task", f"{CONFIG_DIR}/agenttask.yaml",
                "--state-dir", STATE_DIR, "--secrets-dir", SECRETS_DIR,
                "--port", str(AGENT_PORT), "--ops-port", str(settings.sidecar_ops_port),
@@ -232,7 +233,10 @@ def _sidecar(task: Body, attempt: int, settings: OperatorSettings, mounts: list[
         "terminationMessagePolicy": "File",
         "securityContext": _restricted(settings.run_as_user),
     }
-    if env := _proxy_env(settings):
+    env = _proxy_env(settings)
+    if evaluation is not None:  # the EvaluationPolicies selecting the task (evaluation.py)
+        env.append({"name": "TETHER_EVALUATION", "value": evaluation})
+    if env:
         sidecar["env"] = env
     return sidecar
 
@@ -252,7 +256,7 @@ def _agent(task: Body, attempt: int, settings: OperatorSettings) -> Body:
 
 
 def pod(task: Body, attempt: int, settings: OperatorSettings,
-        deadline_seconds: int | None) -> Body:
+        deadline_seconds: int | None, evaluation: str | None = None) -> Body:
     names = object_names(task, attempt)
     uid = settings.run_as_user
     volumes, sidecar_mounts = _volumes(task, names)
@@ -265,7 +269,7 @@ def pod(task: Body, attempt: int, settings: OperatorSettings,
         "terminationGracePeriodSeconds": settings.grace_seconds,
         "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
                             "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [_sidecar(task, attempt, settings, sidecar_mounts)],
+        "initContainers": [_sidecar(task, attempt, settings, sidecar_mounts, evaluation)],
         "containers": [_agent(task, attempt, settings)], "volumes": volumes,
     }
     if deadline_seconds is not None:

@@ -25,6 +25,7 @@ from .budget_io import FINALIZER, BudgetBook, admitted
 from .conditions import merge, spend_conditions, want
 from .decide import TERMINAL, Observed, Plan, decide, ending, iso
 from .deletion import on_deletion
+from .evaluation import PolicyBook
 from .kube import Kube
 from .ledger import POD_FINALIZER, STATUS_FIELDS, finished, pinned
 from .metrics import OperatorMetrics
@@ -61,6 +62,7 @@ class Reconciler(WorkQueue):
         self.book = BudgetBook(kube, settings, metrics, self._write, lambda: _now())
         self.book.on_room = self.wake_queued
         self.specs = SpecSync(kube, self.book)
+        self.policies = PolicyBook(kube, settings.evaluator_url)  # TETHER_EVALUATION (#10)
         self._init_queue(settings.workers)
         # Kept by the watch events (handlers.py): what the live-status round needs, small.
         self.tasks: dict[Key, Body] = {}  # phase, podName and the live fields last seen
@@ -255,7 +257,8 @@ class Reconciler(WorkQueue):
         if spec.get("activeDeadlineSeconds") and start:
             elapsed = (_now() - datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ")).total_seconds()
             left = int(spec["activeDeadlineSeconds"] - elapsed)
-        pod = manifests.pod(task, attempt, self.settings, left)
+        pod = manifests.pod(task, attempt, self.settings, left,
+                            await self.policies.env_for(task))
         # Pinned from birth: its final figures are read before it can go (ledger.py).
         pod["metadata"]["finalizers"] = [*pod["metadata"].get("finalizers", []), POD_FINALIZER]
         created = await self.kube.create(pod)

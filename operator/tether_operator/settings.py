@@ -82,6 +82,10 @@ class OperatorSettings(BaseSettings):
                                      "none.")
     sidecar_no_proxy: str = Field("", description="NO_PROXY of every sidecar (hosts reached "
                                   "directly, e.g. .svc,.cluster.local); empty: none.")
+    evaluator_url: str = Field(
+        "", pattern=r"^(https?://.+)?$", description="Where sidecars send evaluation records "
+        "(TETHER_EVALUATION.evaluatorURL), e.g. http://tether-evaluator.tether-system.svc:8080; "
+        "empty: no task gets evaluation, whatever EvaluationPolicies select it.")
 
     context: str | None = Field(None, description="Out of a cluster: the kubeconfig context "
                                 "to use instead of the current one.")
