@@ -66,7 +66,9 @@ def config_doc(judge_url: str, *, samples: int = 1, per_call: str = "0.05",
             "retryPolicy": {"maxAttempts": max_attempts, "initialInterval": "1ms",
                             "maximumInterval": "5ms",
                             "retryOn": [429, 500, 502, 503, 504, "timeout", "connection",
-                                        "malformed", "schema"]}}},
+                                        "malformed", "schema"],
+                            # nonRetryable wins over retryOn: the calls' default lists malformed
+                            "nonRetryable": [400, 401, 403, 404, 409, 422]}}},
         "policies": {"p1": {
             "namespace": "team-a", "rubricRef": "r1", "judgeRef": "j1",
             "sampling": {"rate": "0.5", "stratifyBy": ["tier"],
