@@ -35,6 +35,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
                                          "pattern": "^[0-9]+%?$"},
     "metrics.prometheusRule.budgetSpentRatio": {"exclusiveMinimum": 0, "maximum": 1},
     "metrics.prometheusRule.queueDepth": {"minimum": 1},
+    "evaluator.url": {"pattern": "^(https?://.+)?$"},
 }
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.-]*):")
 

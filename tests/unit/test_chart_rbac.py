@@ -43,6 +43,8 @@ WORKLOAD_CALLS = [
     ("tether.dev", "agenttasks/status", "patch"),
     ("tether.dev", "agentbudgets", "get"), ("tether.dev", "agentbudgets", "list"),
     ("tether.dev", "agentbudgets", "watch"), ("tether.dev", "agentbudgets/status", "update"),
+    ("tether.dev", "evaluationpolicies", "list"),  # a pod's TETHER_EVALUATION (issue #10)
+    ("tether.dev", "evaluationpolicies", "watch"),
     ("", "pods", "list"), ("", "pods", "watch"), ("", "pods", "create"), ("", "pods", "delete"),
     ("", "pods", "patch"), ("", "pods", "get"),  # the attempt-figures finalizer (issue #9)
     ("", "configmaps", "create"), ("", "configmaps", "get"), ("", "configmaps", "update"),

@@ -92,6 +92,7 @@ sidecar_ops_port: free
 sidecar_http_proxy: chart
 sidecar_https_proxy: chart
 sidecar_no_proxy: chart
+evaluator_url: chart
 context: chart
 {{- end }}
 
@@ -104,7 +105,7 @@ context: chart
 {{- fail (printf "operator.settings.%s: no such operator setting; known: %s" $key (keys $known | sortAlpha | join ", ")) }}
 {{- end }}
 {{- if eq (get $known $name) "chart" }}
-{{- fail (printf "operator.settings.%s is set by the chart: use %s instead" $key (get (dict "sidecar_image" "sidecarImage" "ops_port" "opsPort" "leader_election" "leaderElection.enabled" "lease_name" "leaderElection.leaseName" "lease_namespace" "the release namespace (the Lease lives there)" "context" "no setting (in a cluster the operator logs in with its service account)" "sidecar_http_proxy" "sidecarProxy.httpProxy" "sidecar_https_proxy" "sidecarProxy.httpsProxy" "sidecar_no_proxy" "sidecarProxy.noProxy") $name)) }}
+{{- fail (printf "operator.settings.%s is set by the chart: use %s instead" $key (get (dict "sidecar_image" "sidecarImage" "ops_port" "opsPort" "leader_election" "leaderElection.enabled" "lease_name" "leaderElection.leaseName" "lease_namespace" "the release namespace (the Lease lives there)" "context" "no setting (in a cluster the operator logs in with its service account)" "sidecar_http_proxy" "sidecarProxy.httpProxy" "sidecar_https_proxy" "sidecarProxy.httpsProxy" "sidecar_no_proxy" "sidecarProxy.noProxy" "evaluator_url" "evaluator.url") $name)) }}
 {{- end }}
 - name: TETHER_OPERATOR_{{ $name | upper }}
   value: {{ $value | toString | quote }}

@@ -21,6 +21,11 @@
 - apiGroups: [tether.dev]
   resources: [agentbudgets/status]
   verbs: [update]
+# EvaluationPolicies are listed when a task's pod is made (its sidecar's TETHER_EVALUATION) and
+# watched to know which namespaces have any; never written (the evaluator owns their status).
+- apiGroups: [tether.dev]
+  resources: [evaluationpolicies]
+  verbs: [list, watch]
 # One pod per attempt: listed by label, watched, created, deleted (budget stop, cleanup);
 # patched (and read again on a conflict) to remove the tether.dev/attempt-figures finalizer
 # once the attempt's final figures are in the task's status.
