@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
+from tether_examples._tally import Tally, parse_tally
+
 __all__ = [
     "Choice",
     "Fault",
@@ -61,6 +63,7 @@ class Reply:
     output_tokens: int | None = None
     faults: tuple[Fault, ...] = ()
     delay: float = 0.0
+    tally: Tally | None = None  # content computed from the request (_tally.py)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Script:
     turns: tuple[Reply, ...] = ()
     rules: tuple[Rule, ...] = ()
     after_last: Literal["repeat_last", "error"] = "error"
+    turn_by: Literal["assistant_messages", "tool_call_id"] = "assistant_messages"
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,11 @@ def load_script(path: str | Path) -> Script:
 
 def parse_script(data: object) -> Script:
     """Validate a script given as plain data (what `yaml.safe_load` or `json.loads` returns)."""
-    top = _mapping(data, "script", {"model", "turns", "rules", "after_last"})
+    top = _mapping(data, "script", {"model", "turns", "rules", "after_last", "turn_by"})
+    turn_by = _field(top, "turn_by", str, "script", "assistant_messages")
+    if turn_by not in ("assistant_messages", "tool_call_id"):
+        raise ScriptError(f"script.turn_by must be assistant_messages or tool_call_id, not "
+                          f"{turn_by!r}")
     after_last = _field(top, "after_last", str, "script", "error")
     if after_last not in ("repeat_last", "error"):
         raise ScriptError(f"script.after_last must be repeat_last or error, not {after_last!r}")
@@ -133,6 +141,7 @@ def parse_script(data: object) -> Script:
         turns=tuple(_reply(item, f"turns[{i}]", set()) for i, item in enumerate(turns)),
         rules=tuple(_rule(item, f"rules[{i}]") for i, item in enumerate(rules)),
         after_last="repeat_last" if after_last == "repeat_last" else "error",
+        turn_by="tool_call_id" if turn_by == "tool_call_id" else "assistant_messages",
     )
 
 
@@ -142,7 +151,7 @@ def _rule(data: object, where: str) -> Rule:
 
 
 def _reply(data: object, where: str, extra_keys: set[str]) -> Reply:
-    keys = {"content", "tool_calls", "usage", "faults", "delay"} | extra_keys
+    keys = {"content", "tool_calls", "usage", "faults", "delay", "tally"} | extra_keys
     entry = _mapping(data, where, keys)
     usage = _mapping(
         _field(entry, "usage", dict, where, {}), f"{where}.usage", {"input_tokens", "output_tokens"}
@@ -152,7 +161,13 @@ def _reply(data: object, where: str, extra_keys: set[str]) -> Reply:
         raise ScriptError(f"{where}.delay must be >= 0 seconds, not {delay}")
     calls = _field(entry, "tool_calls", list, where, [])
     faults = _field(entry, "faults", list, where, [])
+    tally = _field(entry, "tally", dict, where, None)
+    try:
+        parsed_tally = None if tally is None else parse_tally(tally, where)
+    except ValueError as exc:
+        raise ScriptError(str(exc)) from exc
     return Reply(
+        tally=parsed_tally,
         content=_field(entry, "content", str, where, "") or "",
         tool_calls=tuple(_tool_call(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(calls)),
         input_tokens=_tokens(usage, "input_tokens", f"{where}.usage"),

@@ -5,6 +5,12 @@ Written against the official ``openai`` SDK, unmodified: ``OPENAI_BASE_URL`` and
 is the conversation; after each step it checkpoints it, so a killed run resumes where it stopped
 and, through the sidecar's journal, neither pays twice nor repeats a tool's side effect.
 
+Context boundaries: when a model response carries ``X-Tether-Context-Boundary`` (the sidecar
+compacted the prompt and wrote the compact form to the volume), the agent replaces its history
+with that compact form (``Harness.context()``), so its next checkpoint holds it and a resumed
+attempt starts from it; the archived messages stay readable through the built-in
+``context_archive`` tool, which it offers the model.
+
 Exit codes: 0 done (the answer is printed and is the last checkpoint's ``result``), 3 out of
 steps, 4 stopped by the budget. For fault tests, ``AGENT_EXIT_AT_STEP=N`` makes it exit with
 ``AGENT_EXIT_CODE`` (default 1) right after checkpointing step N, as a crashing agent would:
@@ -28,10 +34,28 @@ from tether_agent import BudgetExceeded, Harness, ToolError, task
 __all__ = ["main"]
 
 
+ARCHIVE = {"type": "function", "function": {
+    "name": "context_archive",
+    "description": "Read back earlier messages of this task that were archived to keep the "
+                   "prompt small: {\"query\": \"text they contain\"} or {\"from\": N, \"to\": M}.",
+    "parameters": {"type": "object", "additionalProperties": True}}}
+
+
 def tool_schemas(names: list[str]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": {
         "name": n, "description": f"The {n} tool.",
         "parameters": {"type": "object", "additionalProperties": True}}} for n in names]
+
+
+def compact(h: Harness, header: str | None, messages: list[dict[str, Any]]) -> None:
+    """Continue from the compact form when the call made (or replayed) a context boundary."""
+    if header is None:
+        return
+    ctx = h.context()
+    if ctx is not None and str(ctx["boundary"]) == header:
+        messages[:] = ctx["messages"]
+        print(f"continuing from context boundary {header} ({len(messages)} messages)",
+              file=sys.stderr, flush=True)
 
 
 def run_tool(h: Harness, name: str, arguments: str) -> str:
@@ -45,9 +69,12 @@ def run_tool(h: Harness, name: str, arguments: str) -> str:
 def step_once(h: Harness, client: openai.OpenAI, model: str, messages: list[dict[str, Any]],
               tools: list[dict[str, Any]]) -> str | None:
     """One step: ask the model, run the tools it calls. Returns the answer when it gives one."""
-    reply = client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
-                                           tools=tools or openai.omit,  # type: ignore[arg-type]
-                                           max_tokens=512)
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=messages,  # type: ignore[arg-type]
+        tools=tools or openai.omit,  # type: ignore[arg-type]
+        max_tokens=512)
+    reply = raw.parse()
+    compact(h, raw.headers.get("x-tether-context-boundary"), messages)
     message = reply.choices[0].message.model_dump(exclude_none=True,
                                                   include={"role", "content", "tool_calls"})
     messages.append(message)
@@ -79,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     h = Harness()
     client = openai.OpenAI(max_retries=0)  # the sidecar retries by policy; no second layer
     model = os.environ.get("TETHER_MODEL", "gpt-4o")
-    tools = tool_schemas([t for t in os.environ.get("TETHER_TOOLS", "").split(",") if t])
+    tools = [*tool_schemas([t for t in os.environ.get("TETHER_TOOLS", "").split(",") if t]),
+             ARCHIVE]
     max_steps = int(os.environ.get("AGENT_MAX_STEPS", "50"))
     exit_at = int(os.environ.get("AGENT_EXIT_AT_STEP", "0"))
     ckpt = h.resume()

@@ -30,6 +30,8 @@ Script format::
       - contains: "Summarize"    #   occurs in the last user message's text wins; same keys
         content: "Summary: ..."  #   as a turn
     after_last: error            # or repeat_last; error answers 400 naming the turn
+    turn_by: assistant_messages  # or tool_call_id; with a turn's `tally: {pattern, template}`
+                                 #   for histories that are compacted (_tally.py)
 
 Default usage: input = ceil(len(canonical JSON of messages) / 4) (Responses: of the
 conversation's items, stored history included, after the instructions), output = max(1,
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +70,7 @@ from tether_examples import _anthropic_wire, _openai_wire, _responses_wire
 from tether_examples._answer import Answer, build_answer, last_user_text, turn_of
 from tether_examples._script import Script, ScriptError, choose, load_script, parse_script
 from tether_examples._serve import LOOPBACK, run_until_signalled
+from tether_examples._tally import tally, turn_by_call_id
 
 __all__ = ["STATE", "ScriptedState", "build_app", "main"]
 
@@ -139,7 +143,8 @@ async def _model_request(request: web.Request) -> web.StreamResponse:
     billed, messages, problem = _conversation(path, body, state)
     if billed is None:
         return _error(wire, 400, problem)
-    record["turn"] = turn = turn_of(messages)
+    by_id = state.script.turn_by == "tool_call_id"
+    record["turn"] = turn = turn_by_call_id(messages) if by_id else turn_of(messages)
     choice = choose(state.script, turn, last_user_text(messages))
     if choice.reply is None:
         return _error(wire, 400, choice.problem)
@@ -156,6 +161,8 @@ async def _model_request(request: web.Request) -> web.StreamResponse:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         return _error(wire, fault.status, message, headers)
     answer = build_answer(path, billed, reply, state.script.model)
+    if reply.tally is not None:
+        answer = dataclasses.replace(answer, content=tally(reply.tally, messages))
     record["usage"] = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
     if path == RESPONSES_PATH and body.get("store") is not False:
         kept = [*billed["_items"], *_responses_wire.output_items(answer)]
