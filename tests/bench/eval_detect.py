@@ -18,7 +18,9 @@ in-control samples. Measured, with the same random samples fed to both detectors
 
 The CUSUM is ``tether_eval.detect.Cusum`` (the evaluator's own code). The fixed window is
 ``tests.bench._window``: tumbling windows of W judged samples, alert when a window has at most c
-passes, (W, c) chosen by exhaustive exact search (docs/evaluation.md writes the rule down).
+passes, (W, c) chosen by exhaustive exact search (docs/evaluation.md writes the rule down); and
+``tests.bench._sliding``: the last W samples checked after every sample, (W, c) chosen by
+simulation (``--sliding-runs``; its docstring writes the rule down).
 Means with 95 % confidence intervals, medians with their 95 % order-statistic intervals, and the
 exact figures from the Markov chain / binomial beside the simulated ones. The last output line is
 one JSON object, also written to _out/bench/eval_detect.json.
@@ -39,14 +41,17 @@ from typing import Any
 from tether_eval.detect import Cusum, arl, design
 from tether_eval.stats import seen_pass_rate
 
+from ._sliding import sliding_design
 from ._window import spread, window_design
 
 ROOT = Path(__file__).resolve().parents[2]
 P0, P1, N = 0.85, 0.80, 5000
 JUDGE_SE = JUDGE_SP = 0.90
 BURN_IN = (1000, 2000)
-# Two windows: the best for a change at a window start, the best for a change anywhere in one.
+# Two tumbling windows (the best for a change at a window start, the best for a change anywhere
+# in one) and a sliding one.
 WINDOWS = {"window": "start", "window_phase": "phase"}
+COMPARED = (*WINDOWS, "sliding")
 GOAL = {"samples_to_detect_max": 400, "false_alarm_every_min": 5000}
 _CAP = 100 * N  # a run that has not alarmed by then is recorded at the cap (none did)
 
@@ -78,13 +83,14 @@ def run_once(fresh: list[Any], before: Any, after: Any, change_at: int) -> list[
 
 
 def scenario(p0: float, p1: float, runs: int, arl0_runs: int, seed: int,
-             judge: tuple[float, float] | None = None) -> dict[str, Any]:
+             judge: tuple[float, float] | None = None, sliding_runs: int = 100) -> dict[str, Any]:
     """The detectors for a drop p0 -> p1 of the agent's pass rate (through ``judge``)."""
     s0, s1 = (p0, p1) if judge is None else (seen_pass_rate(p0, *judge),
                                              seen_pass_rate(p1, *judge))
     d = design(round(s0, 12), round(s0 - s1, 12), N)
     windows = {name: window_design(s0, s1, N, criterion=crit) for name, crit in WINDOWS.items()}
-    fresh = [lambda: Cusum(d)] + [w.start for w in windows.values()]
+    sliding = sliding_design(s0, s1, N, seed + 100, runs=sliding_runs)
+    fresh = [lambda: Cusum(d)] + [w.start for w in windows.values()] + [sliding.start]
     rng = random.Random(seed)
     pre, post = _sampler(rng, p0, judge), _sampler(rng, p1, judge)
     at_zero = [run_once(fresh, pre, post, 0) for _ in range(runs)]
@@ -92,7 +98,7 @@ def scenario(p0: float, p1: float, runs: int, arl0_runs: int, seed: int,
     in_control = [run_once(fresh, pre, pre, 0) for _ in range(arl0_runs)]
     out: dict[str, Any] = {"agent": {"p0": p0, "p1": p1}, "seen": {"p0": s0, "p1": s1},
                            "judge": None if judge is None else {"se": judge[0], "sp": judge[1]}}
-    for k, name in enumerate(("cusum", *WINDOWS)):
+    for k, name in enumerate(("cusum", *COMPARED)):
         out[name] = {"delay_change_at_0": spread([r[k] for r in at_zero]),
                      "delay_after_burn_in": spread([r[k] for r in burned]),
                      "arl0": spread([r[k] for r in in_control])}
@@ -105,26 +111,30 @@ def scenario(p0: float, p1: float, runs: int, arl0_runs: int, seed: int,
     for name, w in windows.items():
         out[name]["design"] = {"size": w.size, "max_passes": w.max_passes}
         out[name]["exact"] = {"arl0": w.arl0, "delay_change_at_0": w.arl1}
+    out["sliding"]["design"] = {"size": sliding.size, "max_passes": sliding.max_passes,
+                                "arl0_search": sliding.arl0_search}
     return out
 
 
-def measure(runs: int, arl0_runs: int, seed: int) -> dict[str, Any]:
-    perfect = scenario(P0, P1, runs, arl0_runs, seed)
-    judged = scenario(P0, P1, runs, arl0_runs, seed + 1, (JUDGE_SE, JUDGE_SP))
+def measure(runs: int, arl0_runs: int, seed: int, sliding_runs: int = 100) -> dict[str, Any]:
+    perfect = scenario(P0, P1, runs, arl0_runs, seed, sliding_runs=sliding_runs)
+    judged = scenario(P0, P1, runs, arl0_runs, seed + 1, (JUDGE_SE, JUDGE_SP), sliding_runs)
     cusum = perfect["cusum"]
     met = (cusum["delay_after_burn_in"]["mean"] <= GOAL["samples_to_detect_max"]
            and cusum["delay_change_at_0"]["mean"] <= GOAL["samples_to_detect_max"]
            and cusum["exact"]["arl0"] >= GOAL["false_alarm_every_min"])
     return {"falseAlarmEvery": N, "runs": runs, "arl0Runs": arl0_runs, "seed": seed,
+            "slidingRuns": sliding_runs,
             "perfectJudge": perfect, "judge90": judged, "goal": {**GOAL, "met": met}}
 
 
 def _row(name: str, r: dict[str, Any]) -> str:
     def ci(s: dict[str, Any]) -> str:
         return f"{s['mean']:7.1f} [{s['mean_ci'][0]:.0f}, {s['mean_ci'][1]:.0f}]"
+    exact = (f"exact {r['exact']['delay_change_at_0']:.1f} / {r['exact']['arl0']:.0f}"
+             if "exact" in r else "(simulated only)")
     return (f"  {name:<12} {ci(r['delay_change_at_0'])}  {ci(r['delay_after_burn_in'])}  "
-            f"{ci(r['arl0'])}   exact {r['exact']['delay_change_at_0']:.1f} / "
-            f"{r['exact']['arl0']:.0f}   {r['design']}")
+            f"{ci(r['arl0'])}   {exact}   {r['design']}")
 
 
 def render(result: dict[str, Any]) -> str:
@@ -135,7 +145,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{key}: agent {sc['agent']['p0']} -> {sc['agent']['p1']}, seen "
                      f"{sc['seen']['p0']:.4f} -> {sc['seen']['p1']:.4f}")
         lines.append("           delay, change at 0     delay, after burn-in   ARL0")
-        lines += [_row(name, sc[name]) for name in ("cusum", *WINDOWS)]
+        lines += [_row(name, sc[name]) for name in ("cusum", *COMPARED)]
     return "\n".join(lines)
 
 
@@ -150,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=4000, help="runs per delay figure")
     parser.add_argument("--arl0-runs", type=int, help="runs for ARL0 (default: runs / 2)")
     parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--sliding-runs", type=int, default=100,
+                        help="streams per candidate in the sliding window's search")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    result = measure(args.runs, args.arl0_runs or max(1, args.runs // 2), args.seed)
+    result = measure(args.runs, args.arl0_runs or max(1, args.runs // 2), args.seed,
+                     args.sliding_runs)
     result.update(date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), commit=_commit(),
                   seconds=round(time.monotonic() - started, 1))
     print(render(result))
