@@ -114,6 +114,9 @@ def arl(pass_rate: float, up: int, down: int, threshold: int) -> float:
     nonsingular M-matrix (the chain is transient), so elimination without pivoting is stable;
     the cost is ``threshold * up * down``.
     """
+    if threshold < 1 or up < 1 or down < 1 or not 0.0 <= pass_rate <= 1.0:
+        raise ValueError(f"arl needs threshold, up, down >= 1 and 0 <= pass_rate <= 1, got "
+                         f"{threshold}, {up}, {down}, {pass_rate}")
     n, p, q, width = threshold, pass_rate, 1.0 - pass_rate, up + down + 1
     band = [[0.0] * width for _ in range(n)]  # band[i][j - i + down] = A[i][j]
     for i in range(n):
