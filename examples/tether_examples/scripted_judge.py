@@ -47,6 +47,7 @@ class JudgeScript:
     specificity: float = 1.0
     malformed: float = 0.0
     output_tokens: int | None = None  # fixed output usage (default: from the reply's size)
+    reason_suffix: str = ""  # appended to every reason: a judge quoting what it read
     seed: int = 0
 
     @classmethod
@@ -88,7 +89,7 @@ class ScriptedJudge:
             round(0.49 * self.rng.random(), 3)
         why = "The answer does what the task asked." if verdict else \
             "The answer misses what the task asked."
-        return json.dumps({"pass": verdict, "score": score, "reason": why})
+        return json.dumps({"pass": verdict, "score": score, "reason": why + s.reason_suffix})
 
     async def chat(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default=LOOPBACK)
     p.add_argument("--port", type=int, default=0)
     for f in fields(JudgeScript):
-        kind = int if f.name in ("change_after", "seed", "output_tokens") else float
+        kind = {"change_after": int, "seed": int, "output_tokens": int,
+                "reason_suffix": str}.get(f.name, float)
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
     args = vars(p.parse_args(argv))
     host, port = args.pop("host"), args.pop("port")
