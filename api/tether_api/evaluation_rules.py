@@ -1,25 +1,43 @@
-"""The evaluation resources' rules, twice: CEL for the CRD and Python for the models.
+"""The evaluation resources' rules, twice: CEL for the CRD and Python for the models; and their
+small value types (Fraction, LocalRef).
 
 Each pair says the same thing in the same words, so a user gets one message whether the API
-server or tether_api refused the object. Kept apart from evaluation.py so the models read as
-their fields.
+server or tether_api refused the object. Kept apart from the models so they read as their
+fields.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import JsonValue
+from pydantic import BeforeValidator, Field, JsonValue, PlainSerializer
 from pydantic.config import JsonDict
 
+from ._base import ApiModel
 from ._units import MONEY_PATTERN
 
-__all__ = ["CAPS_RULES", "CHECK_RULES", "DETECTOR_RULES", "FRACTION_PATTERN", "PINNED_RULES",
-           "RUBRIC_IMMUTABLE", "SAMPLES_RULE", "UNIQUE_CHECKS", "VERDICT_RULES", "check_caps",
-           "check_detector", "check_pinned", "check_regex", "check_samples", "check_verdict",
-           "unique_checks"]
+__all__ = [
+    "CAPS_RULES",
+    "CHECK_RULES",
+    "DETECTOR_RULES",
+    "FRACTION_PATTERN",
+    "PINNED_RULES",
+    "RUBRIC_IMMUTABLE",
+    "SAMPLES_RULE",
+    "UNIQUE_CHECKS",
+    "VERDICT_RULES",
+    "Fraction",
+    "LocalRef",
+    "check_caps",
+    "check_detector",
+    "check_pinned",
+    "check_regex",
+    "check_samples",
+    "check_verdict",
+    "unique_checks",
+]
 
 FRACTION_PATTERN = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
 _DATED = r"-([0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{8})$"
@@ -147,3 +165,34 @@ def unique_checks(names: list[str]) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"{UNIQUE_MESSAGE}; repeated: {', '.join(dupes)}")
+
+
+def _to_fraction(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError(f"{value!r} is not a fraction: write a quoted decimal between 0 and 1, "
+                         "e.g. \"0.1\"")
+    if not re.fullmatch(FRACTION_PATTERN, text):
+        raise ValueError(f"{value!r} is not a fraction: a quoted decimal between 0 and 1 with at "
+                         "most 6 decimals, e.g. \"0.1\"")
+    return Decimal(text)
+
+
+Fraction = Annotated[
+    Decimal,
+    BeforeValidator(_to_fraction),
+    PlainSerializer(lambda v: format(v, "f"), return_type=str),
+    Field(json_schema_extra={"type": "string", "pattern": FRACTION_PATTERN, "maxLength": 8}),
+]
+"""A decimal between 0 and 1 written as a string (``"0.1"``): exact, unlike a float."""
+
+_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class LocalRef(ApiModel):
+    """An object of the given kind in the policy's own namespace."""
+
+    name: str = Field(pattern=_NAME, max_length=253, description="Name of the object.")

@@ -101,3 +101,15 @@ def test_the_sidecar_alone_gets_the_variable() -> None:
 def test_the_evaluator_url_setting_must_be_http(url: str) -> None:
     with pytest.raises(ValidationError, match="evaluator_url"):
         OperatorSettings(leader_election=False, evaluator_url=url)
+
+
+def test_the_sidecar_reads_what_the_operator_writes() -> None:
+    """The two ends of the contract: the sidecar's parser (tether_sidecar.eval_config) takes
+    the operator's TETHER_EVALUATION as is."""
+    from tether_sidecar.eval_config import Evaluation
+
+    env = evaluation_env([policy("p", "1", team="support")], task(team="support"), URL)
+    read = Evaluation.model_validate_json(env or "")
+    assert read.evaluator_url == URL
+    assert [(p.name, p.sampled, p.include.failed) for p in read.policies] == [("p", True, True)]
+    assert [c.name for c in read.policies[0].checks] == ["triage-shape", "no-placeholder"]
