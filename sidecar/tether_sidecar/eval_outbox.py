@@ -9,11 +9,11 @@ to ``{evaluatorURL}/v1/records`` until the evaluator acknowledges it. Files in
     record-<attempt>.rejected   refused for good (a 4xx other than 408/429): kept, counted, logged
 
 Retries: a connection failure, a timeout, 408, 429 or 5xx is tried again with exponential backoff
-and jitter (``Retry-After`` honoured), capped at ``--eval-retry-max-seconds``. A restarted
-sidecar on the same volume delivers what is pending. At shutdown the outbox is flushed for at
-most ``FLUSH_SECONDS``; what is left stays for a restarted sidecar. The evaluator is idempotent
-on ``(uid, attempt)`` (the ``Idempotency-Key`` header says the same), so a record sent again
-after a lost acknowledgement is stored once.
+and jitter (``Retry-After`` honoured), capped at ``TETHER_SIDECAR_EVAL_RETRY_MAX_SECONDS``. A
+restarted sidecar on the same volume delivers what is pending. At shutdown the last record is
+built and the outbox flushed within ``FLUSH_SECONDS``; what is left stays for a restarted
+sidecar. The evaluator is idempotent on ``(uid, attempt)`` (the ``Idempotency-Key`` header says
+the same), so a record sent again after a lost acknowledgement is stored once.
 
 When the attempt ends without a record (SIGTERM, no ``PUT /result``), one is written then: the
 stored answer when an earlier attempt gave one, else ``no_answer`` (``budget_exceeded`` when the
@@ -50,8 +50,8 @@ __all__ = ["Evaluation", "Outbox"]
 
 log = logging.getLogger(__name__)
 # terminationGracePeriodSeconds (30, operator settings) less the sidecar's --grace-seconds for
-# calls in flight (20) leaves 10 s; half of it for the flush, the rest for the summary and spans.
-FLUSH_SECONDS = 5.0
+# calls in flight (20) leaves 10 s: 8 to build and deliver the last record, 2 for the rest.
+FLUSH_SECONDS = 8.0
 SEND_TIMEOUT_SECONDS = 10.0
 FIRST_DELAY_SECONDS = 0.2
 _NAME = re.compile(r"^record-(\d+)\.(json|sent|rejected)$")
@@ -102,6 +102,7 @@ class Evaluation:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._building: asyncio.Task[None] | None = None
         self._rng = random.Random()
 
     def status(self) -> dict[str, int]:
@@ -116,18 +117,35 @@ class Evaluation:
         self._task = asyncio.create_task(self._deliver_all())
 
     async def answered(self, result: Result) -> None:
-        await self._record(result)
+        """Build the record in the background: the agent's PUT /result returns once its answer
+        is stored (the first record also loads the redaction engine, ~1-2 s). If building
+        fails, the end of the attempt tries again."""
+        if self._building is None or self._building.done():
+            self._building = asyncio.create_task(self._record_logged(result))
+
+    async def _record_logged(self, result: Result | None) -> None:
+        try:
+            await self._record(result)
+        except SidecarError as exc:
+            log.error("Task %s: no evaluation record for attempt %d yet: %s", self.h.name,
+                      self.h.settings.attempt, exc.reason)
+        except Exception:  # a bug of ours, in a background task: said loudly, retried at stop
+            log.exception("Task %s: building the evaluation record of attempt %d failed",
+                          self.h.name, self.h.settings.attempt)
 
     async def stop(self, _: web.Application) -> None:
-        """At the end of the attempt: its record if it has none yet, then a bounded flush."""
-        try:
-            await self._record(self.results.result)
-        except SidecarError as exc:
-            log.error("Task %s: no evaluation record for attempt %d: %s", self.h.name,
-                      self.h.settings.attempt, exc.reason)
+        """At the end of the attempt: its record if it has none yet, then a flush; both within
+        FLUSH_SECONDS, so the termination summary is still written before the pod's grace ends."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FLUSH_SECONDS
+        try:  # waits for a record being built (the lock), or builds this attempt's
+            await asyncio.wait_for(self._record_logged(self.results.result), FLUSH_SECONDS)
+        except TimeoutError:
+            log.error("Task %s: the evaluation record of attempt %d was not built within %.0f "
+                      "s; none is sent", self.h.name, self.h.settings.attempt, FLUSH_SECONDS)
         self._wake.set()
         try:
-            await asyncio.wait_for(self._drained.wait(), FLUSH_SECONDS)
+            await asyncio.wait_for(self._drained.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
             log.warning("Task %s: %d evaluation record(s) not delivered within %.0f s; kept in "
                         "%s for a restarted sidecar", self.h.name, len(self.outbox.pending()),

@@ -18,11 +18,10 @@ engine only when a record is built: the sidecar's resident memory goal is ≤ 96
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,6 +32,7 @@ from .eval_config import Check, Evaluation
 
 if TYPE_CHECKING:
     from .harness import Harness
+    from .redact import Redactor
 
 __all__ = ["Facts", "build", "facts", "run_checks"]
 
@@ -128,34 +128,33 @@ def _regex(pattern: str, answer: Any) -> str | None:
     except TimeoutError:
         return (f"the regex search took over {REGEX_TIMEOUT_S:g} s (a pattern that backtracks "
                 "on this answer): counted as a failure")
-    return None if found is not None else f"no match for /{_shown(pattern)[1:-1]}/"
+    shown = pattern if len(pattern) <= _SHOWN else pattern[:_SHOWN] + "…"
+    return None if found is not None else f"no match for /{shown}/"
+
+
+@cache
+def _redactor() -> Redactor:
+    """One per process: it owns a worker thread, and loads its engine once (redact.py)."""
+    from .redact import Redactor
+
+    return Redactor()
 
 
 def _redact(answer: Any, f: Facts) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(redacted texts, the record's ``redaction``); fail closed: any failure nulls the texts."""
+    """(redacted texts, the record's ``redaction``); fail closed: any failure nulls the texts.
+    One call for the three, so the record has one size cap and one time budget."""
+    from .redact import RedactionFailed
+
+    redactor = _redactor()
+    texts = {"answer": answer, "instructions": f.instructions, "inputs": f.inputs}
     try:
-        # Imported here, not at the top: the engine is large, and only a record needs it.
-        # importlib until redact.py lands in the tree (helper "redaction"); then a plain import.
-        mod = importlib.import_module("tether_sidecar.redact")
-        redactor = mod.Redactor()
-        engine = str(getattr(redactor, "engine", type(redactor).__name__))
-    except ImportError as exc:
-        log.error("Task %s: the redaction engine cannot be loaded (%s); the record leaves "
-                  "without answer, instructions or inputs", f.task, exc)
-        return _closed()
-    findings: Counter[str] = Counter()
-    texts: dict[str, Any] = {}
-    try:
-        for key, value in (("answer", answer), ("instructions", f.instructions),
-                           ("inputs", f.inputs)):
-            texts[key], found = redactor.redact_json(value)
-            findings.update(found)
-    except mod.RedactionFailed as exc:
-        # The reason names the detector, never the text (redact.py's contract).
-        log.error("Task %s: redaction failed (%s); the record leaves without answer, "
-                  "instructions or inputs", f.task, exc)
-        return _closed(engine)
-    return texts, {"ok": True, "findings": dict(findings), "engine": engine}
+        redacted, findings = redactor.redact_json(texts)
+    except RedactionFailed as exc:
+        # Its message says why (too_large, timeout, engine_error…), never the text.
+        log.error("Task %s: %s; the record leaves without answer, instructions or inputs",
+                  f.task, exc)
+        return _closed(redactor.engine)
+    return redacted, {"ok": True, "findings": dict(findings), "engine": redactor.engine}
 
 
 def _closed(engine: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
