@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "canonical_json",
     "last_user_text",
     "pieces",
+    "tool_outputs",
     "turn_of",
 ]
 
@@ -77,6 +79,46 @@ def last_user_text(messages: Sequence[Any]) -> str:
     return ""
 
 
+_QUOTE = re.compile(r"\{\{output:([^{}\s]+)\}\}")
+
+
+def tool_outputs(messages: Sequence[Any]) -> dict[str, str]:
+    """The text of each tool result in the request, by call id: Chat Completions ``tool``
+    messages, Responses ``function_call_output`` items, Anthropic ``tool_result`` blocks."""
+    found: dict[str, str] = {}
+    for m in messages:
+        if not isinstance(m, Mapping):
+            continue
+        if m.get("role") == "tool" and isinstance(m.get("tool_call_id"), str):
+            found[m["tool_call_id"]] = _joined(m.get("content"))
+        elif m.get("type") == "function_call_output" and isinstance(m.get("call_id"), str):
+            found[m["call_id"]] = _joined(m.get("output"))
+        elif isinstance(m.get("content"), list):
+            found.update({b["tool_use_id"]: _joined(b.get("content")) for b in m["content"]
+                          if isinstance(b, Mapping) and b.get("type") == "tool_result"
+                          and isinstance(b.get("tool_use_id"), str)})
+    return found
+
+
+def _joined(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def quote_outputs(content: str, messages: Sequence[Any]) -> str:
+    """``content`` with each ``{{output:CALL_ID}}`` replaced by that tool result's text, so a
+    scripted answer can depend on what the tools returned; a call the request does not carry
+    is named in the text (``<no output for CALL_ID>``), never silently dropped."""
+    if "{{output:" not in content:
+        return content
+    outputs = tool_outputs(messages)
+    return _QUOTE.sub(lambda m: outputs.get(m.group(1), f"<no output for {m.group(1)}>"),
+                      content)
+
+
 def pieces(text: str, parts: int = 3) -> list[str]:
     """Split `text` into up to `parts` consecutive non-empty pieces, as a stream would."""
     if not text:
@@ -89,12 +131,13 @@ def build_answer(path: str, body: Mapping[str, Any], reply: Reply, default_model
     """Answer `body` (already validated to carry a `messages` list) with `reply`."""
     messages = body["messages"]
     requested = body.get("model")
-    produced = reply.content + "".join(arguments_json(c) for c in reply.tool_calls)
+    content = quote_outputs(reply.content, messages)
+    produced = content + "".join(arguments_json(c) for c in reply.tool_calls)
     digest = hashlib.sha256(f"{path}\n{canonical_json(body)}".encode()).hexdigest()[:24]
     return Answer(
         digest=digest,
         model=requested if isinstance(requested, str) and requested else default_model,
-        content=reply.content,
+        content=content,
         tool_calls=reply.tool_calls,
         input_tokens=(
             reply.input_tokens

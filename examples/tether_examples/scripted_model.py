@@ -18,7 +18,8 @@ Script format::
 
     model: scripted-1            # response model, unless the request names one
     turns:                       # turn i answers a request carrying i assistant messages
-      - content: "I'll search."  # assistant text (may be empty when tool_calls is given)
+      - content: "I'll search."  # assistant text (may be empty when tool_calls is given);
+                                 #   {{output:CALL_ID}} quotes that tool result's text
         tool_calls:              # optional; arguments are rendered as compact JSON
           - {id: call_1, name: search, arguments: {q: "x"}}
         usage: {input_tokens: 120, output_tokens: 30}   # optional, either key alone is fine

@@ -1,0 +1,165 @@
+"""The Agents-SDK reference agent end to end under ``tether run``: the real sidecar, the scripted
+model playing examples/scripts/agents.yaml (Responses API), the MCP tool server
+(tether-mcp-tools, a process) and the agent as a subprocess, as examples/agenttask-agents.yaml
+declares them. It answers, the spend is genai-prices' price for the usage the model reported,
+and the destructive ``open_ticket`` runs once, also when the agent dies mid-task and resumes.
+
+The answer quotes the numbered status check and the ticket id, so a resume that re-ran a step
+it had checkpointed (or opened a second ticket) answers differently: the last test shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from genai_prices import Usage, calc_price
+
+from tether_cli.run import LocalRun
+from tether_examples import scripted_model
+from tether_examples._script import load_script
+from tether_examples._serve import serve_in_thread
+
+REPO = Path(__file__).parents[2]
+ANSWER = ("Root cause: the payment gateway's TLS certificate expired (renewal was manual). "
+          "Now: payments: healthy (check #1). Follow-up: TCK-1.")
+TURNS = 5  # four steps of tool calls, then the answer
+
+
+@pytest.fixture
+def model() -> Iterator[str]:
+    script = load_script(REPO / "examples" / "scripts" / "agents.yaml")
+    with serve_in_thread(scripted_model.build_app(script)) as url:
+        yield url
+
+
+@pytest.fixture
+def mcp_tools() -> Iterator[str]:
+    """The MCP tool server as its console script runs it, on a free loopback port."""
+    proc = subprocess.Popen([sys.executable, "-m", "tether_examples.mcp_tools", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on "), f"tether-mcp-tools said {line!r}"
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def task_file(tmp_path: Path, model: str, mcp_tools: str, **env: str) -> Path:
+    """examples/agenttask-agents.yaml pointed at this test's doubles, prices declared."""
+    task = yaml.safe_load((REPO / "examples" / "agenttask-agents.yaml").read_text())
+    spec = task["spec"]
+    spec["model"]["baseURL"] = model + "/v1"
+    spec["tools"][0]["mcp"]["url"] = mcp_tools + "/mcp"
+    spec["agent"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(task))
+    return path
+
+
+def tether_run(task: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tether_cli", "run", str(task), "--state-dir", str(state),
+         "--secrets-dir", str(REPO / "examples" / "secrets"), "--quiet"],
+        capture_output=True, text=True, timeout=180)
+
+
+def billed(model: str) -> tuple[int, Decimal]:
+    """The model's own bill: requests answered and genai-prices' price of their usage."""
+    seen = [r for r in httpx.get(model + "/_scripted/requests").json() if r["usage"]]
+    price = sum((calc_price(Usage(input_tokens=r["usage"]["input_tokens"],
+                                  output_tokens=r["usage"]["output_tokens"]),
+                            model_ref="gpt-4o", provider_id="openai").total_price
+                 for r in seen), Decimal(0))
+    return len(seen), price
+
+
+def effects(mcp_tools: str) -> dict[str, Any]:
+    got: dict[str, Any] = httpx.get(mcp_tools + "/_effects").json()
+    return got
+
+
+def last_checkpoint(state: Path) -> dict[str, Any]:
+    newest = sorted((state / "checkpoints").glob("ckpt-*.json"))[-1]
+    doc: dict[str, Any] = json.loads(newest.read_bytes().split(b"\n", 1)[1])
+    return doc
+
+
+def test_answers_with_the_tools_results_at_the_models_price(
+        tmp_path: Path, model: str, mcp_tools: str) -> None:
+    state = tmp_path / "state"
+    done = tether_run(task_file(tmp_path, model, mcp_tools), state)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == ANSWER
+    status = json.loads((state / "status.json").read_text())
+    calls, price = billed(model)
+    assert (status["phase"], status["step"], calls) == ("Succeeded", TURNS, TURNS)
+    assert Decimal(status["spentUSD"]) == price > 0
+    assert effects(mcp_tools) == {"tickets": [
+        "Automate TLS certificate renewal for the payment gateway"], "calls": {
+        "search_incidents": 1, "read_report": 1, "check_status": 1, "open_ticket": 1}}
+    ckpt = last_checkpoint(state)
+    assert ckpt["state"]["done"] and ckpt["state"]["result"] == ANSWER
+
+
+@pytest.mark.parametrize("step", [1, 3, 4])
+def test_exits_after_a_step_and_resumes_from_its_checkpoint(
+        tmp_path: Path, model: str, mcp_tools: str, step: int) -> None:
+    task, state = task_file(tmp_path, model, mcp_tools, AGENT_EXIT_AT_STEP=str(step),
+                            AGENT_EXIT_CODE="7"), tmp_path / "state"
+    first = tether_run(task, state)
+    assert first.returncode == 1, first.stderr  # the agent's 7: the run Failed
+    assert last_checkpoint(state)["step"] == step, first.stderr
+    done = tether_run(task, state)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == ANSWER
+    calls, price = billed(model)
+    assert calls == TURNS  # no turn asked twice: the resumed run went on from the checkpoint
+    assert Decimal(json.loads((state / "status.json").read_text())["spentUSD"]) == price
+    assert effects(mcp_tools)["tickets"] == [
+        "Automate TLS certificate renewal for the payment gateway"]
+    assert set(effects(mcp_tools)["calls"].values()) == {1}
+
+
+def test_sigkilled_after_the_destructive_call_resumes_without_a_second_ticket(
+        tmp_path: Path, model: str, mcp_tools: str) -> None:
+    """SIGKILL once the ticket exists, before or after the agent checkpointed that step: the
+    step is redone or not, and the sidecar's journal answers a repeated open_ticket."""
+    state = tmp_path / "state"
+    run = LocalRun(task_file(tmp_path, model, mcp_tools), state,
+                   REPO / "examples" / "secrets")
+    run.start()
+    assert run.agent is not None
+    with httpx.Client() as http:
+        while not http.get(mcp_tools + "/_effects").json()["tickets"]:
+            assert run.agent.poll() is None, "the agent ended before opening its ticket"
+    run.agent.send_signal(signal.SIGKILL)
+    run.finish(run.agent.wait(30))
+    done = tether_run(task_file(tmp_path, model, mcp_tools), state)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == ANSWER
+    assert len(effects(mcp_tools)["tickets"]) == 1
+    assert effects(mcp_tools)["calls"]["check_status"] == 1
+
+
+def test_a_run_that_ignores_its_checkpoint_answers_differently(
+        tmp_path: Path, model: str, mcp_tools: str) -> None:
+    """What the resume tests guard against: redoing checkpointed steps shows in the answer."""
+    task = task_file(tmp_path, model, mcp_tools)
+    assert tether_run(task, tmp_path / "first").returncode == 0
+    again = tether_run(task, tmp_path / "fresh")  # no checkpoint: every step again
+    assert "check #2" in again.stdout and ANSWER not in again.stdout
