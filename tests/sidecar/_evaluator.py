@@ -4,7 +4,9 @@ It keeps what it receives the way the evaluator's contract says (docs/evaluation
 per ``(uid, attempt)``, 201 for a new record and 200 for one it has; every POST is kept too, with
 its headers (names lower-cased), so a test sees each delivery. ``answers`` scripts the next
 responses: an int is that status without storing; ``"lose_ack"`` stores the record and answers
-503, an acknowledgement lost on the way back.
+503, an acknowledgement lost on the way back. A record the evaluator's own model
+(``tether_eval.record.Record``) refuses is answered 400 with the reason, as the evaluator does:
+the two ends of the contract are checked against each other in every test that delivers one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
+
+from tether_eval.record import Record
 
 
 class EvaluatorDouble:
@@ -37,6 +42,11 @@ class EvaluatorDouble:
             if isinstance(answer, int):
                 self._changed.notify_all()
                 return web.json_response({"error": f"scripted {answer}"}, status=answer)
+            try:
+                Record.model_validate_json(body)
+            except ValidationError as exc:
+                self._changed.notify_all()
+                return web.json_response({"error": str(exc)}, status=400)
             record = json.loads(body)
             key = (record["uid"], record["attempt"])
             status = 200 if key in self.records else 201
