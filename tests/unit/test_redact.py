@@ -7,6 +7,7 @@ the committed corpus generator, so a value that survives is found by plain searc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -161,8 +162,6 @@ _NO_NETWORK = """
 
 
 def test_the_redactor_makes_no_network_call(tmp_path: Path) -> None:
-    import os
-
     env = {**os.environ, "TLDEXTRACT_CACHE": str(tmp_path)}  # no suffix list cached before
     ours = _run(_NO_NETWORK.replace("{body}", """
     from tether_sidecar.redact import Redactor
@@ -177,3 +176,21 @@ def test_the_redactor_makes_no_network_call(tmp_path: Path) -> None:
     """), env)
     assert stock.returncode == 0, stock.stderr
     assert stock.stdout.strip() != "[]"
+
+
+def test_the_redactor_runs_on_a_read_only_root() -> None:
+    # As the operator runs the sidecar (readOnlyRootFilesystem, HOME unwritable): nothing the
+    # engine loads may need to write a cache. A private mount namespace; the machine's untouched.
+    code = """
+        from tether_sidecar.redact import Redactor
+        print(Redactor().redact_text("ops@example.com key=Zx8Qp2Lm9Vt4Rb7Nc1Kd")[0])
+    """
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount -o remount,bind,ro / || exit 97; exec "$@"', "sh",
+         sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "HOME": "/nonexistent"})
+    assert done.returncode != 97, "needs root and unshare(1) (util-linux) for a mount namespace"
+    assert (done.returncode, done.stdout.strip()) == (0, "<EMAIL_ADDRESS> key=<SECRET>"), \
+        done.stderr[-2000:]
