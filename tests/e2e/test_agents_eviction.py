@@ -21,7 +21,7 @@ from kubernetes import client
 
 from ._cluster import REPO_ROOT
 from ._settings import settings
-from ._tasks import Doubles, Tasks, agenttask, doubles, tasks
+from ._tasks import GROUP, VERSION, Doubles, Tasks, agenttask, doubles, tasks
 from .test_operator import Operator, crds, operator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -93,6 +93,17 @@ def answer(core: client.CoreV1Api, ns: str, pod: str) -> str:
     log = str(core.read_namespaced_pod_log(pod, ns, container="agent"))
     return next((line for line in log.splitlines() if line.startswith("Root cause:")),
                 f"no answer in the agent's log:\n{log[-3000:]}")
+
+
+def test_the_example_task_is_accepted_by_the_api_server(
+        crds: None, api: client.ApiClient, namespace: str) -> None:
+    """examples/agenttask-agents.yaml, as `tether run` takes it, passes the CRD's schema and
+    rules too (server-side dry run: validated, not stored)."""
+    body = yaml.safe_load((REPO_ROOT / "examples/agenttask-agents.yaml").read_text())
+    body["metadata"]["namespace"] = namespace
+    made = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "agenttasks", body, dry_run="All")
+    assert made["spec"]["tools"][0]["mcp"]["url"] == body["spec"]["tools"][0]["mcp"]["url"]
 
 
 def test_evicted_agents_sdk_task_resumes_with_the_same_answer_and_one_ticket(
