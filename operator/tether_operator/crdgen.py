@@ -100,7 +100,6 @@ EVALUATION_KINDS = (
                  ("Model", "string", ".spec.model.name", "The pinned model snapshot."),
                  ("Samples", "integer", ".spec.samples", "Judge calls per answer (majority)."),
                  ("Per-Day", "string", ".spec.costCaps.perDayUSD", "Daily cap in USD."),
-                 ("Spent-Today", "string", ".status.spentTodayUSD", "USD spent this UTC day."),
                  _AGE),
     ),
     Kind(
