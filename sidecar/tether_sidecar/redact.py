@@ -18,7 +18,8 @@ and writes no cache (the sidecar's root file system is read-only).
 Deadline: the engine runs in this redactor's own worker thread; a caller waits at most
 ``Limits.budget_s`` for a record. Presidio's ``regex`` patterns release the GIL while matching,
 so a slow pattern does not stall the event loop. A run past its budget cannot be killed: it
-finishes in the background while later records queue behind it and fail closed in their turn.
+finishes in the background while later records queue behind it and fail closed in their turn;
+the thread is a daemon, so it does not hold up the process's exit.
 Presidio skips (and logs) a pattern that exceeds its own ``REGEX_TIMEOUT_SECONDS``, which would
 be a silent gap; ``load`` refuses a value below our budget, so our deadline always fires first.
 
@@ -30,11 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +128,37 @@ def merge(spans: Sequence[Span]) -> list[Span]:
     return [(k, s, e) for k, s, e, _ in out]
 
 
+class _Worker:
+    """One daemon thread running jobs in turn. Not a ThreadPoolExecutor: its threads are joined
+    at interpreter exit, so a runaway record would hold up the sidecar's shutdown; a daemon
+    thread does not. A job cancelled while queued (its caller gave up) never runs."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, job))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tether-redact",
+                                                daemon=True)
+                self._thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            future, job = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+
+
 class Redactor:
     """Redacts text and JSON records; one per process (it owns a worker thread)."""
 
@@ -133,7 +166,7 @@ class Redactor:
         self.limits = limits or Limits()
         self._recognizers: list[Any] | None = None
         self._lock = threading.Lock()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tether-redact")
+        self._worker = _Worker()
         self.engine = "presidio-analyzer (pattern recognizers) + tether secret patterns"
 
     def load(self) -> None:
@@ -179,9 +212,10 @@ class Redactor:
                                   f"{self.limits.max_chars}: the record is not sent")
         self.load()
         deadline = time.monotonic() + self.limits.budget_s
-        future = self._worker.submit(self._walk_all, value, deadline)
+        future = self._worker.submit(lambda: self._walk_all(value, deadline))
         try:
-            return future.result(timeout=self.limits.budget_s)
+            done: tuple[Any, Findings] = future.result(timeout=self.limits.budget_s)
+            return done
         except (FutureTimeout, _Deadline) as exc:
             future.cancel()
             raise RedactionFailed("timeout", f"not done within {self.limits.budget_s:g} s: "

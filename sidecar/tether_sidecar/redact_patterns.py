@@ -9,6 +9,7 @@ bounded or over a character class disjoint from what follows it, look-behinds bo
 ``regex`` module Presidio runs them with allows variable-length look-behind). The redactor's
 deadline is the backstop, not the plan. Look-behinds keep the key name, ``Bearer`` or the URL's
 user in the output and redact only the value, so a judge still sees what the value was for.
+Our own ``<TYPE>`` markers never match (the evaluator redacts again what a sidecar redacted).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern("BEARER_TOKEN", "Bearer credential",
                   r"(?i)(?<=\bbearer[ \t]{1,8})[A-Za-z0-9._~+/-]{12,4096}=*"),
     SecretPattern("URL_PASSWORD", "password in a URL's user info",
-                  r"(?i)(?<=\b[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{1,128}:)[^\s@/]{1,256}(?=@)"),
+                  r"(?i)(?<=\b[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{1,128}:)(?!<[A-Z_]{1,40}>@)"
+                  r"[^\s@/]{1,256}(?=@)"),
     SecretPattern("SECRET", "value assigned to a key, token, secret or password",
                   r"(?i)(?<=(?:key|secret|token|password|passwd|pwd)[\"']?[ \t]{0,4}[:=]"
                   r"[ \t]{0,4}[\"']?)[A-Za-z0-9+/=_.~!*-]{12,512}"),

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,14 @@ def test_decoys_stay_readable(redactor: Redactor) -> None:
     assert (out, findings) == (text, {})
 
 
+def test_redacting_twice_changes_nothing_more(redactor: Redactor) -> None:
+    # The evaluator redacts again what a sidecar redacted: the markers are not findings.
+    texts, _ = _canaries(seed=404)
+    once, _ = redactor.redact_json(texts)
+    twice, findings = redactor.redact_json(once)
+    assert (twice, findings) == (once, {})
+
+
 def test_recall_and_precision_floors_on_the_generated_corpus(redactor: Redactor) -> None:
     result = score(generate(400, seed=10, kinds=PATTERN_KINDS), redactor.find)
     low_recall = {k: r for k, r in result["recall"].items() if r < RECALL_FLOOR}
@@ -106,6 +115,9 @@ def test_a_record_past_its_budget_fails_closed_and_the_next_queues_and_fails_too
     with pytest.raises(RedactionFailed) as queued:  # the first run still holds the worker
         tight.redact_text(slow)
     assert queued.value.reason == "timeout"
+    # The runaway goes on in the background; it must not hold up the sidecar's exit.
+    workers = [t for t in threading.enumerate() if t.name == "tether-redact"]
+    assert workers and all(t.daemon for t in workers)
 
 
 def test_what_is_not_json_is_refused() -> None:
