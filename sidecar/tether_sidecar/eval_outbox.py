@@ -5,7 +5,7 @@ to ``{evaluatorURL}/v1/records`` until the evaluator acknowledges it. Files in
 ``<state-dir>/evaluation/``, one record per attempt:
 
     record-<attempt>.json       pending (whole or absent: temp file, fsync, rename)
-    record-<attempt>.sent       delivered: a 2xx came back; emptied, kept as the mark
+    record-<attempt>.sent       delivered: a 2xx came back; only its outcome kept, as the mark
     record-<attempt>.rejected   refused for good (a 4xx other than 408/429): kept, counted, logged
 
 Retries: a connection failure, a timeout, 408, 429 or 5xx is tried again with exponential backoff
@@ -68,8 +68,15 @@ class Outbox:
     def count(self, kind: str) -> int:
         return sum(1 for p in self.dir.iterdir() if (m := _NAME.match(p.name)) and m[2] == kind)
 
-    def recorded(self, attempt: int) -> bool:
-        return any(self._path(attempt, kind).exists() for kind in ("json", "sent", "rejected"))
+    def outcome(self, attempt: int) -> str | None:
+        """The outcome of the attempt's record, pending or settled; None if it has none."""
+        for kind in ("json", "sent", "rejected"):
+            try:
+                data = self._path(attempt, kind).read_bytes()
+            except FileNotFoundError:
+                continue
+            return data.decode() if kind == "sent" else str(orjson.loads(data)["outcome"])
+        return None
 
     def write(self, record: dict[str, Any]) -> None:
         path = self._path(int(record["attempt"]), "json")
@@ -83,11 +90,11 @@ class Outbox:
         return sorted(p for p in self.dir.iterdir() if p.name.endswith(".json")
                       and _NAME.match(p.name))
 
-    def settle(self, path: Path, kind: str) -> None:
+    def settle(self, path: Path, kind: str, outcome: str) -> None:
         done = path.with_suffix(f".{kind}")
         os.rename(path, done)
-        if kind == "sent":
-            os.truncate(done, 0)  # the evaluator has it; the mark is all we keep
+        if kind == "sent":  # the evaluator has it: its outcome is all we keep
+            done.write_bytes(outcome.encode())
 
 
 class Evaluation:
@@ -158,8 +165,12 @@ class Evaluation:
     async def _record(self, result: Result | None) -> None:
         h = self.h
         async with self._lock:
-            if self.outbox.recorded(h.settings.attempt):
+            prior = self.outbox.outcome(h.settings.attempt)
+            if prior is not None and (result is None or prior == "answered"):
                 return
+            # An answer after this attempt's no_answer record: the sidecar alone was restarted
+            # in its pod (a failed liveness probe is a SIGTERM too). Pending, the record is
+            # replaced; sent, the answered one follows it under the same key (docs/evaluation.md).
             f = facts(h, answered=result is not None)  # read on the loop: a snapshot
             answer = result.answer if result is not None else None
             record = await asyncio.to_thread(build, self.config, f, answer, result is not None)
@@ -206,26 +217,34 @@ class Evaluation:
         attempt = int(path.name.split("-")[1].split(".")[0])
         headers = {"content-type": "application/json",
                    "idempotency-key": f"{h.task.metadata.uid or h.name}/{attempt}"}
+        data = path.read_bytes()
         try:
-            resp = await h.upstream.send("POST", self.url, headers, path.read_bytes(),
-                                         SEND_TIMEOUT_SECONDS)
+            resp = await h.upstream.send("POST", self.url, headers, data, SEND_TIMEOUT_SECONDS)
         except TransportError as exc:
             return self._retry(attempt, f"{exc.kind}: {exc.reason}", None)
-        if 200 <= resp.status < 300:
-            self.outbox.settle(path, "sent")
+        async with self._lock:  # a record written meanwhile replaced this one: send that next
+            if path.read_bytes() != data:
+                return None
+            return self._settle(path, attempt, resp.status, resp.body, orjson.loads(data),
+                                parse_retry_after(resp.headers.get("retry-after")))
+
+    def _settle(self, path: Path, attempt: int, status: int, body: bytes,
+                record: dict[str, Any], retry_after: float | None) -> float | None:
+        h = self.h
+        if 200 <= status < 300:
+            self.outbox.settle(path, "sent", str(record["outcome"]))
             h.metrics.eval_records_sent.labels(**h.metrics.base, outcome="delivered").inc()
             log.info("Task %s: evaluation record of attempt %d delivered (HTTP %d)", h.name,
-                     attempt, resp.status)
+                     attempt, status)
             return None
-        if 400 <= resp.status < 500 and resp.status not in (408, 429):
-            self.outbox.settle(path, "rejected")
+        if 400 <= status < 500 and status not in (408, 429):
+            self.outbox.settle(path, "rejected", str(record["outcome"]))
             h.metrics.eval_records_sent.labels(**h.metrics.base, outcome="rejected").inc()
             log.error("Task %s: the evaluator refused the record of attempt %d for good (HTTP "
-                      "%d: %s); kept as %s", h.name, attempt, resp.status,
-                      resp.body[:300].decode("utf-8", "replace"), path.with_suffix(".rejected"))
+                      "%d: %s); kept as %s", h.name, attempt, status,
+                      body[:300].decode("utf-8", "replace"), path.with_suffix(".rejected"))
             return None
-        return self._retry(attempt, f"HTTP {resp.status}",
-                           parse_retry_after(resp.headers.get("retry-after")))
+        return self._retry(attempt, f"HTTP {status}", retry_after)
 
     def _retry(self, attempt: int, why: str, after: float | None) -> float:
         h = self.h

@@ -65,7 +65,7 @@ def test_evaluator_down_then_back_gets_the_record(pod: Callable[..., Sidecar]) -
         double.wait(lambda d: len(d.records) == 1)
         wait_until(lambda: sc.status()["evaluation"]["pending"] == 0, "the outbox emptied")
     assert sc.metric(SENT, outcome="delivered") == 1
-    assert outbox(sc) == {"record-000001.sent": b""}
+    assert outbox(sc) == {"record-000001.sent": b"answered"}  # the record itself is gone
 
 
 def test_killed_with_a_record_pending_delivers_it_once_after_restart(
@@ -114,6 +114,41 @@ def test_an_attempt_that_never_answers_is_recorded_at_its_end(
     assert (record["attempt"], record["outcome"], record["answer"]) == (2, outcome, None)
     assert [c["reason"] for c in record["deterministic"]["checks"]] == [
         "no answer: the task never gave one"] * 2
+
+
+def test_an_answer_after_a_restart_in_the_same_attempt_replaces_its_no_answer_record(
+        pod: Callable[..., Sidecar], evaluator: tuple[EvaluatorDouble, str]) -> None:
+    """The sidecar alone restarted in its pod (a failed liveness probe): SIGTERM wrote a
+    no_answer record for the attempt, and then the agent answers in that same attempt."""
+    double, url = evaluator
+    double.answers = [503] * 1000
+    first = pod(evaluation_env(url))
+    first.stop()  # the record stays pending: the evaluator answers 503
+    again = pod(evaluation_env(url))
+    pending = again.state_dir / "evaluation" / "record-000001.json"
+    assert json.loads(pending.read_bytes())["outcome"] == "no_answer"
+    Harness(again.url).finish(ANSWER)
+    wait_until(lambda: json.loads(pending.read_bytes())["outcome"] == "answered",
+               "the pending record replaced")
+    double.answers.clear()
+    double.wait(lambda d: len(d.records) == 1)
+    assert double.only_record()["outcome"] == "answered"
+
+
+def test_an_answer_after_a_delivered_no_answer_is_sent_under_the_same_key(
+        pod: Callable[..., Sidecar], evaluator: tuple[EvaluatorDouble, str]) -> None:
+    double, url = evaluator
+    first = pod(evaluation_env(url))
+    first.stop()
+    assert double.only_record()["outcome"] == "no_answer"
+    again = pod(evaluation_env(url))
+    Harness(again.url).finish(ANSWER)
+    double.wait(lambda d: len(d.posts) == 2)
+    outcomes = [json.loads(body)["outcome"] for _, body in double.posts]
+    assert outcomes == ["no_answer", "answered"]
+    assert len({h["idempotency-key"] for h, _ in double.posts}) == 1
+    wait_until(lambda: again.status()["evaluation"]["pending"] == 0, "settled")
+    assert outbox(again) == {"record-000001.sent": b"answered"}
 
 
 def test_an_answer_from_an_earlier_attempt_is_this_attempts_answer(
