@@ -7,6 +7,7 @@ import io
 import json
 import math
 import random
+import select
 import statistics
 import subprocess
 import sys
@@ -209,3 +210,23 @@ def test_cli_in_process(monkeypatch: pytest.MonkeyPatch,
     assert main(ARGS) == 0
     out = capsys.readouterr().out
     assert [json.loads(line)["index"] for line in out.splitlines()] == expected
+
+
+def test_cli_prints_an_alarm_as_it_fires_while_input_stays_open() -> None:
+    # A live feed (a tail -f of verdicts) must see the alarm without waiting for the end of input.
+    d = design(0.85, 0.05, 1000)
+    steps = math.ceil(d.threshold / d.up)
+    with subprocess.Popen([sys.executable, "-m", "tether_cli", *ARGS], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write('{"pass": false}\n' * steps)
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready, "no alarm line while stdin is still open"
+            assert json.loads(proc.stdout.readline()) == {"index": steps - 1}
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
