@@ -8,7 +8,7 @@ re-exported here; the rules and small value types in evaluation_rules.py.
 
 Every rule is written twice on purpose: as CEL in the CRD (the API server refuses the object)
 and as a pydantic validator (the evaluator and the operator refuse the same object read another
-way). One rule CEL cannot state: that ``checks[].regex`` compiles under Python's ``re`` (the
+way). One rule CEL cannot state: that ``checks[].regex`` compiles under the ``regex`` module (the
 sidecar's engine, not CEL's RE2); the model checks it, and the operator leaves such a policy out
 of a task's pod with a Warning Event on the policy (tether_operator.evaluation).
 """

@@ -75,8 +75,9 @@ class Check(ApiModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     regex: str | None = Field(
         None, max_length=1024,
-        description="A Python regular expression that must match somewhere in the answer "
-        "(a JSON string answer as is, any other answer as its JSON text). Checked by the "
+        description="A regular expression (Python's regex module, the sidecar's) that must "
+        "match somewhere in the answer (a JSON string answer as is, any other answer as its "
+        "JSON text). Checked by the "
         "operator: one that does not compile keeps the policy out of new pods, with a Warning "
         "Event on the policy.")
 

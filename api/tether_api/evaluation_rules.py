@@ -148,9 +148,11 @@ def check_regex(json_schema: dict[str, Any] | None, regex: str | None) -> None:
     if (json_schema is None) == (regex is None):
         raise ValueError(ONE_CHECK_MESSAGE)
     if regex is not None:
+        import regex as engine  # the sidecar's (eval_record.py), so both agree on what compiles
+
         try:
-            re.compile(regex)
-        except re.error as exc:
+            engine.compile(regex)
+        except engine.error as exc:
             raise ValueError(f"regex {regex!r} does not compile: {exc}") from exc
     if json_schema is not None:
         from jsonschema import Draft202012Validator, SchemaError  # ~2 MB: only when used

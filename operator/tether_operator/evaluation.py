@@ -8,9 +8,9 @@ policy watch has shown policies in, not read at all where it has shown none. So 
 reaches the next pod made after the edit; a policy created in a namespace that had none reaches
 the pods made once its watch event has arrived.
 
-A policy the API server accepted but tether_api refuses (a ``checks[].regex`` that Python's
-``re`` cannot compile: CEL cannot check that) is left out of new pods, with a Warning Event
-``InvalidPolicy`` on it once per resourceVersion; the task still runs.
+A policy the API server accepted but tether_api refuses (a ``checks[].regex`` that the
+sidecar's ``regex`` module cannot compile: CEL cannot check that) is left out of new pods, with a
+Warning Event ``InvalidPolicy`` on it once per resourceVersion; the task still runs.
 """
 
 from __future__ import annotations
