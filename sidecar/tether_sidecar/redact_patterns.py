@@ -1,14 +1,15 @@
-"""Our secret patterns, as plain data: the redactor turns them into Presidio ``PatternRecognizer``s.
+r"""Our secret patterns, as plain data: the redactor makes Presidio ``PatternRecognizer``s of them.
 
 Presidio's recognizers know PII (e-mail, phone, card, IBAN, IP, SSN) but not credentials, so
 these add API keys and tokens. They are data here, not recognizers, so that importing this
 module costs nothing (the engine is imported only when a record is redacted).
 
 Every pattern is written to stay linear in its input: no nested quantifiers, every repeat
-bounded or over a character class disjoint from what follows it, look-behinds bounded (the
-``regex`` module Presidio runs them with allows variable-length look-behind). The redactor's
-deadline is the backstop, not the plan. Look-behinds keep the key name, ``Bearer`` or the URL's
-user in the output and redact only the value, so a judge still sees what the value was for.
+bounded or over a character class disjoint from what follows it. The redactor's deadline is the
+backstop, not the plan. ``\K`` (the ``regex`` module's "keep out", which Presidio runs them
+with) starts the reported match after the key name, ``Bearer`` or the URL's user, so only the
+value is redacted and a judge still sees what it was for; measured 10 to 300 times cheaper than
+the same context as a variable-length look-behind, which is tried at every position.
 Our own ``<TYPE>`` markers never match (the evaluator redacts again what a sidecar redacted).
 """
 
@@ -42,13 +43,13 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern("JWT", "JSON Web Token",
                   r"\beyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{8,8192}\.[A-Za-z0-9_-]{0,1024}"),
     SecretPattern("BEARER_TOKEN", "Bearer credential",
-                  r"(?i)(?<=\bbearer[ \t]{1,8})[A-Za-z0-9._~+/-]{12,4096}=*"),
+                  r"(?i)\bbearer[ \t]{1,8}\K[A-Za-z0-9._~+/-]{12,4096}=*"),
     SecretPattern("URL_PASSWORD", "password in a URL's user info",
-                  r"(?i)(?<=\b[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{1,128}:)(?!<[A-Z_]{1,40}>@)"
+                  r"(?i)\b[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{1,128}:\K(?!<[A-Z_]{1,40}>@)"
                   r"[^\s@/]{1,256}(?=@)"),
     SecretPattern("SECRET", "value assigned to a key, token, secret or password",
-                  r"(?i)(?<=(?:key|secret|token|password|passwd|pwd)[\"']?[ \t]{0,4}[:=]"
-                  r"[ \t]{0,4}[\"']?)[A-Za-z0-9+/=_.~!*-]{12,512}"),
+                  r"(?i)(?:key|secret|token|password|passwd|pwd)[\"']?[ \t]{0,4}[:=]"
+                  r"[ \t]{0,4}[\"']?\K[A-Za-z0-9+/=_.~!*-]{12,512}"),
 )
 
 # Entities whose matches must also look random (Shannon entropy per character) to count:
