@@ -13,9 +13,10 @@ a step to checkpoint, and reads the history back from it when a run starts. So a
 conversation where the last checkpoint left it, with no replay of ours. (``to_input_list()``
 after the run would checkpoint only at the end; ``RunHooks`` see a turn's parts, not its items.)
 
-Exit codes: 0 done (the answer is printed and is the last checkpoint's ``result``), 3 out of
-steps, 4 stopped by the budget, 1 otherwise. ``AGENT_EXIT_AT_STEP=N`` makes it exit at once
-with ``AGENT_EXIT_CODE`` (default 1) right after checkpointing step N, as a crash would.
+Exit codes: 0 done (the answer is printed, reported by ``Harness.finish`` and is the last
+checkpoint's ``result``), 3 out of steps, 4 stopped by the budget, 1 otherwise.
+``AGENT_EXIT_AT_STEP=N`` makes it exit at once with ``AGENT_EXIT_CODE`` (default 1) right after
+checkpointing step N, as a crash would.
 
 Run it under the harness: ``tether run examples/agenttask-agents.yaml --state-dir /tmp/t``.
 """
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     h = Harness()
     ckpt = h.resume()
     if ckpt is not None and ckpt.state.get("done"):
+        h.finish(ckpt.state["result"])  # again: the last run may have died before reporting it
         print(ckpt.state["result"])
         return 0
     session = CheckpointSession(h, list(ckpt.state["items"]) if ckpt else [],
@@ -143,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         code = getattr(exc, "status_code", getattr(exc, "status", 0))
         print(f"stopped at step {session.step}: {exc}", file=sys.stderr)
         return 4 if code == 402 else 1
-    finish = getattr(h, "finish", None)  # tether_agent's final-answer report, where it exists
-    if finish is not None:
-        finish(answer)
+    h.finish(answer)
     print(answer)
     return 0
 

@@ -114,6 +114,7 @@ def test_answers_with_the_tools_results_at_the_models_price(
         "search_incidents": 1, "read_report": 1, "check_status": 1, "open_ticket": 1}}
     ckpt = last_checkpoint(state)
     assert ckpt["state"]["done"] and ckpt["state"]["result"] == ANSWER
+    assert json.loads((state / "result.json").read_text())["answer"] == ANSWER  # finish()
 
 
 @pytest.mark.parametrize("step", [1, 3, 4])
