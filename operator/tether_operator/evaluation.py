@@ -91,12 +91,15 @@ class PolicyBook:
         try:
             found: list[Body] = (await self.kube.request("GET", _PATH.format(ns=ns)))["items"]
         except ApiError as exc:
-            if exc.status != 404:
-                raise
-            # The EvaluationPolicy CRD is not installed: there is nothing to evaluate.
-            log.warning("Listing evaluationpolicies in %s: not found (is the CRD installed?); "
-                        "tasks there get no evaluation", ns)
-            found = []
+            if exc.status not in (403, 404):
+                raise  # a passing fault: the reconcile is tried again
+            # No CRD (404) or no RBAC (403): evaluation is not set up here, so the task runs
+            # without it rather than not at all; said on every pod made, until it is fixed.
+            log.warning("Listing evaluationpolicies in %s failed (%s: %s): tasks there get no "
+                        "evaluation; install the CRD (crds/evaluationpolicies.tether.dev.yaml) "
+                        "and let the operator list and watch evaluationpolicies", ns,
+                        exc.status, exc.reason)
+            return []
         self._listed.add(ns)
         self._names[ns] = {p["metadata"]["name"] for p in found}
         return found
