@@ -183,10 +183,16 @@ def _to_fraction(value: Any) -> Decimal:
     return Decimal(text)
 
 
+def _fraction_str(value: Decimal) -> str:
+    """The shortest form: "0.70" and "0.7" are one value, and rubric_hash must see one text."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 Fraction = Annotated[
     Decimal,
     BeforeValidator(_to_fraction),
-    PlainSerializer(lambda v: format(v, "f"), return_type=str),
+    PlainSerializer(_fraction_str, return_type=str),
     Field(json_schema_extra={"type": "string", "pattern": FRACTION_PATTERN, "maxLength": 8}),
 ]
 """A decimal between 0 and 1 written as a string (``"0.1"``): exact, unlike a float."""

@@ -56,6 +56,8 @@ def test_rubric_hash_is_canonical() -> None:
     assert rubric_hash(spec) == rubric_hash(reordered) == rubric_hash(
         RubricSpec.model_validate(spec))
     assert rubric_hash(spec).startswith("sha256:") and len(rubric_hash(spec)) == 71
+    same_threshold = {**spec, "verdict": {"kind": "score", "passThreshold": "0.700"}}
+    assert rubric_hash(same_threshold) == rubric_hash(spec)
     edited = {**spec, "instructions": spec["instructions"] + " Be strict."}
     assert rubric_hash(edited) != rubric_hash(spec)
 
