@@ -55,7 +55,8 @@ class SamplingSpec(ApiModel):
         "stratum is sampled at rate; a task without the label is in that key's <none> stratum.",
         json_schema_extra={"maxItems": 8, "items": {"type": "string", "maxLength": 317}})
     include: SamplingInclude = Field(
-        default_factory=SamplingInclude, description="Tasks judged whatever the hash says.")
+        default_factory=SamplingInclude, description="Tasks judged whatever the hash says; "
+        "outside the random sample, so the evaluator keeps them out of the sampled pass rate.")
 
 
 class Check(ApiModel):
