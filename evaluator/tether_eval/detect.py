@@ -21,6 +21,7 @@ every N samples", and the stored state is an integer with no rounding drift acro
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -85,7 +86,8 @@ def validate(baseline: float, shift: float, false_alarm_every: int) -> None:
 
 def increments(p0: float, p1: float) -> tuple[int, int, float]:
     """(up, down, units per nat): integers whose ratio matches the LLR increments' within 0.5 %,
-    the smaller one large enough that one unit is at most ``_MAX_UNIT_NATS``."""
+    the smaller one large enough that one unit is at most ``_MAX_UNIT_NATS`` unless the ratio is
+    itself a ratio of small integers (then the LLR CUSUM itself moves on that coarser lattice)."""
     fail = math.log((1.0 - p1) / (1.0 - p0))  # > 0: a fail is evidence of the drop
     passed = math.log(p0 / p1)  # > 0: a pass is evidence against it
     small, big = min(fail, passed), max(fail, passed)
@@ -101,6 +103,10 @@ def increments(p0: float, p1: float) -> tuple[int, int, float]:
             break
     assert best is not None
     _, k, m = best
+    # In lowest terms: with a common factor g the statistic only visits multiples of g, so the
+    # state would be g times larger for the same thresholds (60 % -> 40 %: 9/9 is 1/1).
+    g = math.gcd(k, m)
+    k, m = k // g, m // g
     up, down = (k, m) if fail <= passed else (m, k)
     return up, down, k / small
 
@@ -151,25 +157,45 @@ def arl(pass_rate: float, up: int, down: int, threshold: int) -> float:
 def design(baseline: float, shift: float, false_alarm_every: int) -> Design:
     """The detector for a drop from ``baseline`` by ``shift`` with one false alarm every
     ``false_alarm_every`` in-control samples on average: the smallest integer threshold whose
-    exact in-control run length reaches it (exponential search, then bisection). Cached."""
+    exact in-control run length reaches it. Cached."""
     validate(baseline, shift, false_alarm_every)
     p1 = baseline - shift
     up, down, units = increments(baseline, p1)
-    lo, hi = 0, max(up, 1)  # arl(lo) < N <= arl(hi), with arl(0) = 0 (alarm at once)
-    while (value := arl(baseline, up, down, hi)) < false_alarm_every:
-        lo, hi = hi, hi * 2
+    threshold, value = _smallest_threshold(lambda h: arl(baseline, up, down, h), false_alarm_every,
+                                           max(up, 1), shift)
+    return Design(baseline, shift, false_alarm_every, up, down, threshold, units, value)
+
+
+def _smallest_threshold(run_length: Callable[[int], float], n: int, start: int,
+                        shift: float) -> tuple[int, float]:
+    """The smallest h with run_length(h) >= n (run_length grows with h), and its value.
+
+    Doubling brackets it; then, since the run length grows about exponentially in h, a step
+    interpolating log(run length) lands within a unit or two of the answer; a bisection step
+    follows any interpolation step that did not halve the bracket, so the worst case is twice
+    plain bisection and the usual case a handful of solves."""
+    lo, lo_value, hi = 0, 1.0, start  # run_length(lo) < n <= run_length(hi); h = 0 alarms at once
+    while (hi_value := run_length(hi)) < n:
+        lo, lo_value, hi = hi, hi_value, hi * 2
         if hi > _MAX_STATES:
             raise DetectorError("shift", f"shift {shift} is too small to calibrate for one false "
-                                f"alarm every {false_alarm_every} samples; use a larger shift")
-    best = value
+                                f"alarm every {n} samples; use a larger shift")
+    interpolate = True
     while hi - lo > 1:
-        mid = (lo + hi) // 2
-        value = arl(baseline, up, down, mid)
-        if value >= false_alarm_every:
-            hi, best = mid, value
+        width = hi - lo
+        if interpolate:
+            span = math.log(hi_value) - math.log(max(lo_value, 1.0))
+            guess = lo + (math.log(n) - math.log(max(lo_value, 1.0))) * width / span
+            mid = min(hi - 1, max(lo + 1, round(guess)))
         else:
-            lo = mid
-    return Design(baseline, shift, false_alarm_every, up, down, hi, units, best)
+            mid = (lo + hi) // 2
+        value = run_length(mid)
+        if value >= n:
+            hi, hi_value = mid, value
+        else:
+            lo, lo_value = mid, value
+        interpolate = not interpolate or 2 * (hi - lo) <= width
+    return hi, hi_value
 
 
 class Cusum:
