@@ -75,7 +75,7 @@ def validate(baseline: float, shift: float, false_alarm_every: int) -> None:
     if not (math.isfinite(baseline) and 0.0 < baseline < 1.0):
         raise DetectorError("baseline", f"baseline pass rate must be strictly between 0 and 1, "
                             f"got {baseline}")
-    if not (math.isfinite(shift) and 0.0 < shift < baseline):
+    if not (math.isfinite(shift) and 0.0 < shift < baseline and baseline - shift < baseline):
         raise DetectorError("shift", f"shift must be above 0 and below the baseline {baseline} "
                             f"(the pass rate to detect is baseline - shift > 0), got {shift}")
     if isinstance(false_alarm_every, bool) or not isinstance(false_alarm_every, int) \

@@ -117,7 +117,7 @@ def test_simulated_detection_delay_matches_the_exact_one() -> None:
 @pytest.mark.parametrize(("args", "field"), [
     ((0.0, 0.05, 5000), "baseline"), ((1.0, 0.05, 5000), "baseline"),
     ((float("nan"), 0.05, 5000), "baseline"), ((0.85, 0.0, 5000), "shift"),
-    ((0.85, -0.1, 5000), "shift"), ((0.85, 0.85, 5000), "shift"),
+    ((0.85, -0.1, 5000), "shift"), ((0.85, 0.85, 5000), "shift"), ((0.85, 1e-17, 5000), "shift"),
     ((0.85, 0.05, 1), "falseAlarmEvery"), ((0.85, 0.05, 2.5), "falseAlarmEvery"),
 ])
 def test_bad_parameters_name_the_field(args: tuple[float, float, int], field: str) -> None:
