@@ -47,13 +47,15 @@ else:
     detect("warm up a@example.com")
 load_s, loaded = time.perf_counter() - t0, rss()
 spans = [detect(t) for t in corpus["texts"]]
-timings = {}
+timings, cpu = {}, {}
 for size, records in corpus["records"].items():
-    runs = []
+    runs, cpus = [], []
     for rec in records:
-        t = time.perf_counter(); detect(rec); runs.append(time.perf_counter() - t)
-    timings[size] = runs
-print(json.dumps({"spans": spans, "timings": timings, "load_s": load_s,
+        t, c = time.perf_counter(), time.process_time()
+        detect(rec)
+        runs.append(time.perf_counter() - t); cpus.append(time.process_time() - c)
+    timings[size], cpu[size] = runs, cpus
+print(json.dumps({"spans": spans, "timings": timings, "cpu": cpu, "load_s": load_s,
                   "rss_base_mb": base, "rss_loaded_mb": loaded, "rss_after_mb": rss()}))
 """
 
