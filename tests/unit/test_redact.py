@@ -126,6 +126,18 @@ def test_what_is_not_json_is_refused() -> None:
     assert caught.value.reason == "engine_error"
 
 
+def test_an_error_inside_the_engine_fails_closed_naming_only_its_type(redactor: Redactor) -> None:
+    canary = "ada.deep7@example.org"
+    deep: list[object] = [canary]
+    for _ in range(5000):  # deeper than the interpreter's recursion limit
+        deep = [deep]
+    with pytest.raises(RedactionFailed) as caught:
+        redactor.redact_json(deep)
+    assert caught.value.reason == "engine_error"
+    assert "RecursionError" in str(caught.value) and canary not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
 def test_a_budget_presidio_would_undercut_is_refused() -> None:
     # Presidio skips a pattern past REGEX_TIMEOUT_SECONDS (default 60) and only logs it.
     with pytest.raises(RedactionFailed) as caught:
