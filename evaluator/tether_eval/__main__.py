@@ -29,9 +29,13 @@ async def serve(settings: Settings, redactor: Redactor) -> None:
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         host, port = runner.addresses[0][:2]
-        service.start()
+        judging = service.start()
         print(f"listening on http://{host}:{port}", flush=True)
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopping, judging}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if judging.done():  # it never ends by itself: exit, so that the pod is restarted
+            raise SystemExit(f"tether-evaluator: the judging loop ended: {judging.exception()!r}")
     finally:
         await runner.cleanup()
         await service.close()

@@ -72,13 +72,15 @@ class JudgeClient:
         self._rng = random.Random(spec.seed)
         self.day = ""
         self.ledger = Ledger(_day_envelope(spec))
+        self._day_lock = asyncio.Lock()
 
     async def new_day(self, day: str) -> None:
-        """The ledger of ``day`` (UTC), from what the store says was spent on it so far."""
-        if day != self.day:
-            self.ledger = Ledger(_day_envelope(self.spec),
-                                 spent_usd=await self._store.spent(self.name, day))
-            self.day = day
+        """The ledger of ``day`` (UTC), from what the store says was spent on it so far.
+        Calls in flight keep the ledger they reserved on (each settles where it held)."""
+        async with self._day_lock:
+            if day != self.day:
+                spent = await self._store.spent(self.name, day)
+                self.ledger, self.day = Ledger(_day_envelope(self.spec), spent_usd=spent), day
 
     def body(self, rubric: RubricSpec, material: dict[str, Any], sample: int) -> bytes:
         system = f"{rubric.instructions}\n\n{FORMAT}"
@@ -122,21 +124,26 @@ class JudgeClient:
         if hold > caps.per_call_usd:
             return Sent({"failed": "cost_cap", "reason": f"this call may cost up to {hold} USD, "
                          f"over the judge's perCallUSD {caps.per_call_usd}"}, None)
+        ledger, day = self.ledger, self.day  # this call's day, even if a new one starts
         try:
-            res = self.ledger.reserve(hold, 0)
+            res = ledger.reserve(hold, 0)
         except (BudgetExceeded, BudgetContended) as exc:
             raise CapReached(f"judge {self.name}: perDayUSD {caps.per_day_usd} reached on "
-                             f"{self.day} ({exc})") from exc
-        entry = await self._store.journal_send(key, sample, hold, self.name, self.day)
+                             f"{day} ({exc})") from exc
+        try:
+            entry = await self._store.journal_send(key, sample, hold, self.name, day)
+        except BaseException:
+            ledger.release(res)  # not sent
+            raise
         if entry.state == "answered":
-            self.ledger.release(res)  # paid for before the restart: not sent again
+            ledger.release(res)  # paid for before the restart: not sent again
             assert entry.answer is not None
             return Sent(entry.answer, None)
         if entry.orphaned:
-            self.ledger.spent_usd += hold  # the store charged the lost call's hold
+            ledger.spent_usd += entry.orphan_hold  # the store charged the lost call's hold
         answer, failure, cost, usage = await self._send(key, sample, body, hold)
-        self.ledger.settle(res, cost, usage[0], usage[1])
-        await self._store.journal_answer(key, sample, answer, cost, self.name, self.day)
+        ledger.settle(res, cost, usage[0], usage[1])
+        await self._store.journal_answer(key, sample, answer, cost, self.name, day)
         return Sent(answer, failure)
 
     async def _send(self, key: Key, sample: int, body: bytes, hold: Decimal

@@ -7,7 +7,6 @@ Routes: ``POST /v1/records`` (:mod:`ingest`), ``GET /healthz`` (the process serv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -69,6 +68,12 @@ def _api_key(settings: Settings, config: EvalConfig, judge: str) -> str | None:
                            f"Secret {ref.name} there") from exc
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("The judging loop failed; records are stored but no longer judged",
+                  exc_info=task.exception())
+
+
 class Service:
     def __init__(self, settings: Settings, store: Store, config: EvalConfig,
                  redactor: Redactor, upstream: AiohttpUpstream) -> None:
@@ -105,14 +110,17 @@ class Service:
         app.router.add_get("/metrics", self._metrics)
         return app
 
-    def start(self) -> None:
-        self._loop_task = asyncio.create_task(self.evaluator.run(), name="tether-eval-judging")
+    def start(self) -> asyncio.Task[None]:
+        """Start the judging loop; the task ends only by failing (its error logged here)."""
+        self._loop_task = task = asyncio.create_task(self.evaluator.run(),
+                                                     name="tether-eval-judging")
+        task.add_done_callback(_log_failure)
+        return task
 
     async def close(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await asyncio.wait({self._loop_task})  # a failure of it was logged when it ended
         await self.upstream.aclose()
         await self.store.close()
 

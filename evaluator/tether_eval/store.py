@@ -53,6 +53,7 @@ class JournalEntry:
     answer: dict[str, Any] | None
     sends: int
     orphaned: bool  # a previous send was lost in flight (its hold was charged now)
+    orphan_hold: Decimal = Decimal(0)  # what was charged for it
 
 
 @dataclass(frozen=True)
@@ -190,14 +191,14 @@ class Store:
             if rows and rows[0][0] == "answered":
                 return JournalEntry("answered", json.loads(rows[0][1]), int(rows[0][3]), False)
             orphaned = bool(rows) and rows[0][0] == "sent"
-            if orphaned:
-                _add_spend(tx, judge, day, Decimal(rows[0][2]))
+            lost = Decimal(rows[0][2]) if orphaned else Decimal(0)
+            _add_spend(tx, judge, day, lost)
             tx.run("INSERT INTO judge_calls (uid, attempt, policy, sample, state, hold, sends) "
                    "VALUES (?, ?, ?, ?, 'sent', ?, 1) ON CONFLICT (uid, attempt, policy, sample) "
                    "DO UPDATE SET state = 'sent', hold = excluded.hold, "
                    "sends = judge_calls.sends + 1", (*key, sample, str(hold)))
             sends = int(rows[0][3]) + 1 if rows else 1
-            return JournalEntry("sent", None, sends, orphaned)
+            return JournalEntry("sent", None, sends, orphaned, lost)
         return await self._tx(send)
 
     async def journal_answer(self, key: Key, sample: int, answer: dict[str, Any] | None,

@@ -23,6 +23,7 @@ CLI: ``tether-scripted-judge --port N [--pass-rate P --change-after N --pass-rat
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import random
@@ -48,6 +49,7 @@ class JudgeScript:
     malformed: float = 0.0
     output_tokens: int | None = None  # fixed output usage (default: from the reply's size)
     reason_suffix: str = ""  # appended to every reason: a judge quoting what it read
+    delay: float = 0.0  # seconds before each answer (a judge's latency; calls stay in flight)
     seed: int = 0
 
     @classmethod
@@ -96,6 +98,8 @@ class ScriptedJudge:
         text = raw.decode("utf-8", "replace")
         self.calls.append({"call": request.headers.get(CALL_HEADER), "body": text})
         content = self.reply(text)
+        if self.script.delay:
+            await asyncio.sleep(self.script.delay)
         out = self.script.output_tokens or max(1, math.ceil(len(content) / 4))
         n = len(self.calls)
         return web.json_response({
