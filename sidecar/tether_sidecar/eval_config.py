@@ -35,6 +35,9 @@ class Check(_Model):
 
 
 class Include(_Model):
+    """Whether failed or retried tasks are always judged: the evaluator's decision, from the
+    record's outcome and facts; accepted here because the operator hands the policy whole."""
+
     failed: bool = False
     retried: bool = False
 

@@ -136,8 +136,7 @@ def test_the_answer_is_final_same_again_is_fine_another_is_a_conflict(
     assert len(double.posts) == 1  # one record: the repeat did not make another
 
 
-def test_a_restarted_sidecar_keeps_the_answer(sidecar: Callable[..., Sidecar],
-                                              model_server: str, tmp_path: Path) -> None:
+def test_a_restarted_sidecar_keeps_the_answer(model_server: str, tmp_path: Path) -> None:
     first = Sidecar(tmp_path / "pod", task_doc(model_server)).start()
     try:
         Harness(first.url).finish(GOOD)
