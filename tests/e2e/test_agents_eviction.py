@@ -33,11 +33,11 @@ SERVICE = "mcp-tools:8082"
 
 
 def script() -> dict[str, Any]:
-    """examples/scripts/agents.yaml, slowed down: the model takes 4 s over step 3's call, so
+    """examples/scripts/agents.yaml, slowed down: the model takes 6 s over step 3's call, so
     an eviction sent once step 2 is checkpointed lands while the agent waits for it."""
     doc: dict[str, Any] = yaml.safe_load((REPO_ROOT / "examples/scripts/agents.yaml").read_text())
     for i, turn in enumerate(doc["turns"]):
-        turn["delay"] = 4.0 if i == 2 else 0.3
+        turn["delay"] = 6.0 if i == 2 else 0.3
     return doc
 
 

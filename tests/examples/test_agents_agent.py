@@ -14,6 +14,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -148,6 +149,7 @@ def test_sigkilled_after_the_destructive_call_resumes_without_a_second_ticket(
     with httpx.Client() as http:
         while not http.get(mcp_tools + "/_effects").json()["tickets"]:
             assert run.agent.poll() is None, "the agent ended before opening its ticket"
+            time.sleep(0.05)  # another process's state: polled, gently on a shared machine
     run.agent.send_signal(signal.SIGKILL)
     run.finish(run.agent.wait(30))
     done = tether_run(task_file(tmp_path, model, mcp_tools), state)
