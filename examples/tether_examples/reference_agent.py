@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_at = int(os.environ.get("AGENT_EXIT_AT_STEP", "0"))
     ckpt = h.resume()
     if ckpt is not None and ckpt.state.get("done"):
+        h.finish(ckpt.state["result"])  # again: the last run may have died before reporting it
         print(ckpt.state["result"])
         return 0
     instructions, inputs = task()
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exiting at step {step} as AGENT_EXIT_AT_STEP asks", file=sys.stderr)
             return int(os.environ.get("AGENT_EXIT_CODE", "1"))
         if done:
+            h.finish(answer)  # PUT /result: the task's answer, for its evaluation record
             print(answer)
             return 0
     print(f"no answer after {max_steps} steps", file=sys.stderr)
