@@ -9,7 +9,7 @@ estimated as that count plus an estimate of the messages after it. Only those ar
 their text, so the error is that of a few messages, not of the whole prompt.
 
 The text estimate (:func:`text_tokens`) maps each byte to a class in C (``bytes.translate``) and
-counts classes, pairs and runs of them (``bytes.count``, ``split``), ~5 µs/KB against the
+counts classes, pairs and runs of them (``bytes.count``, ``split``), ~8 µs/KB against the
 tokenizer's ~30 µs/KB and its ~100 MB: words (runs of letters, Latin or 2-byte), words after a
 space, capitals inside words (camelCase), digits and runs of digits (o200k splits numbers into
 groups of three), punctuation, spaces not before a word (indentation), 2-byte characters and

@@ -100,9 +100,10 @@ def _parse(text: str, model: ModelSpec) -> dict[str, Decimal | Tiered] | None:
                 for k, v in doc["prices"].items()}
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StartupError(
-            f"{PRICE_ENV}: not a price this sidecar can read ({type(exc).__name__}: {exc}); it "
-            "is set by the operator (or tether run) from genai-prices: unset it to let the "
-            "sidecar resolve the price itself, or run matching versions") from exc
+            f"--model-price or {PRICE_ENV}: not a price this sidecar can read "
+            f"({type(exc).__name__}: {exc}); it is set by the operator (or tether run) from "
+            "genai-prices: unset it to let the sidecar resolve the price itself, or run "
+            "matching versions") from exc
 
 
 def _decimal(text: str) -> Decimal:
