@@ -147,17 +147,9 @@ def report(lat: dict[str, list[int]], sc: Sidecar) -> dict[str, Any]:
             "machine": {"nproc": os.cpu_count(), "loadavg_end": os.getloadavg()}}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tests.bench.mcp_latency",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--calls", type=int, default=2000, help="tools/call per path")
-    p.add_argument("--block", type=int, default=50, help="calls per path before switching")
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--serve-floor", metavar="URL", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.serve_floor:
-        return serve_floor(args.serve_floor)
+def run(calls: int = 2000, block: int = 50, warmup: int = 100) -> dict[str, Any]:
+    """The whole measurement (servers, sidecar, sessions, calls), as a JSON-able dict; also
+    called by tests/bench/issue12.py, which runs it beside the footprint."""
     load_start = os.getloadavg()
     server, url = start_server()
     floor, floor_url = start_server("tests.bench.mcp_latency", "--serve-floor", url)
@@ -170,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                     sessions = {"direct": Session(client, url),
                                 "floor": Session(client, floor_url),
                                 "sidecar": Session(client, f"{sc.url}/mcp/bench")}
-                    lat = measure(sessions, args.calls, args.block, args.warmup)
+                    lat = measure(sessions, calls, block, warmup)
                 result = report(lat, sc)
             finally:
                 sc.stop()
@@ -179,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
             proc.kill()
             proc.wait(10)
     result["machine"]["loadavg_start"] = load_start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
     cols = ("min", "p50", "p90", "p99", "mean")
     print(f"{'path':8} " + " ".join(f"{c:>8}" for c in (*cols, "stdev", "iqr")) + "  ms")
     for name, s in result["stats_ms"].items():
@@ -189,7 +183,25 @@ def main(argv: list[str] | None = None) -> None:
     print("added    " + " ".join(f"{added[c]:8.3f}" for c in cols) + "   (sidecar - direct)")
     print("own work " + " ".join(f"{own[c]:8.3f}" for c in cols) + "   (sidecar - floor)")
     print(f"sidecar's own account: {result['self_reported_overhead_mean_ms']:.3f} ms mean; "
-          f"load {load_start[0]:.1f} at start on {os.cpu_count()} cores")
+          f"load {result['machine']['loadavg_start'][0]:.1f} at start on {os.cpu_count()} cores")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.mcp_latency",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=2000, help="tools/call per path")
+    p.add_argument("--block", type=int, default=50, help="calls per path before switching")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--serve-floor", metavar="URL", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.serve_floor:
+        return serve_floor(args.serve_floor)
+    result = run(args.calls, args.block, args.warmup)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print_table(result)
+    added, own = result["added_ms"], result["own_work_ms"]
     print(json.dumps({"added_p50_ms": added["p50"], "own_work_p50_ms": own["p50"],
                       "n": result["stats_ms"]["direct"]["n"]}))
 

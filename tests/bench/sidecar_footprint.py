@@ -4,6 +4,11 @@ context budget, and the token estimate's error against the tokenizer on the corp
     python -m tests.bench.sidecar_footprint                   # full run (~3 minutes)
     python -m tests.bench.sidecar_footprint --baseline REV    # REV's sidecar too, same run
     python -m tests.bench.sidecar_footprint --quick           # 200 calls, 3 starts (smoke)
+    python -m tests.bench.sidecar_footprint --compare-price   # also starts as an older operator's
+
+The working tree's sidecar is started as the operator starts it: with the model's price resolved
+(TETHER_SIDECAR_MODEL_PRICE, tether_sidecar/pricing.py). All of issue #12's figures in one run,
+MCP latency included: tests/bench/issue12.py.
 
 Run from the repository root with the project's venv. ``--baseline`` extracts ``sidecar/`` and
 ``api/`` at REV (``git archive``) under _out/bench/ and runs them with the same upstream, task and
@@ -32,6 +37,8 @@ from typing import Any
 
 from tests.sidecar import _counting_model
 from tests.sidecar.proc import Sidecar, task_doc
+from tether_api import ModelSpec
+from tether_sidecar.pricing import resolve
 
 from ._estimate_error import corpus_error
 from ._footprint import agent_run, estimate_vs_reported, memory, start_to_ready, tokenizer_loaded
@@ -100,21 +107,19 @@ def long_run(work: Path, url: str, env: dict[str, str], calls: int) -> dict[str,
         sc.stop()
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--calls", type=int, default=1000)
-    p.add_argument("--starts", type=int, default=9, help="start-to-ready runs per variant")
-    p.add_argument("--baseline", help="a git revision whose sidecar is measured alongside")
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.calls, args.starts = 200, 3
-    variants: dict[str, dict[str, str]] = {"tree": {}}
-    if args.baseline:
-        variants[f"baseline {args.baseline}"] = baseline_env(args.baseline)
+def operator_env(doc: dict[str, Any]) -> dict[str, str]:
+    """What the operator hands a sidecar besides its flags: the model's price, resolved from
+    genai-prices (manifests.py), so start-up does not load genai-prices itself."""
+    price = resolve(ModelSpec.model_validate(doc["spec"]["model"]))
+    return {} if price is None else {"TETHER_SIDECAR_MODEL_PRICE": price}
+
+
+def measure(calls: int = 1000, starts: int = 9, baseline: str | None = None,
+            compare_price: bool = False) -> dict[str, Any]:
+    """The footprint as a JSON-able dict (also called by tests/bench/issue12.py)."""
     result: dict[str, Any] = {
         "commit": _git("rev-parse", "--short", "HEAD"),
-        "uncommitted_sidecar_files": _git("status", "--porcelain", "sidecar").splitlines(),
+        "uncommitted_sidecar_files": _git("status", "--porcelain", "sidecar", "api").splitlines(),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_start": os.getloadavg()},
         "budget_tokens": BUDGET, "variants": {}}
@@ -124,46 +129,73 @@ def main(argv: list[str] | None = None) -> None:
             serve_in_thread(_counting_model.build_app()) as url:
         work = Path(tmp)
         doc = task_doc(url)
-        starts: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+        # name -> (environment, whether the 1,000-call run is made for it too)
+        variants: dict[str, tuple[dict[str, str], bool]] = {"tree": (operator_env(doc), True)}
+        if compare_price:  # an older operator: the sidecar resolves the price at start-up
+            variants["tree, price resolved at start-up"] = ({}, False)
+        if baseline:  # an older sidecar knows no TETHER_SIDECAR_MODEL_PRICE: none is passed
+            variants[f"baseline {baseline}"] = (baseline_env(baseline), True)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         imports: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
-        for i in range(args.starts):  # interleaved, so drift on a shared machine hits both
-            for name, env in variants.items():
-                starts[name].append(start_to_ready(work / f"{name}-{i}", doc, 1, env))
+        for i in range(starts):  # interleaved, so drift on a shared machine hits all alike
+            for name, (env, _) in variants.items():
+                runs[name].append(start_to_ready(work / f"{name}-{i}", doc, 1, env))
                 imports[name].append(import_time(env))
-        for name, env in variants.items():
-            ms = sorted(t for s in starts[name] for t in s["all_ms"])
-            cpu = sorted(c for s in starts[name] for c in s["cpu_ms"])
+        for name, (env, long) in variants.items():
+            ms = sorted(t for s in runs[name] for t in s["all_ms"])
+            cpu = sorted(c for s in runs[name] for c in s["cpu_ms"])
             imp = sorted(i["median_ms"] for i in imports[name])
             result["variants"][name] = {
-                "start_to_ready": {"runs": len(ms), "median_ms": statistics.median(ms),
-                                   "min_ms": ms[0], "max_ms": ms[-1], "all_ms": ms,
-                                   "cpu_median_ms": statistics.median(cpu), "cpu_ms": cpu},
+                "env": sorted(env), "start_to_ready": {
+                    "runs": len(ms), "median_ms": statistics.median(ms), "min_ms": ms[0],
+                    "max_ms": ms[-1], "all_ms": ms, "cpu_median_ms": statistics.median(cpu),
+                    "cpu_min_ms": cpu[0], "cpu_max_ms": cpu[-1], "cpu_ms": cpu},
                 "import": {"median_ms": statistics.median(imp), "all_ms": imp,
-                           "largest_ms": imports[name][-1]["largest_ms"]},
-                "long_run": long_run(work / f"{name}-long", url, env, args.calls)}
+                           "largest_ms": imports[name][-1]["largest_ms"]}}
+            if long:
+                result["variants"][name]["long_run"] = long_run(work / f"{name}-long", url,
+                                                                env, calls)
     result["corpus_error"] = corpus_error()
     result["machine"]["loadavg_end"] = os.getloadavg()
-    _print(result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=1000)
+    p.add_argument("--starts", type=int, default=9, help="start-to-ready runs per variant")
+    p.add_argument("--baseline", help="a git revision whose sidecar is measured alongside")
+    p.add_argument("--compare-price", action="store_true",
+                   help="also starts without the price handed over (as an older operator)")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.calls, args.starts = 200, 3
+    result = measure(args.calls, args.starts, args.baseline, args.compare_price)
+    print_table(result)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, separators=(",", ":")))
 
 
-def _print(r: dict[str, Any]) -> None:
+def print_table(r: dict[str, Any]) -> None:
     print(f"commit {r['commit']}  budget {r['budget_tokens']} tokens  "
           f"load {r['machine']['loadavg_start'][0]:.1f}")
-    print("| variant | start→ready median [min, max] ms | CPU to ready ms | import ms | "
-          "RSS at rest MB | RSS after N calls MB | peak MB | tokenizer loaded | compactions |")
+    print("| variant | start→ready median [min, max] ms | CPU to ready median [min, max] ms | "
+          "import ms | RSS at rest MB | RSS after N calls MB | peak MB | tokenizer loaded | "
+          "compactions |")
     print("|---|--:|--:|--:|--:|--:|--:|---|--:|")
     for name, v in r["variants"].items():
-        s, lr = v["start_to_ready"], v["long_run"]
+        s, lr = v["start_to_ready"], v.get("long_run")
+        cells = ["—"] * 5 if lr is None else [
+            f"{lr['rss_at_rest_mb']:.1f}", f"{lr['rss_after_mb']:.1f} ({lr['calls']})",
+            f"{lr['peak_mb']:.1f}", str(lr["tokenizer_loaded"]), f"{lr['compactions']:.0f}"]
         print(f"| {name} | {s['median_ms']:.0f} [{s['min_ms']:.0f}, {s['max_ms']:.0f}] | "
-              f"{s['cpu_median_ms']:.0f} | "
-              f"{v['import']['median_ms']:.0f} | {lr['rss_at_rest_mb']:.1f} | "
-              f"{lr['rss_after_mb']:.1f} ({lr['calls']}) | {lr['peak_mb']:.1f} | "
-              f"{lr['tokenizer_loaded']} | {lr['compactions']:.0f} |")
+              f"{s['cpu_median_ms']:.0f} [{s['cpu_min_ms']:.0f}, {s['cpu_max_ms']:.0f}] | "
+              f"{v['import']['median_ms']:.0f} | " + " | ".join(cells) + " |")
     for name, v in r["variants"].items():
-        near = v["long_run"]["estimate_vs_reported"]["from_half_threshold"]
+        near = (v.get("long_run") or {}).get("estimate_vs_reported", {}).get(
+            "from_half_threshold", {})
         if near.get("n"):
             print(f"{name}: estimate vs reported usage from half the threshold: n={near['n']} "
                   f"mean {100 * near['mean']:+.2f} % [{100 * near['min']:+.2f}, "
