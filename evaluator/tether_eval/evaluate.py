@@ -18,6 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from tether_api.sampling import stratum
+
 from .config import EvalConfig, Policy, rubric_hash
 from .detect import Cusum, DetectorStateError
 from .judge import CapReached, JudgeClient, vote
@@ -25,18 +27,13 @@ from .metrics import EvalMetrics
 from .stats import wilson
 from .store import Claim, Store, VerdictRow
 
-__all__ = ["Evaluator", "material", "stratum", "utc_day"]
+__all__ = ["Evaluator", "material", "utc_day"]
 
 log = logging.getLogger(__name__)
 
 
 def utc_day() -> str:
     return datetime.now(UTC).date().isoformat()
-
-
-def stratum(labels: dict[str, str], keys: list[str]) -> str:
-    """The stratum a record counts in: its values of the policy's ``stratifyBy`` labels."""
-    return ",".join(f"{k}={labels.get(k, '')}" for k in keys)
 
 
 def material(rec: dict[str, Any]) -> dict[str, Any]:
@@ -102,21 +99,25 @@ class Evaluator:
             self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
             await self.store.unlease(key)
             return
-        row = vote(answers, rubric, rubric_hash(rubric), policy.judge)
+        row = vote(answers, rubric, rubric_hash(rubric), policy.judge, claim.why)
         await self.apply(claim, policy, row)
 
     async def apply(self, claim: Claim, policy: Policy, row: VerdictRow) -> None:
         labels = claim.body.get("labels") or {}
-        judged = row.verdict != "judge_failed"  # a failed judgement is not evidence either way
-        update = _detector_step(claim.policy, policy, row) if judged else None
+        # Evidence for the detector: a verdict on a task of the random sample. A failed
+        # judgement says nothing either way; included failed/retried tasks are not the sample.
+        evidence = row.verdict != "judge_failed" and claim.why == "sampled"
+        feed = evidence and policy.spec.detector is not None
+        update = _detector_step(claim.policy, policy, row) if feed else None
         alarm = await self.store.apply(claim, claim.body["namespace"],
-                                       stratum(labels, policy.sampling.stratify_by), row, update)
+                                       stratum(labels, policy.spec.sampling.stratify_by), row,
+                                       update)
         ns = claim.body["namespace"]
         self.metrics.samples.labels(ns, claim.policy, row.verdict).inc()
         if alarm:
             self.metrics.alarms.labels(ns, claim.policy, "agent").inc()
             log.warning("Change alarm on policy %s: the judged pass rate dropped below its "
-                        "baseline %s", claim.policy, policy.detector.baseline_pass_rate)
+                        "baseline", claim.policy)
         await self.refresh(claim.policy, ns)
 
     async def refresh(self, name: str, namespace: str) -> None:
@@ -140,7 +141,8 @@ class Evaluator:
 def _detector_step(name: str, policy: Policy, row: VerdictRow
                    ) -> Callable[[str | None], tuple[str, bool]]:
     """The detector's step for one verdict, run inside the store's transaction."""
-    d = policy.detector
+    d = policy.spec.detector
+    assert d is not None
 
     def fresh() -> Cusum:
         return Cusum.for_params(float(d.baseline_pass_rate), float(d.shift), d.false_alarm_every)

@@ -42,12 +42,12 @@ def selection(rec: Record, config: EvalConfig) -> list[tuple[str, str]]:
         pol = config.policies.get(ref.name)
         if pol is None:
             continue
-        inc = pol.sampling.include
+        inc = pol.spec.sampling.include
         if ref.sampled:
             out.append((ref.name, "sampled"))
         elif inc.failed and rec.outcome != "answered":
             out.append((ref.name, "failed"))
-        elif inc.retried and (rec.attempt > 1 or rec.deterministic.retries > 0):
+        elif inc.retried and rec.attempt > 1:
             out.append((ref.name, "retried"))
     return out
 

@@ -62,9 +62,10 @@ class Sent:
 
 class JudgeClient:
     def __init__(self, name: str, spec: JudgeSpec, upstream: Upstream, api_key: str | None,
-                 redactor: Redactor, store: Store, timeout: float = 60.0) -> None:
+                 redactor: Redactor, store: Store, timeout: float = 60.0,
+                 max_output_tokens: int = 512) -> None:
         self.name, self.spec, self._up, self._store = name, spec, upstream, store
-        self._redactor, self._timeout = redactor, timeout
+        self._redactor, self._timeout, self.max_output = redactor, timeout, max_output_tokens
         self.dialect: Dialect = ANTHROPIC if spec.model.provider == "anthropic" else OPENAI
         self.price = Price(spec.model)
         self.url = spec.model.upstream_base + self.dialect.path
@@ -86,7 +87,7 @@ class JudgeClient:
         system = f"{rubric.instructions}\n\n{FORMAT}"
         user = json.dumps(material, ensure_ascii=False, sort_keys=True)
         doc: dict[str, Any] = {"model": self.spec.model.name, "temperature": 0,
-                               "max_tokens": self.spec.max_output_tokens}
+                               "max_tokens": self.max_output}
         if self.dialect is ANTHROPIC:
             doc |= {"system": system, "messages": [{"role": "user", "content": user}]}
         else:
@@ -97,7 +98,7 @@ class JudgeClient:
     def hold(self, body: bytes) -> Decimal:
         """The call's worst case: every byte a token (no tokenizer makes more), plus framing,
         and the whole output allowance."""
-        return self.price.cost(len(body) + _OVERHEAD_TOKENS, self.spec.max_output_tokens)
+        return self.price.cost(len(body) + _OVERHEAD_TOKENS, self.max_output)
 
     async def sample(self, key: Key, sample: int, body: bytes) -> dict[str, Any]:
         """One sample's final answer, journalled: a verdict, or a classified failure."""
@@ -121,9 +122,11 @@ class JudgeClient:
     async def _attempt(self, key: Key, sample: int, body: bytes) -> Sent:
         hold = self.hold(body)
         caps = self.spec.cost_caps
-        if hold > caps.per_call_usd:
-            return Sent({"failed": "cost_cap", "reason": f"this call may cost up to {hold} USD, "
-                         f"over the judge's perCallUSD {caps.per_call_usd}"}, None)
+        # perCallUSD is for a whole judge call, all its samples (the Judge CRD says so).
+        if hold * self.spec.samples > caps.per_call_usd:
+            return Sent({"failed": "cost_cap", "reason": f"{self.spec.samples} sample(s) may cost "
+                         f"up to {hold * self.spec.samples} USD, over the judge's perCallUSD "
+                         f"{caps.per_call_usd}"}, None)
         ledger, day = self.ledger, self.day  # this call's day, even if a new one starts
         try:
             res = ledger.reserve(hold, 0)
@@ -195,18 +198,18 @@ def _day_envelope(spec: JudgeSpec) -> Any:
 
 
 def vote(answers: list[dict[str, Any]], rubric: RubricSpec, rubric_hash: str,
-         judge: str) -> VerdictRow:
+         judge: str, why: str = "sampled") -> VerdictRow:
     """The majority of the samples; any failed sample makes the judgement ``judge_failed``."""
     for a in answers:
         if "failed" in a:
             return VerdictRow("judge_failed", None, f"{a['failed']}: {a['reason']}",
-                              rubric_hash, judge)
+                              rubric_hash, judge, why)
     if rubric.verdict.kind == "score":
-        threshold = float(rubric.verdict.pass_threshold)
+        threshold = float(rubric.verdict.pass_threshold or 0)
         passes = [float(a["score"]) >= threshold for a in answers]
     else:
         passes = [bool(a["pass"]) for a in answers]
     passed = sum(passes) * 2 > len(answers)
     score = sum(float(a["score"]) for a in answers) / len(answers)
     reason = next(a["reason"] for a, p in zip(answers, passes, strict=True) if p == passed)
-    return VerdictRow("pass" if passed else "fail", score, reason, rubric_hash, judge)
+    return VerdictRow("pass" if passed else "fail", score, reason, rubric_hash, judge, why)

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     idle_seconds: float = Field(5.0, gt=0, description="With nothing queued, how often the loop "
                                 "looks again (leases run out, a new day for a capped judge).")
     judge_timeout_seconds: float = Field(60.0, gt=0, description="One judge call's limit.")
+    judge_max_output_tokens: int = Field(512, ge=16, le=8192, description="max_tokens of a "
+                                         "judge call (a verdict is short); held in full.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest record.")
     ca_bundle: Path | None = Field(None, description="Extra CA certificates for the judges.")
 
@@ -80,7 +82,8 @@ class Service:
         self.settings, self.store, self.config = settings, store, config
         self.upstream, self.metrics = upstream, EvalMetrics()
         judges = {name: JudgeClient(name, spec, upstream, _api_key(settings, config, name),
-                                    redactor, store, settings.judge_timeout_seconds)
+                                    redactor, store, settings.judge_timeout_seconds,
+                                    settings.judge_max_output_tokens)
                   for name, spec in config.judges.items()}
         self.evaluator = Evaluator(store, config, judges, self.metrics, settings.instance,
                                    settings.concurrency, settings.lease_seconds,

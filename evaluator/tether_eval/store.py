@@ -41,6 +41,7 @@ class Claim:
     attempt: int
     policy: str
     body: dict[str, Any]
+    why: str = "sampled"  # sampled, or included: failed, retried
 
     @property
     def key(self) -> Key:
@@ -63,6 +64,7 @@ class VerdictRow:
     reason: str
     rubric_hash: str
     judge: str
+    why: str = "sampled"
 
 
 @dataclass(frozen=True)
@@ -153,17 +155,17 @@ class Store:
 
         def claim(tx: Tx) -> list[Claim]:
             rows = tx.run(
-                "SELECT q.uid, q.attempt, q.policy, r.body FROM queue q JOIN records r "
+                "SELECT q.uid, q.attempt, q.policy, r.body, q.why FROM queue q JOIN records r "
                 "ON r.uid = q.uid AND r.attempt = q.attempt WHERE q.state = 'pending' AND "
                 f"(q.lease_until IS NULL OR q.lease_until < ?){not_in} "
                 "ORDER BY r.received_at LIMIT ?", (now, *skip, limit))
             out = []
-            for uid, attempt, policy, body in rows:
+            for uid, attempt, policy, body, why in rows:
                 if tx.count("UPDATE queue SET lease_owner = ?, lease_until = ? WHERE uid = ? AND "
                             "attempt = ? AND policy = ? AND state = 'pending' AND "
                             "(lease_until IS NULL OR lease_until < ?)",
                             (owner, now + lease, uid, attempt, policy, now)) == 1:
-                    out.append(Claim(uid, int(attempt), policy, json.loads(body)))
+                    out.append(Claim(uid, int(attempt), policy, json.loads(body), why))
             return out
         return await self._tx(claim)
 
@@ -232,10 +234,10 @@ class Store:
         def apply(tx: Tx) -> bool:
             new = tx.run(
                 "INSERT INTO verdicts (uid, attempt, policy, namespace, stratum, verdict, score, "
-                "reason, rubric_hash, judge, judged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (uid, attempt, policy) DO NOTHING RETURNING uid",
+                "reason, rubric_hash, judge, why, judged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?) ON CONFLICT (uid, attempt, policy) DO NOTHING RETURNING uid",
                 (*claim.key, namespace, stratum, v.verdict, v.score, v.reason, v.rubric_hash,
-                 v.judge, _now()))
+                 v.judge, v.why, _now()))
             tx.run("UPDATE queue SET state = 'done', lease_owner = NULL, lease_until = NULL "
                    "WHERE uid = ? AND attempt = ? AND policy = ?", claim.key)
             if not new or update is None:
@@ -255,7 +257,8 @@ class Store:
         return (rows[0][0], int(rows[0][1])) if rows else (None, 0)
 
     async def tally(self, policy: str, stratum: str | None = None) -> Tally:
-        where, params = "policy = ?", [policy]
+        """Verdicts on the random sample (tasks included as failed or retried are not in it)."""
+        where, params = "policy = ? AND why = 'sampled'", [policy]
         if stratum is not None:
             where, params = where + " AND stratum = ?", [*params, stratum]
         rows = await self._tx(lambda tx: tx.run(

@@ -54,7 +54,8 @@ MIGRATIONS: list[list[str]] = [[
         uid TEXT NOT NULL, attempt INTEGER NOT NULL, policy TEXT NOT NULL,
         namespace TEXT NOT NULL, stratum TEXT NOT NULL, verdict TEXT NOT NULL,
         score DOUBLE PRECISION, reason TEXT NOT NULL, rubric_hash TEXT NOT NULL,
-        judge TEXT NOT NULL, judged_at TEXT NOT NULL, PRIMARY KEY (uid, attempt, policy))""",
+        judge TEXT NOT NULL, why TEXT NOT NULL, judged_at TEXT NOT NULL,
+        PRIMARY KEY (uid, attempt, policy))""",
     "CREATE INDEX verdicts_policy ON verdicts (policy, stratum)",
     """CREATE TABLE detectors (
         policy TEXT PRIMARY KEY, state TEXT NOT NULL, alarms INTEGER NOT NULL)""",

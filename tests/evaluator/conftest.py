@@ -56,7 +56,8 @@ def config_doc(judge_url: str, *, samples: int = 1, per_call: str = "0.05",
                per_day: str = "10", max_attempts: int = 3, include: dict[str, bool] | None = None,
                detector: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
-        "rubrics": {"r1": {"instructions": "Pass when the answer does what the task asked."}},
+        "rubrics": {"r1": {"instructions": "Pass when the answer does what the task asked.",
+                           "verdict": {"kind": "pass_fail"}}},
         "judges": {"j1": {
             "model": {"provider": "openai-compatible", "name": "judge-2026-01-15",
                       "baseURL": judge_url + "/v1", "allowPlaintextHTTP": True,
@@ -69,12 +70,12 @@ def config_doc(judge_url: str, *, samples: int = 1, per_call: str = "0.05",
                                         "malformed", "schema"],
                             # nonRetryable wins over retryOn: the calls' default lists malformed
                             "nonRetryable": [400, 401, 403, 404, 409, 422]}}},
-        "policies": {"p1": {
-            "namespace": "team-a", "rubricRef": "r1", "judgeRef": "j1",
+        "policies": {"p1": {"namespace": "team-a", "spec": {
+            "rubricRef": {"name": "r1"}, "judgeRef": {"name": "j1"},
             "sampling": {"rate": "0.5", "stratifyBy": ["tier"],
                          "include": include or {"failed": True, "retried": False}},
             "detector": detector or {"baselinePassRate": "0.85", "shift": "0.05",
-                                     "falseAlarmEvery": 5000}}},
+                                     "falseAlarmEvery": 5000}}}},
     }
 
 

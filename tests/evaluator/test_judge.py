@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tether_eval.config import RubricSpec
+from tether_eval.detect import Cusum
 from tether_eval.ingest import selection
 from tether_eval.judge import vote
 from tether_eval.record import Record
@@ -18,7 +19,7 @@ from tether_examples.scripted_judge import JudgeScript, ScriptedJudge
 
 from .conftest import config_doc, record
 
-RUBRIC = RubricSpec(instructions="x")
+RUBRIC = RubricSpec.model_validate({"instructions": "x", "verdict": {"kind": "pass_fail"}})
 
 
 async def drain(svc: Service) -> None:
@@ -107,7 +108,7 @@ async def test_a_call_over_the_per_call_cap_is_refused_unsent(service_factory: A
 async def test_the_daily_cap_stops_judging_and_records_wait(service_factory: Any) -> None:
     judge = ScriptedJudge(JudgeScript())
     async with serving(judge.app()) as jurl:
-        svc = await service_factory(config_doc(jurl, per_day="0.003"))
+        svc = await service_factory(config_doc(jurl, per_call="0.003", per_day="0.003"))
         await ingest(svc, *(record(f"u{i}") for i in range(20)))
         await drain(svc)
         client = svc.evaluator.judges["j1"]
@@ -120,3 +121,18 @@ async def test_the_daily_cap_stops_judging_and_records_wait(service_factory: Any
         assert svc.evaluator.capped == {"j1": client.day}
         assert svc.metrics.cap_reached.labels("team-a", "j1")._value.get() == 1
         assert await svc.evaluator.step() == 0  # still capped: nothing leased
+
+
+async def test_included_tasks_are_judged_but_kept_out_of_the_sampled_rate(
+        service_factory: Any) -> None:
+    judge = ScriptedJudge(JudgeScript())
+    async with serving(judge.app()) as jurl:
+        svc = await service_factory(config_doc(jurl))
+        failed = record("u2", sampled=False, outcome="no_answer", answer=None)
+        await ingest(svc, record("u1"), failed)
+        await drain(svc)
+    assert len(await svc.store.verdicts("p1")) == 2  # both judged
+    tally = await svc.store.tally("p1")
+    assert tally.passed + tally.failed == 1  # the sample: u1 alone
+    state, _ = await svc.store.detector("p1")
+    assert state is not None and Cusum.from_dict(json.loads(state)).samples == 1
