@@ -6,12 +6,13 @@
     h.checkpoint(step, state)          # after every step; raises if the state was not saved
     result = h.tool("search", {"q": "..."})   # raises ToolError with the class and reason
     ctx = h.context()                  # after a model call answered X-Tether-Context-Boundary
+    ctx = h.boundary(messages)         # or compact the history now, at a point the agent picks
     h.finish(answer)                   # the task's final answer (any JSON), once
 
 Model calls go through the official SDKs unchanged (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point
 at the sidecar). Every endpoint is plain HTTP + JSON, so agents in other languages need no SDK:
 ``GET|PUT /checkpoint``, ``POST /tools/{name}``, ``PUT /result``, ``GET /context``,
-``GET /status``.
+``POST /context/boundary``, ``GET /status``.
 
 It does not retry anything: the sidecar already did, by policy. An error here is final.
 """
@@ -118,6 +119,18 @@ class Harness:
         the compact form. None before the first boundary."""
         _, doc = self._request("GET", "/context")
         return dict(doc) if doc.get("boundary") is not None else None
+
+    def boundary(self, messages: list[Any], system: Any = None) -> dict[str, Any]:
+        """Mark a context boundary now (at the end of a phase of the task, say): the sidecar
+        compacts ``messages`` (the history as sent to the model; ``system`` for an anthropic
+        task) whatever their size, writes the boundary and returns it, as :meth:`context`
+        does. Continue from its ``messages``. Raises HarnessError (400) when nothing in them
+        can be archived."""
+        payload: dict[str, Any] = {"messages": messages}
+        if system is not None:
+            payload["system"] = system
+        _, doc = self._request("POST", "/context/boundary", payload)
+        return dict(doc)
 
     def status(self) -> dict[str, Any]:
         _, doc = self._request("GET", "/status")

@@ -2,7 +2,8 @@
 
 Agent port (127.0.0.1 only): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/messages``,
 ``POST /tools/{name}`` (and the built-in ``POST /tools/context_archive``), ``/mcp/{name}`` (an MCP
-server), ``GET|PUT /checkpoint``, ``GET /context``, ``PUT /result``, ``GET /status``. Ops port:
+server), ``GET|PUT /checkpoint``, ``GET /context``, ``POST /context/boundary``,
+``PUT /result``, ``GET /status``. Ops port:
 ``/metrics``, ``/healthz``, ``/readyz``.
 Every error leaves as JSON with a class and a reason; model routes use the provider's error shape
 so the agent's SDK can read it, and tell the SDK not to retry what the sidecar already retried.
@@ -112,6 +113,7 @@ def agent_app(h: Harness) -> web.Application:
     app.router.add_get("/checkpoint", checkpoints.get)
     app.router.add_put("/result", results.put)
     app.router.add_get("/context", context.get)
+    app.router.add_post("/context/boundary", context.mark)
     return app
 
 

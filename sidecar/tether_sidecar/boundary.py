@@ -19,6 +19,7 @@ It does not decide when to compact (context.py) nor talk HTTP (context_api.py).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -30,9 +31,10 @@ from typing import Any
 import orjson
 
 from .checkpoints import decode, encode, write_atomic
+from .context import Compaction
 from .dialects import Message
 
-__all__ = ["ARCHIVE_TOOL", "Boundary", "BoundaryStore", "is_note"]
+__all__ = ["ARCHIVE_TOOL", "Boundary", "BoundaryStore", "is_note", "record_boundary"]
 
 log = logging.getLogger(__name__)
 ARCHIVE_TOOL = "context_archive"  # the built-in tool that reads the archive back
@@ -173,3 +175,12 @@ class BoundaryStore:
             if len(out) >= limit:
                 break
         return out
+
+
+async def record_boundary(store: BoundaryStore, compaction: Compaction, messages: list[Message],
+                          key: str) -> Boundary:
+    """Write the boundary a compaction made, off the event loop (it fsyncs)."""
+    return await asyncio.to_thread(
+        store.write, messages=messages, archived=list(compaction.archived),
+        summary=compaction.summary, covered=compaction.key[0], digest_=compaction.key[1],
+        call_key=key)

@@ -197,10 +197,13 @@ class ContextManager:
         body: dict[str, Any],
         dialect: Dialect,
         summarize: Callable[[list[Message]], Awaitable[str]],
+        force: bool = False,
     ) -> tuple[Estimate, Compaction | None]:
-        """Make the prompt fit: returns the final estimate and what compaction was done.
+        """Make the prompt fit: returns the final estimate and what compaction was done;
+        ``force``: compact the archivable tier whole now (a boundary the agent marks).
         Raises ContextBudgetExceeded when even the permanent and working tiers overflow."""
-        compact, est = self._compact(self.estimate(body, dialect), body, dialect)
+        est = self.estimate(body, dialect)
+        compact, est = (True, est) if force else self._compact(est, body, dialect)
         if not compact:
             return est, None
         messages: list[Message] = list(body.get("messages") or [])
@@ -209,7 +212,7 @@ class ContextManager:
         compaction: Compaction | None = None
         if archived:
             replacement, reused, summary = await self._replacement(
-                archived, messages, start, end, body, dialect, summarize)
+                archived, messages, start, end, body, dialect, summarize, force)
             if est.prompt is not None:  # so its next, longer version is compacted uncounted
                 self.anchors.add(Anchor(est.prompt, est.low, est.high, compacted=True))
             body["messages"] = [*messages[:start], *replacement, *messages[end:]]
@@ -229,6 +232,7 @@ class ContextManager:
         body: dict[str, Any],
         dialect: Dialect,
         summarize: Callable[[list[Message]], Awaitable[str]],
+        force: bool,
     ) -> tuple[list[Message], bool, str | None]:
         """The messages that stand for the archivable tier, whether a summary was reused, and
         the summary that stands for all of it (None when truncated, or reused for a prefix)."""
@@ -245,7 +249,7 @@ class ContextManager:
             if covered == len(archived):
                 return reuse, True, summary
             trial = {**body, "messages": [*messages[:start], *reuse, *messages[end:]]}
-            if not self._compact(self.estimate(trial, dialect), trial, dialect)[0]:
+            if not force and not self._compact(self.estimate(trial, dialect), trial, dialect)[0]:
                 return reuse, True, None
             archived_input = reuse  # summarise the old summary and what came after it
         else:

@@ -1,6 +1,7 @@
-"""The context boundary's HTTP faces: ``GET /context`` (the compact form to continue from) and
-the built-in tool ``POST /tools/context_archive`` (archived messages read back), and the write of
-a boundary when a model call compacted (boundary.py says what is on the volume).
+"""The context boundary's HTTP faces: ``GET /context`` (the compact form to continue from),
+``POST /context/boundary`` (the agent marks one: its history compacted now, whatever its size)
+and the built-in tool ``POST /tools/context_archive`` (archived messages read back). boundary.py
+says what is on the volume; a model call that compacts writes one too (llm_proxy.py).
 
 The archive tool goes through the tool pipeline like any tool (journal replay, span, metric);
 only its ``send`` is local. A task tool of the same name is shadowed by it.
@@ -8,7 +9,6 @@ only its ``send`` is local. A task tool of the same name is shadowed by it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -17,30 +17,19 @@ from aiohttp import web
 
 from tether_api import ToolSpec
 
-from .boundary import ARCHIVE_TOOL
-from .context import Compaction
-from .dialects import Message
+from .boundary import ARCHIVE_TOOL, record_boundary
 from .errors import BadRequest
 from .harness import Harness
 from .journal import call_key
+from .llm_proxy import LlmCall
 from .retry import Failure
 from .tool_proxy import ToolCall, ToolPipeline
 from .verify import ToolResponse
 
-__all__ = ["ContextApi", "record_boundary"]
+__all__ = ["ContextApi"]
 
 _ARGS = {"query", "from", "to", "limit"}
 _MAX_LIMIT = 200
-
-
-async def record_boundary(h: Harness, compaction: Compaction, messages: list[Message],
-                          key: str) -> int:
-    """Write the boundary this compaction made (off the event loop: it fsyncs); its number."""
-    b = await asyncio.to_thread(
-        h.boundaries.write, messages=messages, archived=list(compaction.archived),
-        summary=compaction.summary, covered=compaction.key[0], digest_=compaction.key[1],
-        call_key=key)
-    return b.n
 
 
 def parse_archive_request(raw: bytes) -> tuple[str | None, int | None, int | None, int]:
@@ -84,6 +73,35 @@ class ContextApi:
         doc = (b.public(len(self.h.boundaries.archive)) if b is not None
                else {"boundary": None, "messages": None, "summary": None})
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+    async def mark(self, request: web.Request) -> web.Response:
+        """Compact the agent's history now, in the task's model format, and write the boundary;
+        the summary is bought like any model call (and not again for the same messages)."""
+        h = self.h
+        raw = await request.read()
+        try:
+            doc: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"context boundary: the request is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list) or set(doc) - {
+                "messages", "system"}:
+            raise BadRequest('context boundary: send {"messages": [...]} (and "system" for an '
+                             "anthropic task), the history as the agent sends it to the model")
+        messages: list[Any] = list(doc["messages"])
+        body: dict[str, Any] = {"messages": messages}
+        if "system" in doc:
+            body["system"] = doc["system"]
+        call = LlmCall(h, request, h.dialect)
+        _, compaction = await h.context.fit(body, h.dialect, call.summarize, force=True)
+        if compaction is None or not compaction.boundary:
+            raise BadRequest(f"context boundary: nothing to archive in these "
+                             f"{len(messages)} messages: they are all permanent or "
+                             "working tier (spec.contextBudget.tiers, keepLastToolResults)")
+        h.compactions += 1
+        h.metrics.compaction(compaction.strategy)
+        b = await record_boundary(h.boundaries, compaction, body["messages"],
+                                  call_key("context", "/context/boundary", doc))
+        return web.json_response(b.public(len(h.boundaries.archive)), status=201)
 
     async def archive(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -22,8 +22,8 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .boundary import record_boundary
 from .context import Compaction, Estimate, transcript
-from .context_api import record_boundary
 from .dialects import Dialect, Message
 from .errors import BadRequest, ModelCallFailed, SidecarError
 from .harness import Harness
@@ -321,7 +321,8 @@ async def _compacted(h: Harness, call: LlmCall, compaction: Compaction, body: di
                        f"{' (summary reused)' if compaction.reused_summary else ''}")
     if compaction.boundary:
         messages = body.get("messages", body.get("input"))
-        call.boundary = await record_boundary(h, compaction, list(messages or []), key)
+        call.boundary = (await record_boundary(h.boundaries, compaction, list(messages or []),
+                                               key)).n
         span.set_attribute("tether.context.boundary", call.boundary)
 
 

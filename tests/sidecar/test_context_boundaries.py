@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tether_agent import Harness
+from tether_agent import Harness, HarnessError
 
 from .conftest import upstream_requests
 from .proc import Sidecar, task_doc
@@ -148,3 +148,21 @@ def test_before_any_compaction_there_is_no_boundary(rig: Callable[[], Sidecar]) 
     assert Harness(sc.url).context() is None
     assert httpx.post(sc.url + "/tools/context_archive", json={},
                       timeout=10).json()["entries"] == []
+
+
+def test_the_agent_marks_a_boundary_through_the_sdk(rig: Callable[[], Sidecar],
+                                                    model_server: str) -> None:
+    sc = rig()
+    h = Harness(sc.url)
+    short = history(3)  # far under the budget: only the agent's mark compacts it
+    ctx = h.boundary(short)
+    assert ctx["boundary"] == 1 and summary_calls(model_server) == 1
+    assert ctx["messages"][:2] == short[:2] and ctx["messages"][-1] == short[-1]
+    assert "Summary: all good." in ctx["messages"][2]["content"]
+    assert h.context() == {**ctx}
+    assert h.boundary(short)["boundary"] == 2 and summary_calls(model_server) == 1  # cached
+    with pytest.raises(HarnessError) as nothing:
+        h.boundary(short[:3])
+    assert nothing.value.status == 400 and "nothing to archive" in nothing.value.reason
+    r = httpx.post(sc.url + "/context/boundary", json={"history": short}, timeout=10)
+    assert r.status_code == 400 and '{"messages": [...]}' in r.json()["error"]["reason"]
