@@ -19,4 +19,8 @@ class ApiModel(BaseModel):
         extra="forbid",
         frozen=True,
         validate_default=True,
+        # Validators are built on first use, not at import: the sidecar validates only the
+        # AgentTask, and building every model (budgets, statuses, evaluation) cost its start-up
+        # ~6 ms of CPU (1.8 % of its instructions to ready; docs/benchmarks.md, footprint).
+        defer_build=True,
     )
