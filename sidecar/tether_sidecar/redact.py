@@ -62,7 +62,10 @@ class Limits:
     """What one record may cost. A record past either is refused, not half redacted."""
 
     max_chars: int = 512 * 1024  # characters of strings and keys in one record
-    budget_s: float = 10.0  # wall time for one record, the engine's load excluded
+    # Wall time for one record, the engine's load excluded. A record at the cap is ~1.1 s of
+    # CPU (2.1 ms per KB, docs/benchmarks.md); 5 s leaves room for a busy node and fits the
+    # sidecar's 8 s to build and send the last record at shutdown (eval_outbox.FLUSH_SECONDS).
+    budget_s: float = 5.0
     phone_regions: tuple[str, ...] = ("US", "GB")  # national formats; +CC numbers any region
 
 
