@@ -182,6 +182,11 @@ class Redactor:
             except ImportError as exc:
                 raise RedactionFailed("engine_missing", f"{exc.name or exc} is not installed: "
                                       "install tether's dependencies") from exc
+            except RedactionFailed:
+                raise
+            except Exception as exc:  # a broken engine fails closed too (no record text here)
+                raise RedactionFailed("engine_error", f"building the engine raised "
+                                      f"{type(exc).__name__}: {exc}") from exc
             from importlib.metadata import version
             self.engine = f"presidio-analyzer {version('presidio-analyzer')} + tether secrets"
 
