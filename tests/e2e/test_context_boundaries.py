@@ -27,10 +27,11 @@ BUDGET = {"maxTokens": 3000, "keepLastToolResults": 1}
 
 
 def script() -> dict[str, Any]:
-    """The long task, each turn slowed so the live status can catch it mid-way."""
+    """The long task, each turn slowed so the live status can catch it mid-way (an evicted
+    pod's agent goes on until its grace period ends: a second turn lets it end mid-task)."""
     doc: dict[str, Any] = yaml.safe_load(SCRIPT.read_text())
     for turn in doc["turns"]:
-        turn["delay"] = 0.3
+        turn["delay"] = 1.0
     return doc
 
 
@@ -40,8 +41,10 @@ def summaries(doubles: Doubles) -> list[str]:
 
 
 def reached(attempt: int, step: int) -> Callable[[dict[str, Any]], bool]:
+    """The attempt's own pod is running (the status names it) and has checkpointed ``step``."""
     def pred(status: dict[str, Any]) -> bool:
-        return bool(status.get("attempt") == attempt and (status.get("step") or 0) >= step)
+        return bool(str(status.get("podName")).endswith(f"-a{attempt}")
+                    and (status.get("step") or 0) >= step)
     return pred
 
 
@@ -63,7 +66,7 @@ def test_long_task_evicted_twice_gives_the_uninterrupted_answer(
 
     doubles.use(script())
     tasks.create(agenttask("ctx-evicted", doubles, contextBudget=BUDGET))
-    for attempt, step in ((1, 12), (2, 28)):
+    for attempt, step in ((1, 5), (2, 20)):
         running = tasks.wait("ctx-evicted", reached(attempt, step), timeout=300)["status"]
         evict(core, namespace, running["podName"])
     st = tasks.done("ctx-evicted", timeout=300)["status"]
