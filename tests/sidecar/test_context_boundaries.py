@@ -97,6 +97,21 @@ def test_a_restarted_sidecar_reuses_the_persisted_summary(rig: Callable[[], Side
     assert again.status()["compactions"] == 1
 
 
+def test_a_replayed_compacting_call_still_names_its_boundary(rig: Callable[[], Sidecar],
+                                                             model_server: str) -> None:
+    """An agent killed before it acted on the header resends the call after the restart: the
+    journal answers it, and the header comes with it."""
+    sc = rig()
+    assert chat(sc, history(8)).headers["x-tether-context-boundary"] == "1"
+    kill(sc)
+    again = rig()
+    assert Harness(again.url).resume() is None
+    r = chat(again, history(8))
+    assert r.headers["x-tether-replayed"] == "true"
+    assert r.headers["x-tether-context-boundary"] == "1"
+    assert summary_calls(model_server) == 1
+
+
 def test_a_torn_boundary_falls_back_to_the_previous_one(rig: Callable[[], Sidecar]) -> None:
     sc = rig()
     chat(sc, history(8))
