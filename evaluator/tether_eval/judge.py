@@ -1,6 +1,6 @@
 """One judge call, and a judgement: ``samples`` calls and their majority vote.
 
-The calls go through the sidecar's pieces as a library (DESIGN.md, "Continuous evaluation"):
+The calls go through the sidecar's pieces as a library (docs/evaluation.md, "The evaluator"):
 :mod:`tether_sidecar.upstream` sends them, :mod:`tether_sidecar.dialects` builds the auth
 headers and reads usage and reply text, :mod:`tether_sidecar.pricing` prices them,
 :mod:`tether_sidecar.ledger` holds each call's worst case against the day's cap before it
