@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class BoundaryStore:
         self.archive: list[dict[str, Any]] = []  # {"n", "boundary", "message"} in order
         self._digests: list[str] = []
         self._last_number = 0
+        self._lock = threading.Lock()  # writes run in threads; two calls may compact at once
         self._load()
 
     def _read(self, path: Path) -> dict[str, Any] | None:
@@ -134,13 +136,18 @@ class BoundaryStore:
         tier = [m for m in archived if not is_note(m)]
         sums = [digest(m) for m in tier]
         for k in range(min(len(sums), len(self._digests)), 0, -1):
-            if sums[:k] == self._digests[-k:]:
+            if self._digests[-k] == sums[0] and sums[:k] == self._digests[-k:]:
                 return tier[k:]
         return tier
 
     def write(self, *, messages: list[Message], archived: list[Message], summary: str | None,
               covered: int, digest_: str, call_key: str) -> Boundary:
         """Archive what is new, then write the boundary; raises StorageFailed (507)."""
+        with self._lock:
+            return self._write(messages, archived, summary, covered, digest_, call_key)
+
+    def _write(self, messages: list[Message], archived: list[Message], summary: str | None,
+               covered: int, digest_: str, call_key: str) -> Boundary:
         n = self._last_number + 1
         new = self._new(archived)
         first = self.archive[-1]["n"] + 1 if self.archive else 1
