@@ -52,12 +52,14 @@ class Evaluator:
         self.owner, self.concurrency = owner, concurrency
         self.lease, self.idle = lease_seconds, idle_seconds
         self.wake = asyncio.Event()  # set by ingest when a record is queued
-        self.capped: dict[str, str] = {}  # judge -> the UTC day its cap was reached
+        self.capped: dict[str, tuple[str, str]] = {}  # judge -> (UTC day capped, namespace)
 
     async def run(self) -> None:
         freed = await self.store.release_own(self.owner)
         if freed:
             log.info("Took back %d leased judgements of instance %s", freed, self.owner)
+        for name, policy in self.config.policies.items():  # the gauges, from what is stored
+            await self.refresh(name, policy.namespace)
         while True:
             if not await self.step():
                 self.wake.clear()
@@ -68,10 +70,10 @@ class Evaluator:
     async def step(self) -> int:
         """Lease and judge one batch; returns how many were leased."""
         day = utc_day()
-        for judge, capped_on in list(self.capped.items()):
+        for judge, (capped_on, namespace) in list(self.capped.items()):
             if capped_on != day:
                 del self.capped[judge]
-                self.metrics.cap_reached.labels("", judge).set(0)
+                self.metrics.cap_reached.labels(namespace, judge).set(0)
         skip = [p for p, pol in self.config.policies.items() if pol.judge in self.capped]
         claims = await self.store.claim(self.owner, time.time(), self.lease, self.concurrency,
                                         skip)
@@ -86,16 +88,17 @@ class Evaluator:
         client = self.judges[policy.judge]
         rubric = self.config.rubrics[policy.rubric]
         await client.new_day(day)
+        on_cost = self.metrics.judge_cost.labels(policy.namespace, policy.judge).inc
         key = claim.key
         answers = []
         try:
             for i in range(client.spec.samples):
                 body = client.body(rubric, material(claim.body), i)
-                answers.append(await client.sample(key, i, body))
+                answers.append(await client.sample(key, i, body, on_cost))
         except CapReached as exc:
             log.warning("Judging paused for judge %s until the next UTC day: %s",
                         policy.judge, exc)
-            self.capped[policy.judge] = day
+            self.capped[policy.judge] = (day, policy.namespace)
             self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
             await self.store.unlease(key)
             return

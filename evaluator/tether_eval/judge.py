@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -48,6 +49,10 @@ _OVERHEAD_TOKENS = 64  # chat framing a provider adds around the messages' bytes
 CALL_HEADER = "X-Tether-Judge-Call"  # uid/attempt/policy/sample: lets a provider log correlate
 FORMAT = ('Reply with one JSON object and nothing else: {"pass": true|false, "score": <number '
           'from 0 to 1>, "reason": "<one or two sentences>"}.')
+
+
+def _ignore(usd: float) -> None:
+    """No cost metric (a client used outside the service)."""
 
 
 class CapReached(Exception):
@@ -100,11 +105,13 @@ class JudgeClient:
         and the whole output allowance."""
         return self.price.cost(len(body) + _OVERHEAD_TOKENS, self.max_output)
 
-    async def sample(self, key: Key, sample: int, body: bytes) -> dict[str, Any]:
-        """One sample's final answer, journalled: a verdict, or a classified failure."""
+    async def sample(self, key: Key, sample: int, body: bytes,
+                     on_cost: Callable[[float], None] = _ignore) -> dict[str, Any]:
+        """One sample's final answer, journalled: a verdict, or a classified failure.
+        ``on_cost`` gets each USD amount charged (the cost metric)."""
         retry = RetryState(self.spec.retry_policy, asyncio.get_running_loop().time())
         while True:
-            sent = await self._attempt(key, sample, body)
+            sent = await self._attempt(key, sample, body, on_cost)
             if sent.answer is not None:
                 return sent.answer
             assert sent.failure is not None
@@ -119,7 +126,8 @@ class JudgeClient:
                 return answer
             await asyncio.sleep(retry.delay)
 
-    async def _attempt(self, key: Key, sample: int, body: bytes) -> Sent:
+    async def _attempt(self, key: Key, sample: int, body: bytes,
+                       on_cost: Callable[[float], None]) -> Sent:
         hold = self.hold(body)
         caps = self.spec.cost_caps
         # perCallUSD is for a whole judge call, all its samples (the Judge CRD says so).
@@ -144,8 +152,10 @@ class JudgeClient:
             return Sent(entry.answer, None)
         if entry.orphaned:
             ledger.spent_usd += entry.orphan_hold  # the store charged the lost call's hold
+            on_cost(float(entry.orphan_hold))
         answer, failure, cost, usage = await self._send(key, sample, body, hold)
         ledger.settle(res, cost, usage[0], usage[1])
+        on_cost(float(cost))
         await self._store.journal_answer(key, sample, answer, cost, self.name, day)
         return Sent(answer, failure)
 

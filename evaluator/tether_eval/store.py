@@ -124,9 +124,17 @@ class Store:
             tx.run("INSERT INTO tasks (uid, attempt) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE "
                    "SET attempt = excluded.attempt WHERE excluded.attempt > tasks.attempt",
                    (uid, attempt))
+            latest = int(tx.run(f"SELECT attempt FROM tasks WHERE uid = ?{tx.for_update}",
+                                (uid,))[0][0])
+            # The latest attempt's record wins: an older one is stored, not judged.
+            state = "pending" if attempt == latest else "superseded"
+            if state == "pending":
+                tx.run("UPDATE queue SET state = 'superseded', lease_owner = NULL, "
+                       "lease_until = NULL WHERE uid = ? AND attempt < ? AND state = 'pending'",
+                       (uid, attempt))
             for policy, why in queue:
                 tx.run("INSERT INTO queue (uid, attempt, policy, state, why) "
-                       "VALUES (?, ?, ?, 'pending', ?)", (uid, attempt, policy, why))
+                       "VALUES (?, ?, ?, ?, ?)", (uid, attempt, policy, state, why))
             return True
         return await self._tx(put)
 

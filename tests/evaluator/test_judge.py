@@ -118,8 +118,10 @@ async def test_the_daily_cap_stops_judging_and_records_wait(service_factory: Any
         assert await svc.store.pending() == 20 - judged
         assert len(judge.calls) == judged  # the refused call never left
         assert spent <= Decimal("0.003")
-        assert svc.evaluator.capped == {"j1": client.day}
+        assert svc.evaluator.capped == {"j1": (client.day, "team-a")}
         assert svc.metrics.cap_reached.labels("team-a", "j1")._value.get() == 1
+        cost = svc.metrics.judge_cost.labels("team-a", "j1")._value.get()
+        assert cost == pytest.approx(float(spent))  # the metric counts what the store charged
         assert await svc.evaluator.step() == 0  # still capped: nothing leased
 
 

@@ -17,10 +17,12 @@ async def test_a_record_is_stored_once_and_the_latest_attempt_wins(db_url: str) 
         assert await store.put_record(record("u1"), "{}", [("p1", "sampled")]) is True
         assert await store.put_record(record("u1", answer="changed"), "{}", [("p1", "x")]) is False
         assert (await store.record("u1", 1) or {})["answer"] == "Done. TRUTH:PASS"
-        assert await store.put_record(record("u1", attempt=3), "{}", []) is True
-        assert await store.put_record(record("u1", attempt=2), "{}", []) is True
+        assert await store.put_record(record("u1", attempt=3), "{}", [("p1", "sampled")])
+        assert await store.put_record(record("u1", attempt=2), "{}", [("p1", "sampled")])
         assert await store.latest_attempt("u1") == 3
-        assert await store.pending() == 1  # attempt 1's queue row only
+        # Attempt 3 superseded 1's queued judgement; 2, older than 3, was never queued.
+        [claim] = await store.claim("a", now=1.0, lease=60.0, limit=5)
+        assert (claim.attempt, await store.pending()) == (3, 1)
     finally:
         await store.close()
 
