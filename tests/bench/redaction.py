@@ -13,7 +13,9 @@ alone) and ``datafog`` (its regex engine, from a venv of its own, installed on f
    work, less moved by whatever else the machine runs).
 3. Load: import and build time, resident memory before and after (``tether`` measures on top
    of an imported ``tether_sidecar.app``), and the install size of what the engine adds.
-4. Failing closed: seconds from handing over a record that outruns its budget to the
+4. A real sidecar (tests/bench/_redaction_sidecar.py): resident memory at ready and after the
+   first evaluation record of a task, whose redaction loads the engine.
+5. Failing closed: seconds from handing over a record that outruns its budget to the
    ``RedactionFailed`` (budget 1 s), and how the event loop that awaits it keeps ticking
    (1 ms sleeps: count and worst gap) while the engine works in its thread.
 
@@ -38,6 +40,7 @@ from packaging.requirements import Requirement
 from tether_sidecar.redact import Limits, RedactionFailed, Redactor
 
 from ._redaction_peers import ensure_datafog, run_engine
+from ._redaction_sidecar import sidecar_memory
 from .redaction_corpus import generate, score
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +162,7 @@ def main() -> int:
                 "rss_after_mb": raw["rss_after_mb"]}
     result["install_added"] = added_install()
     result["fail_closed_at_1s_budget"] = fail_closed()
+    result["sidecar"] = sidecar_memory()
     _render(result)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
@@ -190,6 +194,9 @@ def _render(result: dict[str, Any]) -> None:
         print(f"  {name:9} {cost}")
     print(f"\nInstall added by presidio-analyzer: {result['install_added']['mb']} MB "
           f"({len(result['install_added']['distributions'])} distributions)")
+    sc = result["sidecar"]
+    print(f"A real sidecar: {sc['ready_rss_mb']:.1f} MB resident at ready, "
+          f"{sc['after_rss_mb']:.1f} MB after its first record (peak {sc['after_peak_mb']:.1f})")
     fc = result["fail_closed_at_1s_budget"]
     print(f"Fail closed at a 1 s budget after {fc['seconds']:.2f} s; the event loop ticked "
           f"{fc['loop_ticks']} times meanwhile, worst gap {fc['loop_worst_gap_ms']:.1f} ms")
