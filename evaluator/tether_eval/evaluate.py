@@ -74,9 +74,11 @@ class Evaluator:
             if capped_on != day:
                 del self.capped[judge]
                 self.metrics.cap_reached.labels(namespace, judge).set(0)
-        skip = [p for p, pol in self.config.policies.items() if pol.judge in self.capped]
+        # Only policies configured now (a removed one's rows wait, unjudged), and not those
+        # of a judge at its daily cap.
+        open_ = [p for p, pol in self.config.policies.items() if pol.judge not in self.capped]
         claims = await self.store.claim(self.owner, time.time(), self.lease, self.concurrency,
-                                        skip)
+                                        open_)
         if claims:
             async with asyncio.TaskGroup() as tg:
                 for c in claims:

@@ -157,16 +157,20 @@ class Store:
             "WHERE lease_owner = ? AND state = 'pending'", (owner,)))
 
     async def claim(self, owner: str, now: float, lease: float, limit: int,
-                    skip: Sequence[str] = ()) -> list[Claim]:
-        """Lease up to ``limit`` pending rows, oldest first, none of the policies in ``skip``."""
-        not_in = f" AND q.policy NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+                    policies: Sequence[str] | None = None) -> list[Claim]:
+        """Lease up to ``limit`` pending rows, oldest first, of ``policies`` only when given
+        (rows of a policy no longer configured, or of a capped judge, stay queued)."""
+        if policies is not None and not policies:
+            return []
+        only = (f" AND q.policy IN ({', '.join('?' * len(policies))})" if policies is not None
+                else "")
 
         def claim(tx: Tx) -> list[Claim]:
             rows = tx.run(
                 "SELECT q.uid, q.attempt, q.policy, r.body, q.why FROM queue q JOIN records r "
                 "ON r.uid = q.uid AND r.attempt = q.attempt WHERE q.state = 'pending' AND "
-                f"(q.lease_until IS NULL OR q.lease_until < ?){not_in} "
-                "ORDER BY r.received_at LIMIT ?", (now, *skip, limit))
+                f"(q.lease_until IS NULL OR q.lease_until < ?){only} "
+                "ORDER BY r.received_at LIMIT ?", (now, *(policies or ()), limit))
             out = []
             for uid, attempt, policy, body, why in rows:
                 if tx.count("UPDATE queue SET lease_owner = ?, lease_until = ? WHERE uid = ? AND "

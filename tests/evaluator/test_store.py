@@ -52,8 +52,10 @@ async def test_a_lease_keeps_others_out_until_it_runs_out_or_is_released(db_url:
         late = await store.claim("b", now=1062.0, lease=60.0, limit=5)  # all ran out
         assert sorted(c.uid for c in late) == ["u0", "u1", "u2"]
         assert await store.release_own("b") == 3
-        assert len(await store.claim("a", now=1063.0, lease=60.0, limit=5, skip=["p1"])) == 0
-        assert len(await store.claim("a", now=1063.0, lease=60.0, limit=5)) == 3
+        assert await store.claim("a", now=1063.0, lease=60.0, limit=5, policies=[]) == []
+        assert await store.claim("a", now=1063.0, lease=60.0, limit=5, policies=["p2"]) == []
+        got = await store.claim("a", now=1063.0, lease=60.0, limit=5, policies=["p1", "p2"])
+        assert len(got) == 3
     finally:
         await store.close()
 
