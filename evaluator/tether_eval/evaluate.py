@@ -25,6 +25,7 @@ from .detect import Cusum, DetectorStateError
 from .judge import CapReached, JudgeClient, vote
 from .metrics import EvalMetrics
 from .stats import wilson
+from .status import PolicyFacts
 from .store import Claim, Store, VerdictRow
 
 __all__ = ["Evaluator", "material", "utc_day"]
@@ -124,6 +125,24 @@ class Evaluator:
             log.warning("Change alarm on policy %s: the judged pass rate dropped below its "
                         "baseline", claim.policy)
         await self.refresh(claim.policy, ns)
+
+    async def facts(self, name: str) -> PolicyFacts:
+        """What the policy's status is computed from (:mod:`status`)."""
+        policy = self.config.policies[name]
+        counts = await self.store.counts(name)
+        state, alarms = await self.store.detector(name)
+        cusum = None
+        if state is not None:
+            try:
+                cusum = Cusum.from_dict(json.loads(state))
+            except DetectorStateError as exc:
+                log.warning("Detector state of policy %s unreadable: %s", name, exc)
+        return PolicyFacts(
+            records=counts["records"], redaction_failures=counts["redaction_failures"],
+            samples=counts["samples"], tally=await self.store.tally(name), cusum=cusum,
+            alarms=alarms, judge=policy.judge,
+            judge_spent_today=await self.store.spent(policy.judge, utc_day()),
+            capped=policy.judge in self.capped)
 
     async def refresh(self, name: str, namespace: str) -> None:
         """The policy's gauges from the store (pass rate and its Wilson bounds, score, CUSUM)."""

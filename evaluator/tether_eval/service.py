@@ -1,7 +1,8 @@
 """The evaluator's process: settings, the HTTP app, the judging loop, start and stop.
 
 Routes: ``POST /v1/records`` (:mod:`ingest`), ``GET /healthz`` (the process serves),
-``GET /readyz`` (the store answers and the judging loop runs), ``GET /metrics``.
+``GET /readyz`` (the store answers and the judging loop runs), ``GET /metrics``,
+``GET /v1/policies/{name}/status`` (the EvaluationPolicy status it would write: :mod:`status`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -26,6 +28,7 @@ from .ingest import Ingest
 from .judge import JudgeClient
 from .metrics import EvalMetrics
 from .redaction import RedactionFailed, Redactor
+from .status import policy_status
 from .store import Store
 
 __all__ = ["Service", "Settings"]
@@ -111,6 +114,7 @@ class Service:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/v1/policies/{name}/status", self._policy_status)
         return app
 
     def start(self) -> asyncio.Task[None]:
@@ -139,6 +143,15 @@ class Service:
             return web.json_response({"ready": False, "reason": why}, status=503)
         pending = await self.store.pending()
         return web.json_response({"ready": True, "store": self.store.kind, "pending": pending})
+
+    async def _policy_status(self, request: web.Request) -> web.Response:
+        """The status the policy would be given (until the evaluator writes it in-cluster)."""
+        name = request.match_info["name"]
+        if name not in self.config.policies:
+            return web.json_response({"error": f"no policy {name!r} in the evaluator's "
+                                      "configuration"}, status=404)
+        facts = await self.evaluator.facts(name)
+        return web.json_response(policy_status(facts, None, datetime.now(UTC), 0))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)

@@ -124,6 +124,10 @@ class Store:
             tx.run("INSERT INTO tasks (uid, attempt) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE "
                    "SET attempt = excluded.attempt WHERE excluded.attempt > tasks.attempt",
                    (uid, attempt))
+            for ref in rec["policies"]:
+                tx.run("INSERT INTO record_policies (uid, attempt, policy, redaction_ok) "
+                       "VALUES (?, ?, ?, ?)", (uid, attempt, ref["name"],
+                                               int(rec["redaction"]["ok"])))
             latest = int(tx.run(f"SELECT attempt FROM tasks WHERE uid = ?{tx.for_update}",
                                 (uid,))[0][0])
             # The latest attempt's record wins: an older one is stored, not judged.
@@ -262,6 +266,17 @@ class Store:
                    "excluded.alarms", (claim.policy, state, int(alarm)))
             return alarm
         return await self._tx(apply)
+
+    async def counts(self, policy: str) -> dict[str, int]:
+        """The policy's records, redaction failures, samples chosen and verdicts."""
+        def counts(tx: Tx) -> dict[str, int]:
+            rec = tx.run("SELECT COUNT(*), COALESCE(SUM(1 - redaction_ok), 0) FROM "
+                         "record_policies WHERE policy = ?", (policy,))[0]
+            chosen = tx.run("SELECT COUNT(*) FROM queue WHERE policy = ? AND state <> "
+                            "'superseded'", (policy,))[0]
+            return {"records": int(rec[0]), "redaction_failures": int(rec[1]),
+                    "samples": int(chosen[0])}
+        return await self._tx(counts)
 
     async def detector(self, policy: str) -> tuple[str | None, int]:
         rows = await self._tx(lambda tx: tx.run(

@@ -36,6 +36,10 @@ MIGRATIONS: list[list[str]] = [[
         task TEXT NOT NULL, outcome TEXT NOT NULL, redaction_ok INTEGER NOT NULL,
         stratum TEXT NOT NULL, body TEXT NOT NULL, received_at TEXT NOT NULL,
         PRIMARY KEY (uid, attempt))""",
+    # Which policies each record names (the policy status' record count).
+    """CREATE TABLE record_policies (
+        uid TEXT NOT NULL, attempt INTEGER NOT NULL, policy TEXT NOT NULL,
+        redaction_ok INTEGER NOT NULL, PRIMARY KEY (uid, attempt, policy))""",
     # The latest attempt of each task: its record is the one that counts.
     "CREATE TABLE tasks (uid TEXT PRIMARY KEY, attempt INTEGER NOT NULL)",
     # One row per (record, policy) to judge; a lease lets a restarted evaluator take it over.

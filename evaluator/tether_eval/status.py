@@ -1,0 +1,85 @@
+"""Pure: an EvaluationPolicy's status from what the store knows. No I/O here.
+
+The evaluator writes it to the policy (``status`` subresource) once it watches the cluster;
+until then ``GET /v1/policies/{name}/status`` shows it. Conditions follow the API conventions
+through the operator's own ``conditions.merge`` (``lastTransitionTime`` moves only when a
+type's status changes):
+
+* ``Ready`` — True: the policy's Rubric and Judge are known and records are judged.
+* ``Degraded`` — True once the change detector alarmed on the agent's pass rate, and until the
+  policy's detector settings change (a new baseline is the acknowledgement: the detector then
+  starts afresh). False while it has not.
+* ``JudgeDrift`` — Unknown: anchor rounds are not run yet.
+* ``JudgeCapReached`` — True while the judge's daily cap stops judging.
+* ``RedactionFailures`` — True when any record of the policy could not be redacted (counted,
+  never judged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tether_api import usd
+from tether_api.evaluation_policy import EvaluationPolicyStatus
+from tether_operator.conditions import merge, want
+
+from .detect import Cusum
+from .stats import wilson
+from .store import Tally
+
+__all__ = ["PolicyFacts", "policy_status"]
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    records: int
+    redaction_failures: int
+    samples: int
+    tally: Tally
+    cusum: Cusum | None
+    alarms: int  # since the policy was created (the store's count, across detector restarts)
+    judge: str
+    judge_spent_today: Decimal
+    capped: bool
+
+
+def _conditions(f: PolicyFacts) -> list[dict[str, Any]]:
+    degraded = f.cusum is not None and f.cusum.alarms > 0
+    return [
+        want("Ready", True, "Judging", "records are stored and the sample judged"),
+        want("Degraded", degraded, "DriftAlarm" if degraded else "NoAlarm",
+             f"the pass rate fell: {f.cusum.alarms if f.cusum else 0} alarm(s) since the "
+             "detector's settings were last set; change detector.baselinePassRate to "
+             "acknowledge" if degraded else "no drift alarm"),
+        want("JudgeDrift", None, "AnchorsNotRun", "anchor rounds are not run yet"),
+        want("JudgeCapReached", f.capped, "DailyCapReached" if f.capped else "WithinCap",
+             f"judge {f.judge} reached its perDayUSD: judging waits for the next UTC day"
+             if f.capped else f"judge {f.judge} spent {usd(f.judge_spent_today)} USD today"),
+        want("RedactionFailures", f.redaction_failures > 0,
+             "RecordsNotRedacted" if f.redaction_failures else "AllRedacted",
+             f"{f.redaction_failures} record(s) could not be redacted: counted, not judged"
+             if f.redaction_failures else "every record was redacted"),
+    ]
+
+
+def policy_status(f: PolicyFacts, old: dict[str, Any] | None, now: datetime,
+                  generation: int) -> dict[str, Any]:
+    """The status to write, as the API's JSON (validated by ``EvaluationPolicyStatus``)."""
+    t = f.tally
+    n = t.passed + t.failed
+    rate = wilson(t.passed, n) if n else None
+    conditions = merge((old or {}).get("conditions"), _conditions(f), now, generation)
+    doc = {
+        "observedGeneration": generation, "records": f.records, "samples": f.samples,
+        "judged": n, "passRate": rate.point if rate else None,
+        "passRateLower": rate.lower if rate else None,
+        "passRateUpper": rate.upper if rate else None,
+        "meanScore": t.score_sum / n if n else None,
+        "cusum": f.cusum.statistic_nats if f.cusum else None, "alarms": f.alarms,
+        "judgeSpentTodayUSD": usd(f.judge_spent_today), "conditions": conditions,
+    }
+    return EvaluationPolicyStatus.model_validate(doc).model_dump(
+        mode="json", by_alias=True, exclude_none=True)
