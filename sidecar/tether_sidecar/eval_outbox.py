@@ -7,6 +7,7 @@ to ``{evaluatorURL}/v1/records`` until the evaluator acknowledges it. Files in
     record-<attempt>.json       pending (whole or absent: temp file, fsync, rename)
     record-<attempt>.sent       delivered: a 2xx came back; only its outcome kept, as the mark
     record-<attempt>.rejected   refused for good (a 4xx other than 408/429): kept, counted, logged
+    record-<attempt>.damaged    not a record (damaged from outside): moved aside, logged, not sent
 
 Retries: a connection failure, a timeout, 408, 429 or 5xx is tried again with exponential backoff
 and jitter (``Retry-After`` honoured), capped at ``TETHER_SIDECAR_EVAL_RETRY_MAX_SECONDS``. A
@@ -69,13 +70,17 @@ class Outbox:
         return sum(1 for p in self.dir.iterdir() if (m := _NAME.match(p.name)) and m[2] == kind)
 
     def outcome(self, attempt: int) -> str | None:
-        """The outcome of the attempt's record, pending or settled; None if it has none."""
+        """The outcome of the attempt's record, pending or settled; None if it has none (or
+        only a damaged one, which the next record replaces)."""
         for kind in ("json", "sent", "rejected"):
+            path = self._path(attempt, kind)
             try:
-                data = self._path(attempt, kind).read_bytes()
+                data = path.read_bytes()
+                return data.decode() if kind == "sent" else str(orjson.loads(data)["outcome"])
             except FileNotFoundError:
                 continue
-            return data.decode() if kind == "sent" else str(orjson.loads(data)["outcome"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                log.error("Evaluation record %s is damaged; a new one replaces it", path)
         return None
 
     def write(self, record: dict[str, Any]) -> None:
@@ -177,8 +182,8 @@ class Evaluation:
             await asyncio.to_thread(self.outbox.write, record)
             checks = record["deterministic"]["checks"]
             passed = sum(1 for c in checks if c["passed"])
-            self.checks_passed += passed
-            self.checks_failed += len(checks) - passed
+            # The attempt's current record (an answered one replaces a no_answer one).
+            self.checks_passed, self.checks_failed = passed, len(checks) - passed
             if not record["redaction"]["ok"]:
                 h.metrics.eval_redaction_failures.labels(**h.metrics.base).inc()
             log.info("Task %s: evaluation record of attempt %d written (%s; checks %d passed, "
@@ -198,7 +203,11 @@ class Evaluation:
             self._drained.clear()
             retry_after: float | None = None
             for path in pending:
-                retry_after = await self._deliver(path)
+                try:
+                    retry_after = await self._deliver(path)
+                except (OSError, ValueError):  # a file damaged from outside, or a bug of ours
+                    log.exception("Task %s: delivering %s failed; will retry", self.h.name, path)
+                    retry_after = 0.0
                 if retry_after is not None:
                     break
             if retry_after is None:
@@ -219,13 +228,24 @@ class Evaluation:
                    "idempotency-key": f"{h.task.metadata.uid or h.name}/{attempt}"}
         data = path.read_bytes()
         try:
+            record = orjson.loads(data)
+            str(record["outcome"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            # Written whole or not at all (write_durably): only outside damage gets here.
+            async with self._lock:  # unless a new record has just replaced it
+                if path.read_bytes() == data:
+                    log.error("Task %s: evaluation record %s is damaged; moved aside as "
+                              ".damaged, not sent", h.name, path)
+                    os.rename(path, path.with_suffix(".damaged"))
+            return None
+        try:
             resp = await h.upstream.send("POST", self.url, headers, data, SEND_TIMEOUT_SECONDS)
         except TransportError as exc:
             return self._retry(attempt, f"{exc.kind}: {exc.reason}", None)
         async with self._lock:  # a record written meanwhile replaced this one: send that next
             if path.read_bytes() != data:
                 return None
-            return self._settle(path, attempt, resp.status, resp.body, orjson.loads(data),
+            return self._settle(path, attempt, resp.status, resp.body, record,
                                 parse_retry_after(resp.headers.get("retry-after")))
 
     def _settle(self, path: Path, attempt: int, status: int, body: bytes,

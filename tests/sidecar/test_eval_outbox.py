@@ -165,6 +165,22 @@ def test_an_answer_from_an_earlier_attempt_is_this_attempts_answer(
     assert {r["outcome"] for r in double.records.values()} == {"answered"}
 
 
+def test_a_damaged_record_on_the_volume_is_moved_aside_not_sent(
+        pod: Callable[..., Sidecar], evaluator: tuple[EvaluatorDouble, str]) -> None:
+    double, url = evaluator
+    first = pod(evaluation_env(url), "--attempt", "1")
+    first.stop()  # attempt 1's no_answer record, delivered
+    (first.state_dir / "evaluation" / "record-000001.sent").unlink()
+    (first.state_dir / "evaluation" / "record-000001.json").write_bytes(b'{"version": 1, "ui')
+    again = pod(evaluation_env(url), "--attempt", "2")
+    wait_until(lambda: "record-000001.damaged" in outbox(again), "the damaged record moved aside")
+    Harness(again.url).finish(ANSWER)
+    double.wait(lambda d: len(d.records) == 2)
+    assert "is damaged; moved aside" in again.log()
+    assert again.stop() == 0
+    assert [json.loads(b)["attempt"] for _, b in double.posts] == [1, 2]
+
+
 def canaries() -> dict[str, str]:
     """Unique values per run, so a hit can only come from this test."""
     tag = secrets.token_hex(6)
