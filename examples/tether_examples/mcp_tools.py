@@ -9,12 +9,14 @@ Tools (all answer from fixed data; none does real work):
   #n``), as a live reading differs from one call to the next. An agent that re-runs a step it
   had already done (a resume that lost its checkpoint) sees a new number.
 - ``open_ticket(title)`` — ``destructiveHint: true``: records a side effect and answers the new
-  ticket's id (``TCK-<n>``). The harness must never call it twice for one task.
+  ticket's id (``TCK-<n>``), ``--ticket-delay`` seconds later (default 0): the ticket exists
+  while its caller still waits, as with a slow backend. The harness must never call it twice for
+  one task.
 
 Control routes (not MCP): ``GET /_effects`` → ``{"tickets": [titles], "calls": {tool: n}}``
 (every ``tools/call`` that reached a tool); ``POST /_reset`` clears both.
 
-CLI: ``tether-mcp-tools --port N [--host 127.0.0.1]`` prints ``listening on http://HOST:PORT``
+CLI: ``tether-mcp-tools --port N [--host 127.0.0.1] [--ticket-delay S]`` prints ``listening on http://HOST:PORT``
 (the MCP endpoint is ``/mcp`` under it) and serves until SIGINT or SIGTERM.
 """
 
@@ -58,6 +60,7 @@ class ToolState:
 
     calls: Counter[str] = field(default_factory=Counter)
     tickets: list[str] = field(default_factory=list)
+    ticket_delay: float = 0.0  # seconds open_ticket waits after opening, before it answers
 
     def reset(self) -> None:
         self.calls.clear()
@@ -93,20 +96,22 @@ def build_server(state: ToolState) -> MCPServer:
         return f"{service}: healthy (check #{state.calls['check_status']})"
 
     @server.tool(annotations=DESTRUCTIVE, structured_output=False)
-    def open_ticket(title: str) -> str:
+    async def open_ticket(title: str) -> str:
         """Open a follow-up ticket. Not undoable: each call opens a new ticket."""
         state.calls["open_ticket"] += 1
         state.tickets.append(title)
-        return f"TCK-{len(state.tickets)}"
+        ticket = f"TCK-{len(state.tickets)}"
+        await asyncio.sleep(state.ticket_delay)
+        return ticket
 
     return server
 
 
-def app(host: str = LOOPBACK) -> Any:
+def app(host: str = LOOPBACK, ticket_delay: float = 0.0) -> Any:
     """The Starlette app serving ``/mcp`` and the control routes. `host` is where it listens:
     on a loopback address the SDK accepts loopback Host headers only (DNS-rebinding guard);
     elsewhere (a pod, a bridge address) it accepts the Host its clients name."""
-    state = ToolState()
+    state = ToolState(ticket_delay=ticket_delay)
     starlette = build_server(state).streamable_http_app(host=host)
 
     async def effects(_: Request) -> JSONResponse:
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tether-mcp-tools", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=LOOPBACK, help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, required=True, help="port to bind; 0 picks a free one")
+    parser.add_argument("--ticket-delay", type=float, default=0.0,
+                        help="seconds open_ticket waits after opening a ticket (default 0)")
     args = parser.parse_args(argv)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     # uvicorn leaves Nagle on for sockets it is handed: each SSE answer would wait ~40 ms for
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.listen(128)
     host, port = sock.getsockname()[:2]
     print(f"listening on http://{f'[{host}]' if ':' in host else host}:{port}", flush=True)
-    config = uvicorn.Config(app(args.host), log_level="warning", lifespan="on")
+    config = uvicorn.Config(app(args.host, args.ticket_delay), log_level="warning", lifespan="on")
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 

@@ -3,6 +3,8 @@ model playing examples/scripts/agents.yaml (Responses API), the MCP tool server
 (tether-mcp-tools, a process) and the agent as a subprocess, as examples/agenttask-agents.yaml
 declares them. It answers, the spend is genai-prices' price for the usage the model reported,
 and the destructive ``open_ticket`` runs once, also when the agent dies mid-task and resumes.
+The MCP server's own behaviour (annotations, the numbered check, control routes) is checked
+with the official mcp client at the end.
 
 The answer quotes the numbered status check and the ticket id, so a resume that re-ran a step
 it had checkpointed (or opened a second ticket) answers differently: the last test shows it.
@@ -21,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mcp.types as types
 import pytest
 import yaml
 from genai_prices import Usage, calc_price
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from tether_cli.run import LocalRun
 from tether_examples import scripted_model
@@ -43,11 +48,10 @@ def model() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def mcp_tools() -> Iterator[str]:
+def serve_mcp_tools(*args: str) -> Iterator[str]:
     """The MCP tool server as its console script runs it, on a free loopback port."""
-    proc = subprocess.Popen([sys.executable, "-m", "tether_examples.mcp_tools", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tether_examples.mcp_tools", "--port", "0",
+                             *args], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -58,6 +62,17 @@ def mcp_tools() -> Iterator[str]:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def mcp_tools() -> Iterator[str]:
+    yield from serve_mcp_tools()
+
+
+@pytest.fixture
+def slow_ticket_tools() -> Iterator[str]:
+    """open_ticket answers 3 s after the ticket exists: a kill can land in between."""
+    yield from serve_mcp_tools("--ticket-delay", "3")
 
 
 def task_file(tmp_path: Path, model: str, mcp_tools: str, **env: str) -> Path:
@@ -137,26 +152,28 @@ def test_exits_after_a_step_and_resumes_from_its_checkpoint(
     assert set(effects(mcp_tools)["calls"].values()) == {1}
 
 
-def test_sigkilled_after_the_destructive_call_resumes_without_a_second_ticket(
-        tmp_path: Path, model: str, mcp_tools: str) -> None:
-    """SIGKILL once the ticket exists, before or after the agent checkpointed that step: the
-    step is redone or not, and the sidecar's journal answers a repeated open_ticket."""
-    state = tmp_path / "state"
-    run = LocalRun(task_file(tmp_path, model, mcp_tools), state,
-                   REPO / "examples" / "secrets")
+def test_sigkilled_while_the_destructive_call_runs_resumes_without_a_second_ticket(
+        tmp_path: Path, model: str, slow_ticket_tools: str) -> None:
+    """SIGKILL once the ticket exists and before open_ticket answered: the agent never saw the
+    result, so the resumed agent calls it again, and the sidecar's journal answers that call
+    with the first one's result (TCK-1) instead of opening a second ticket."""
+    tools, state = slow_ticket_tools, tmp_path / "state"
+    run = LocalRun(task_file(tmp_path, model, tools), state, REPO / "examples" / "secrets")
     run.start()
     assert run.agent is not None
     with httpx.Client() as http:
-        while not http.get(mcp_tools + "/_effects").json()["tickets"]:
+        while not http.get(tools + "/_effects").json()["tickets"]:
             assert run.agent.poll() is None, "the agent ended before opening its ticket"
             time.sleep(0.05)  # another process's state: polled, gently on a shared machine
     run.agent.send_signal(signal.SIGKILL)
-    run.finish(run.agent.wait(30))
-    done = tether_run(task_file(tmp_path, model, mcp_tools), state)
+    run.agent.wait(30)
+    assert last_checkpoint(state)["step"] == 3  # the ticket's step was not checkpointed
+    run.finish(run.agent.returncode)
+    done = tether_run(task_file(tmp_path, model, tools), state)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == ANSWER
-    assert len(effects(mcp_tools)["tickets"]) == 1
-    assert effects(mcp_tools)["calls"]["check_status"] == 1
+    assert effects(tools)["calls"] == {"search_incidents": 1, "read_report": 1,
+                                       "check_status": 1, "open_ticket": 1}
 
 
 def test_a_run_that_ignores_its_checkpoint_answers_differently(
@@ -166,3 +183,34 @@ def test_a_run_that_ignores_its_checkpoint_answers_differently(
     assert tether_run(task, tmp_path / "first").returncode == 0
     again = tether_run(task, tmp_path / "fresh")  # no checkpoint: every step again
     assert "check #2" in again.stdout and ANSWER not in again.stdout
+
+
+def text(result: types.CallToolResult) -> str:
+    assert not result.is_error, result
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+async def test_the_mcp_server_lists_one_destructive_tool_and_records_what_it_did(
+        mcp_tools: str) -> None:
+    tools = mcp_tools
+    async with streamable_http_client(tools + "/mcp") as (read, write), \
+            ClientSession(read, write) as s:
+        await s.initialize()
+        listed = {t.name: t.annotations for t in (await s.list_tools()).tools}
+        checks = [text(await s.call_tool("check_status", {"service": "payments"}))
+                  for _ in range(2)]
+        ticket = text(await s.call_tool("open_ticket", {"title": "Renew"}))
+        report = text(await s.call_tool("read_report", {"incident": 1}))
+    assert sorted(listed) == ["check_status", "open_ticket", "read_report", "search_incidents"]
+    destructive = [n for n, a in listed.items() if a and a.destructive_hint]
+    read_only = [n for n, a in listed.items() if a and a.read_only_hint]
+    assert destructive == ["open_ticket"] and sorted(read_only) == [
+        "check_status", "read_report", "search_incidents"]
+    assert checks == ["payments: healthy (check #1)", "payments: healthy (check #2)"]
+    assert (ticket, report.startswith("Root cause: the TLS certificate")) == ("TCK-1", True)
+    assert httpx.get(tools + "/_effects").json() == {"tickets": ["Renew"], "calls": {
+        "check_status": 2, "open_ticket": 1, "read_report": 1}}
+    httpx.post(tools + "/_reset").raise_for_status()
+    assert httpx.get(tools + "/_effects").json() == {"tickets": [], "calls": {}}
