@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether_sidecar.upstream import AiohttpUpstream, make_upstream
 
-from .config import EvalConfig, load_config
+from .config import ConfigError, EvalConfig, load_config
 from .evaluate import Evaluator
 from .ingest import Ingest
 from .judge import JudgeClient
@@ -39,7 +40,13 @@ log = logging.getLogger(__name__)
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TETHER_EVAL_", extra="forbid")
 
-    config: Path = Field(description="Rubrics, judges and policies (YAML; docs/evaluation.md).")
+    config: Path | None = Field(None, description="Rubrics, judges and policies from a YAML "
+                                "file (docs/evaluation.md); unset: from the cluster (namespace).")
+    namespace: str | None = Field(None, description="Read the Rubrics, Judges and "
+                                  "EvaluationPolicies of this namespace from the API server and "
+                                  "write the policies' status (when config is unset).")
+    status_seconds: float = Field(30.0, gt=0, description="How often policy status is written "
+                                  "(with namespace).")
     database: str = Field("sqlite:///var/lib/tether-eval/eval.db", description="sqlite:///PATH "
                           "(a file on the volume) or postgresql://… (libpq URL).")
     host: str = Field("0.0.0.0", description="Where the HTTP server listens.")
@@ -93,11 +100,25 @@ class Service:
                                    settings.idle_seconds)
         self.ingest = Ingest(store, config, redactor, self.metrics, self.evaluator.wake.set)
         self._loop_task: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self.kube: Any = None  # tether_operator.kube.Kube when configured from the cluster
 
     @classmethod
     async def open(cls, settings: Settings, redactor: Redactor,
                    environ: Mapping[str, str] | None = None) -> Service:
-        config = load_config(settings.config)
+        kube = None
+        if settings.config is not None:
+            config = load_config(settings.config)
+        elif settings.namespace is not None:
+            from tether_operator.kube import Kube
+
+            from .kube_sync import read_config
+
+            kube = Kube()
+            config = await read_config(kube, settings.namespace)
+        else:
+            raise ConfigError("set TETHER_EVAL_CONFIG (a file) or TETHER_EVAL_NAMESPACE (read "
+                              "the configuration from the cluster)")
         try:  # the engine takes seconds to build: now, not on the first record
             await asyncio.get_running_loop().run_in_executor(None, redactor.load)
         except RedactionFailed as exc:
@@ -106,7 +127,9 @@ class Service:
         store = await Store.open(settings.database)
         upstream = make_upstream(settings.ca_bundle, 1024 * 1024,
                                  os.environ if environ is None else environ)
-        return cls(settings, store, config, redactor, upstream)
+        service = cls(settings, store, config, redactor, upstream)
+        service.kube = kube
+        return service
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
@@ -122,12 +145,34 @@ class Service:
         self._loop_task = task = asyncio.create_task(self.evaluator.run(),
                                                      name="tether-eval-judging")
         task.add_done_callback(_log_failure)
+        if self.kube is not None and self.settings.namespace is not None:
+            self._status_task = asyncio.create_task(self._write_status(),
+                                                    name="tether-eval-status")
         return task
 
+    async def _write_status(self) -> None:
+        """Every ``status_seconds``: the policies' status to the API server. A failed write
+        is logged and tried again at the next turn (the status is recomputed each time)."""
+        from tether_operator.kube import ApiError
+
+        from .kube_sync import write_statuses
+
+        assert self.settings.namespace is not None
+        while True:
+            try:
+                await write_statuses(self.kube, self.settings.namespace, self.evaluator)
+            except ApiError as exc:
+                log.warning("Could not write policy status in %s: %s", self.settings.namespace,
+                            exc)
+            await asyncio.sleep(self.settings.status_seconds)
+
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.wait({self._loop_task})  # a failure of it was logged when it ended
+        for task in (self._loop_task, self._status_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task})  # a failure of the loop was logged when it ended
+        if self.kube is not None:
+            await self.kube.close()
         await self.upstream.aclose()
         await self.store.close()
 

@@ -1,0 +1,88 @@
+"""The evaluator and the API server: its Rubrics, Judges and EvaluationPolicies read from one
+namespace, and each policy's status written back — through the operator's client
+(:class:`tether_operator.kube.Kube`) as a library.
+
+A Rubric, Judge or policy that does not validate (the CRDs' own rules let few through) or a
+policy naming a Rubric or Judge that does not exist is left out with a warning; the rest work.
+Status: computed by :func:`status.policy_status` from the store and merged into the policy's
+current conditions (so transition times survive), written with a merge patch to the ``status``
+subresource only when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from tether_operator.kube import GROUP, MERGE, VERSION, ApiError, Kube
+
+from .config import EvalConfig, JudgeSpec, Policy, RubricSpec
+from .evaluate import Evaluator
+from .status import policy_status
+
+__all__ = ["read_config", "write_statuses"]
+
+log = logging.getLogger(__name__)
+
+
+def _path(ns: str, plural: str, name: str = "", sub: str = "") -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}"
+    return path + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+
+async def _items(kube: Kube, ns: str, plural: str) -> list[dict[str, Any]]:
+    doc = await kube.request("GET", _path(ns, plural))
+    items: list[dict[str, Any]] = doc["items"]
+    return items
+
+
+def _valid(kind: str, items: list[dict[str, Any]], model: Any) -> dict[str, Any]:
+    out = {}
+    for obj in items:
+        name = obj["metadata"]["name"]
+        try:
+            out[name] = model(obj.get("spec") or {})
+        except ValidationError as exc:
+            log.warning("Ignored %s %s: its spec does not validate: %s", kind, name, exc)
+    return out
+
+
+async def read_config(kube: Kube, ns: str) -> EvalConfig:
+    """The namespace's Rubrics, Judges and EvaluationPolicies as the evaluator's config."""
+    rubrics = _valid("Rubric", await _items(kube, ns, "rubrics"), RubricSpec.model_validate)
+    judges = _valid("Judge", await _items(kube, ns, "judges"), JudgeSpec.model_validate)
+    policies = _valid("EvaluationPolicy", await _items(kube, ns, "evaluationpolicies"),
+                      lambda spec: Policy.model_validate({"namespace": ns, "spec": spec}))
+    for name, pol in list(policies.items()):
+        missing = [f"Rubric {pol.rubric}"] if pol.rubric not in rubrics else []
+        missing += [f"Judge {pol.judge}"] if pol.judge not in judges else []
+        if missing:
+            log.warning("Ignored EvaluationPolicy %s/%s: no %s", ns, name, " and no ".join(missing))
+            del policies[name]
+    return EvalConfig(rubrics=rubrics, judges=judges, policies=policies)
+
+
+async def write_statuses(kube: Kube, ns: str, evaluator: Evaluator) -> int:
+    """Write the status of every policy the evaluator judges for; returns how many changed."""
+    changed = 0
+    for obj in await _items(kube, ns, "evaluationpolicies"):
+        name = obj["metadata"]["name"]
+        if name not in evaluator.config.policies:
+            continue
+        old = obj.get("status") or {}
+        new = policy_status(await evaluator.facts(name), old, datetime.now(UTC),
+                            int(obj["metadata"].get("generation", 0)))
+        if new == old:
+            continue
+        try:
+            await kube.request("PATCH", _path(ns, "evaluationpolicies", name, "status"),
+                               {"status": new}, content_type=MERGE)
+        except ApiError as exc:
+            if exc.status != 404:  # deleted since it was listed: nothing to write
+                raise
+            continue
+        changed += 1
+    return changed
