@@ -7,7 +7,8 @@ The MCP server's own behaviour (annotations, the numbered check, control routes)
 with the official mcp client at the end.
 
 The answer quotes the numbered status check and the ticket id, so a resume that re-ran a step
-it had checkpointed (or opened a second ticket) answers differently: the last test shows it.
+it had checkpointed (or opened a second ticket) answers differently, as
+test_a_run_that_ignores_its_checkpoint_answers_differently shows.
 """
 
 from __future__ import annotations
