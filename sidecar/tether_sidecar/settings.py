@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, Json, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether_api.envcheck import reject_unknown
-
-from .eval_config import Evaluation
 
 __all__ = ["Settings"]
 
@@ -63,12 +62,28 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often the task file is checked for a changed costEnvelope "
         "(a ConfigMap update arrives as an atomic symlink swap).")
     log_level: str = "INFO"
-    evaluation: Json[Evaluation] | None = Field(
+    evaluation: Any = Field(
         None, validation_alias="TETHER_EVALUATION", description="The task's evaluation "
-        "policies (eval_config.py), set by the operator; absent: no record is built or sent.")
+        "policies (an eval_config.Evaluation), set by the operator; absent: no record is built "
+        "or sent.")
     eval_retry_max_seconds: float = Field(
         30.0, gt=0, description="Longest wait between two deliveries of an evaluation record "
         "to the evaluator (exponential backoff with jitter up to this).")
+
+    @field_validator("evaluation", mode="before")
+    @classmethod
+    def _evaluation(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        # Its models are built only for a task a policy selects: ~5 ms of start-up otherwise.
+        from .eval_config import Evaluation
+
+        try:
+            return Evaluation.model_validate_json(value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                ".".join(str(p) for p in e["loc"]) + ": " * bool(e["loc"]) + e["msg"]
+                for e in exc.errors(include_url=False))) from None
 
     @model_validator(mode="after")
     def _no_unknown_env(self) -> Settings:

@@ -176,3 +176,18 @@ def test_without_a_policy_nothing_is_loaded_or_recorded(model_server: str,
         assert heavy not in imported, heavy
     assert (sc.state_dir / "result.json").exists()
     assert not (sc.state_dir / "evaluation").exists()
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    ("{not json", "Invalid JSON"),
+    ('{"evaluatorURL": "ftp://evaluator", "policies": [{"name": "p"}]}', "evaluatorURL"),
+    ('{"evaluatorURL": "http://e", "policies": [{"name": "p", "checks": [{"name": "c"}]}]}',
+     "give exactly one of jsonSchema or regex"),
+])
+def test_a_malformed_policy_variable_stops_the_sidecar_naming_it(
+        model_server: str, tmp_path: Path, value: str, named: str) -> None:
+    sc = Sidecar(tmp_path / "pod", task_doc(model_server), env={"TETHER_EVALUATION": value})
+    with pytest.raises(RuntimeError, match="sidecar exited 2"):
+        sc.start()
+    assert sc.stop() == 2  # closes its pipe
+    assert "invalid sidecar settings: TETHER_EVALUATION" in sc.log() and named in sc.log()
