@@ -171,8 +171,8 @@ def test_without_a_policy_nothing_is_loaded_or_recorded(model_server: str,
     imported = {line.rsplit("|", 1)[-1].strip() for line in sc.log().splitlines()
                 if line.startswith("import time:")}
     assert "tether_sidecar.result_api" in imported  # the listing is real
-    for heavy in ("tether_sidecar.eval_outbox", "tether_sidecar.eval_record",
-                  "tether_sidecar.redact", "jsonschema", "regex"):
+    for heavy in ("tether_sidecar.eval_config", "tether_sidecar.eval_outbox",
+                  "tether_sidecar.eval_record", "tether_sidecar.redact", "jsonschema", "regex"):
         assert heavy not in imported, heavy
     assert (sc.state_dir / "result.json").exists()
     assert not (sc.state_dir / "evaluation").exists()
