@@ -77,7 +77,8 @@ class Evaluator:
                 self.metrics.cap_reached.labels(namespace, judge).set(0)
         # Only policies configured now (a removed one's rows wait, unjudged), and not those
         # of a judge at its daily cap.
-        open_ = [p for p, pol in self.config.policies.items() if pol.judge not in self.capped]
+        open_ = [p for p, pol in self.config.policies.items()
+                 if pol.judge in self.judges and pol.judge not in self.capped]
         claims = await self.store.claim(self.owner, time.time(), self.lease, self.concurrency,
                                         open_)
         if claims:

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether_sidecar.upstream import AiohttpUpstream, make_upstream
 
-from .config import ConfigError, EvalConfig, load_config
+from .config import ConfigError, EvalConfig, JudgeSpec, load_config
 from .evaluate import Evaluator
 from .ingest import Ingest
 from .judge import JudgeClient
@@ -68,8 +68,8 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = Field(None, description="Extra CA certificates for the judges.")
 
 
-def _api_key(settings: Settings, config: EvalConfig, judge: str) -> str | None:
-    ref = config.judges[judge].model.credentials_secret_ref
+def _api_key(settings: Settings, spec: JudgeSpec, judge: str) -> str | None:
+    ref = spec.model.credentials_secret_ref
     if ref is None:
         return None
     path = settings.secrets_dir / ref.name / ref.key
@@ -91,10 +91,8 @@ class Service:
                  redactor: Redactor, upstream: AiohttpUpstream) -> None:
         self.settings, self.store, self.config = settings, store, config
         self.upstream, self.metrics = upstream, EvalMetrics()
-        judges = {name: JudgeClient(name, spec, upstream, _api_key(settings, config, name),
-                                    redactor, store, settings.judge_timeout_seconds,
-                                    settings.judge_max_output_tokens)
-                  for name, spec in config.judges.items()}
+        self.redactor = redactor
+        judges = {name: self._judge(name, spec) for name, spec in config.judges.items()}
         self.evaluator = Evaluator(store, config, judges, self.metrics, settings.instance,
                                    settings.concurrency, settings.lease_seconds,
                                    settings.idle_seconds)
@@ -102,6 +100,32 @@ class Service:
         self._loop_task: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
         self.kube: Any = None  # tether_operator.kube.Kube when configured from the cluster
+
+    def _judge(self, name: str, spec: JudgeSpec) -> JudgeClient:
+        return JudgeClient(name, spec, self.upstream, _api_key(self.settings, spec, name),
+                           self.redactor, self.store, self.settings.judge_timeout_seconds,
+                           self.settings.judge_max_output_tokens)
+
+    def reconfigure(self, config: EvalConfig) -> None:
+        """Judge by ``config`` from now on (a policy, rubric or judge added or changed in the
+        cluster). A changed judge gets a new client; calls in flight finish on the old one. A
+        judge whose key cannot be read is left out (its policies' records wait), logged."""
+        if config == self.config:
+            return
+        judges = {}
+        for name, spec in config.judges.items():
+            old = self.evaluator.judges.get(name)
+            if old is not None and old.spec == spec:
+                judges[name] = old
+                continue
+            try:
+                judges[name] = self._judge(name, spec)
+            except RuntimeError as exc:
+                log.error("Judge %s left out: %s", name, exc)
+        self.config = self.evaluator.config = self.ingest.config = config
+        self.evaluator.judges = judges
+        log.info("Configuration changed: policies %s, judges %s", sorted(config.policies),
+                 sorted(judges))
 
     @classmethod
     async def open(cls, settings: Settings, redactor: Redactor,
@@ -151,15 +175,17 @@ class Service:
         return task
 
     async def _write_status(self) -> None:
-        """Every ``status_seconds``: the policies' status to the API server. A failed write
-        is logged and tried again at the next turn (the status is recomputed each time)."""
+        """Every ``status_seconds``: the configuration read again from the API server and the
+        policies' status written to it. A failed turn is logged and tried again at the next
+        (the status is recomputed each time)."""
         from tether_operator.kube import ApiError
 
-        from .kube_sync import write_statuses
+        from .kube_sync import read_config, write_statuses
 
         assert self.settings.namespace is not None
         while True:
             try:
+                self.reconfigure(await read_config(self.kube, self.settings.namespace))
                 await write_statuses(self.kube, self.settings.namespace, self.evaluator)
             except ApiError as exc:
                 log.warning("Could not write policy status in %s: %s", self.settings.namespace,

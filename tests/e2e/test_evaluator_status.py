@@ -12,7 +12,7 @@ from kubernetes import client
 
 from tests.evaluator.conftest import record
 from tests.evaluator.test_judge import drain, ingest
-from tether_eval.kube_sync import write_statuses
+from tether_eval.kube_sync import read_config, write_statuses
 from tether_eval.redaction import load
 from tether_eval.service import Service, Settings
 from tether_examples._serve import serving
@@ -63,6 +63,13 @@ async def test_the_policy_status_is_written_from_the_store(
             await drain(svc)
             assert await write_statuses(svc.kube, namespace, svc.evaluator) == 1
             assert await write_statuses(svc.kube, namespace, svc.evaluator) == 0  # unchanged
+            # A policy created while it runs is judged for from the next turn on.
+            _apply(api, namespace, "evaluationpolicies", "EvaluationPolicy", "p2", {
+                "rubricRef": {"name": "r1"}, "judgeRef": {"name": "j1"},
+                "sampling": {"rate": "1"}})
+            svc.reconfigure(await read_config(svc.kube, namespace))
+            assert sorted(svc.config.policies) == ["p1", "p2"]
+            assert svc.evaluator.judges["j1"].spec == svc.config.judges["j1"]
         finally:
             await svc.close()
     obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
