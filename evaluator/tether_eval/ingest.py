@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def selection(rec: Record, config: EvalConfig) -> list[tuple[str, str]]:
     """The policies that judge this record, each with why: sampled, failed or retried."""
-    if not rec.redaction.ok:
+    if not rec.redaction.ok or rec.outcome == "no_record":  # no text to judge
         return []
     out = []
     for ref in rec.policies:
@@ -74,15 +74,23 @@ class Ingest:
             return _error(400, f"the body is not JSON: {exc}")
         except ValidationError as exc:
             return _error(400, f"not a tether task record: {_reason(exc)}")
+        new, queue = await self.accept(rec)
+        if not new:
+            return web.json_response({"stored": False, "reason": "already stored"}, status=200)
+        return web.json_response({"stored": True, "queued": queue}, status=201)
+
+    async def accept(self, rec: Record) -> tuple[bool, list[str]]:
+        """Redact, store, count and queue a valid record: whether it was new, and the
+        policies it is queued for."""
         rec, stored = await self.redact(rec)
         queue = selection(rec, self.config)
         labels = orjson.dumps(rec.labels, option=orjson.OPT_SORT_KEYS).decode()
         if not await self.store.put_record(stored, labels, queue):
-            return web.json_response({"stored": False, "reason": "already stored"}, status=200)
+            return False, []
         self.count(rec)
         if queue and self.on_queued is not None:
             self.on_queued()
-        return web.json_response({"stored": True, "queued": [p for p, _ in queue]}, status=201)
+        return True, [p for p, _ in queue]
 
     async def redact(self, rec: Record) -> tuple[Record, dict[str, Any]]:
         """The record redacted again (fail closed), and its JSON document to store."""

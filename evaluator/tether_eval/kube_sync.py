@@ -12,7 +12,7 @@ subresource only when it changed.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,9 +21,12 @@ from tether_operator.kube import GROUP, MERGE, VERSION, ApiError, Kube
 
 from .config import EvalConfig, JudgeSpec, Policy, RubricSpec
 from .evaluate import Evaluator
+from .ingest import Ingest
+from .record import Record
 from .status import policy_status
+from .tasks import no_record
 
-__all__ = ["read_config", "write_statuses"]
+__all__ = ["read_config", "store_missing", "write_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +89,20 @@ async def write_statuses(kube: Kube, ns: str, evaluator: Evaluator) -> int:
             continue
         changed += 1
     return changed
+
+
+async def store_missing(kube: Kube, ns: str, ingest: Ingest, grace: timedelta) -> int:
+    """Store ``no_record`` for each terminal task of ``ns`` whose record has not come within
+    ``grace``; returns how many were stored."""
+    policies = await _items(kube, ns, "evaluationpolicies")
+    stored = 0
+    for task in await _items(kube, ns, "agenttasks"):
+        doc = no_record(task, policies, datetime.now(UTC), grace)
+        if doc is None or await ingest.store.latest_attempt(doc["uid"]) is not None:
+            continue
+        new, _ = await ingest.accept(Record.model_validate(doc))
+        if new:
+            log.warning("Task %s/%s ended without a record: stored as no_record", ns,
+                        doc["task"])
+            stored += 1
+    return stored

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
                                   "write the policies' status (when config is unset).")
     status_seconds: float = Field(30.0, gt=0, description="How often policy status is written "
                                   "(with namespace).")
+    no_record_grace_seconds: float = Field(
+        600.0, gt=0, description="A terminal AgentTask with no record after this long is stored "
+        "as outcome no_record (with namespace): its sidecar's outbox retries for a while.")
     database: str = Field("sqlite:///var/lib/tether-eval/eval.db", description="sqlite:///PATH "
                           "(a file on the volume) or postgresql://… (libpq URL).")
     host: str = Field("0.0.0.0", description="Where the HTTP server listens.")
@@ -175,18 +178,21 @@ class Service:
         return task
 
     async def _write_status(self) -> None:
-        """Every ``status_seconds``: the configuration read again from the API server and the
-        policies' status written to it. A failed turn is logged and tried again at the next
-        (the status is recomputed each time)."""
+        """Every ``status_seconds``: the configuration read again from the API server, tasks
+        ended without a record stored as no_record, and the policies' status written. A failed
+        turn is logged and tried again at the next (the status is recomputed each time)."""
         from tether_operator.kube import ApiError
 
-        from .kube_sync import read_config, write_statuses
+        from .kube_sync import read_config, store_missing, write_statuses
 
-        assert self.settings.namespace is not None
+        ns = self.settings.namespace
+        assert ns is not None
+        grace = timedelta(seconds=self.settings.no_record_grace_seconds)
         while True:
             try:
-                self.reconfigure(await read_config(self.kube, self.settings.namespace))
-                await write_statuses(self.kube, self.settings.namespace, self.evaluator)
+                self.reconfigure(await read_config(self.kube, ns))
+                await store_missing(self.kube, ns, self.ingest, grace)
+                await write_statuses(self.kube, ns, self.evaluator)
             except ApiError as exc:
                 log.warning("Could not write policy status in %s: %s", self.settings.namespace,
                             exc)

@@ -116,7 +116,12 @@ class Store:
             new = tx.run(
                 "INSERT INTO records (uid, attempt, namespace, task, outcome, redaction_ok, "
                 "stratum, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (uid, attempt) DO NOTHING RETURNING uid",
+                # A placeholder for a task that sent none gives way to its real record.
+                "ON CONFLICT (uid, attempt) DO UPDATE SET outcome = excluded.outcome, "
+                "redaction_ok = excluded.redaction_ok, stratum = excluded.stratum, "
+                "body = excluded.body, received_at = excluded.received_at "
+                "WHERE records.outcome = 'no_record' AND excluded.outcome <> 'no_record' "
+                "RETURNING uid",
                 (uid, attempt, rec["namespace"], rec["task"], rec["outcome"],
                  int(rec["redaction"]["ok"]), stratum, json.dumps(rec), _now()))
             if not new:
@@ -126,8 +131,9 @@ class Store:
                    (uid, attempt))
             for ref in rec["policies"]:
                 tx.run("INSERT INTO record_policies (uid, attempt, policy, redaction_ok) "
-                       "VALUES (?, ?, ?, ?)", (uid, attempt, ref["name"],
-                                               int(rec["redaction"]["ok"])))
+                       "VALUES (?, ?, ?, ?) ON CONFLICT (uid, attempt, policy) DO UPDATE SET "
+                       "redaction_ok = excluded.redaction_ok",
+                       (uid, attempt, ref["name"], int(rec["redaction"]["ok"])))
             latest = int(tx.run(f"SELECT attempt FROM tasks WHERE uid = ?{tx.for_update}",
                                 (uid,))[0][0])
             # The latest attempt's record wins: an older one is stored, not judged.

@@ -4,6 +4,7 @@ here, the judge is the scripted one on 127.0.0.1)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from kubernetes import client
 
 from tests.evaluator.conftest import record
 from tests.evaluator.test_judge import drain, ingest
-from tether_eval.kube_sync import read_config, write_statuses
+from tether_eval.kube_sync import read_config, store_missing, write_statuses
 from tether_eval.redaction import load
 from tether_eval.service import Service, Settings
 from tether_examples._serve import serving
@@ -63,6 +64,8 @@ async def test_the_policy_status_is_written_from_the_store(
             await drain(svc)
             assert await write_statuses(svc.kube, namespace, svc.evaluator) == 1
             assert await write_statuses(svc.kube, namespace, svc.evaluator) == 0  # unchanged
+            # No AgentTask in the namespace ended without a record.
+            assert await store_missing(svc.kube, namespace, svc.ingest, timedelta(0)) == 0
             # A policy created while it runs is judged for from the next turn on.
             _apply(api, namespace, "evaluationpolicies", "EvaluationPolicy", "p2", {
                 "rubricRef": {"name": "r1"}, "judgeRef": {"name": "j1"},
