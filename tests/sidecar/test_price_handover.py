@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from genai_prices import Usage, calc_price
 
 from tether_api import ModelSpec
@@ -49,3 +50,27 @@ def test_an_unreadable_price_stops_the_sidecar_naming_it(tmp_path: Path,
     done = subprocess.run(sc.command(), env=sc.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--model-price or TETHER_SIDECAR_MODEL_PRICE: not a price" in done.stderr
+
+
+def test_tether_run_hands_the_sidecar_its_price(tmp_path: Path, counting_model: str) -> None:
+    """As the operator does (tests/unit/test_manifests.py): the sidecar's own command line."""
+    from tether_cli.run import LocalRun
+
+    doc = task_doc(counting_model)
+    del doc["spec"]["model"]["credentialsSecretRef"]
+    doc["spec"]["agent"]["command"] = ["python", "-c", "pass"]
+    task_file = tmp_path / "task.yaml"
+    task_file.write_text(yaml.safe_dump(doc))
+    run = LocalRun(task_file, tmp_path / "state")
+    run.start()
+    try:
+        assert run.sidecar is not None and run.agent is not None
+        argv = Path(f"/proc/{run.sidecar.pid}/cmdline").read_bytes().split(b"\0")
+        handed = argv[argv.index(b"--model-price") + 1].decode()
+        assert handed == resolve(ModelSpec(provider="openai", name="gpt-4o"))
+        code = run.agent.wait(60)
+    finally:
+        if run.agent is not None and run.agent.poll() is None:
+            run.agent.kill()
+        status = run.finish(run.agent.wait(60) if run.agent is not None else None)
+    assert code == 0 and status["phase"] == "Succeeded"
