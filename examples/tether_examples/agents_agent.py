@@ -79,10 +79,24 @@ class CheckpointSession:
         self.items.clear()
 
     async def save(self, *, done: bool, result: str | None) -> None:
-        # Plain JSON: the SDK's items are dicts once the runner has turned them into input.
-        state = {"items": json.loads(json.dumps(self.items, default=str)), "done": done,
-                 "result": result}
+        # The runner hands a session input items, plain JSON dicts: saved as they are.
+        state = {"items": list(self.items), "done": done, "result": result}
         await asyncio.to_thread(self.harness.checkpoint, self.step, state)
+
+
+def final_answer(items: list[TResponseInputItem]) -> str | None:
+    """The answer when the conversation already ends in one: an assistant message last (a
+    turn that called tools ends in their outputs). The agent died after saving that turn and
+    before marking the task done; asking the model again would start a turn nobody asked for."""
+    last = items[-1] if items else None
+    if not (isinstance(last, dict) and last.get("role") == "assistant"
+            and last.get("type", "message") == "message"):
+        return None
+    content = last.get("content")
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
 
 
 def mcp_servers(tether_url: str) -> list[MCPServerStreamableHttp]:
@@ -105,10 +119,10 @@ async def run(h: Harness, session: CheckpointSession, max_steps: int) -> str:
         agent = Agent(name="investigator", instructions=INSTRUCTIONS, mcp_servers=servers,
                       model=os.environ.get("TETHER_MODEL", "gpt-4o"))
         start: str | list[TResponseInputItem] = [] if session.items else first_input()
-        result = await Runner.run(agent, start, session=session, max_turns=max_steps)
-        answer = str(result.final_output)
-        await session.save(done=True, result=answer)
-        return answer
+        # max_turns counts this run's turns: the steps left, not the task's total.
+        result = await Runner.run(agent, start, session=session,
+                                  max_turns=max(1, max_steps - session.step))
+        return str(result.final_output)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -137,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                                 ckpt.step if ckpt else 0,
                                 int(os.environ.get("AGENT_EXIT_AT_STEP", "0")))
     try:
-        answer = asyncio.run(run(h, session, int(os.environ.get("AGENT_MAX_STEPS", "50"))))
+        answer = final_answer(session.items)
+        if answer is None:
+            answer = asyncio.run(run(h, session, int(os.environ.get("AGENT_MAX_STEPS", "50"))))
+        asyncio.run(session.save(done=True, result=answer))
     except MaxTurnsExceeded as exc:
         print(f"no answer after {session.step} steps: {exc}", file=sys.stderr)
         return 3

@@ -134,7 +134,7 @@ def test_answers_with_the_tools_results_at_the_models_price(
     assert json.loads((state / "result.json").read_text())["answer"] == ANSWER  # finish()
 
 
-@pytest.mark.parametrize("step", [1, 3, 4])
+@pytest.mark.parametrize("step", [1, 3, 4, 5])  # 5: the answer saved, the task not done
 def test_exits_after_a_step_and_resumes_from_its_checkpoint(
         tmp_path: Path, model: str, mcp_tools: str, step: int) -> None:
     task, state = task_file(tmp_path, model, mcp_tools, AGENT_EXIT_AT_STEP=str(step),
