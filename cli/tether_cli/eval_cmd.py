@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
+from .eval_report import add_report
+
 __all__ = ["BadLine", "add_eval_commands", "detect_stream"]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -26,6 +28,7 @@ def add_eval_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     group = sub.add_parser("eval", help="continuous evaluation: the change detector, reports")
     commands = group.add_subparsers(dest="eval_command", required=True)
     _add_detect(commands)
+    add_report(commands)
 
 
 def _add_detect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -308,6 +308,21 @@ class Store:
             "ORDER BY judged_at", (policy,)))
         return [(r[0], int(r[1]), r[2], r[3], r[4]) for r in rows]
 
+    async def failing(self, policy: str) -> list[dict[str, Any]]:
+        """The policy's failed and judge_failed verdicts with their task and failed checks
+        (reasons are stored redacted), oldest first: what ``tether eval report`` groups."""
+        rows = await self._tx(lambda tx: tx.run(
+            "SELECT v.uid, v.attempt, v.verdict, v.reason, r.task, r.body FROM verdicts v "
+            "JOIN records r ON r.uid = v.uid AND r.attempt = v.attempt WHERE v.policy = ? AND "
+            "v.verdict <> 'pass' ORDER BY v.judged_at", (policy,)))
+        out = []
+        for uid, attempt, verdict, reason, task, body in rows:
+            checks = (json.loads(body).get("deterministic") or {}).get("checks") or []
+            out.append({"uid": uid, "attempt": int(attempt), "verdict": verdict,
+                        "reason": reason, "task": task,
+                        "failedChecks": sorted(c["name"] for c in checks if not c["passed"])})
+        return out
+
     async def dump_text(self) -> str:
         """Every text column of every table, for tests that look for what must not be there."""
         def dump(tx: Tx) -> str:

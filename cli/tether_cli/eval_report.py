@@ -1,0 +1,60 @@
+"""``tether eval report``: failing samples of a policy grouped by failure pattern, from the
+evaluator's store (tether_eval.report says how a pattern is made)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+__all__ = ["add_report"]
+
+
+def add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report", help="a policy's failing samples grouped by failure pattern",
+        description="Reads the evaluator's store and prints the policy's failed and "
+        "judge_failed samples grouped by pattern (verdict, failed checks, the judge's reason "
+        "with values folded), largest group first, with examples. Reasons are as stored: "
+        "redacted.")
+    report.add_argument("--database", required=True, help="the evaluator's store: "
+                        "sqlite:///PATH or postgresql://… (TETHER_EVAL_DATABASE)")
+    report.add_argument("--policy", required=True, help="the EvaluationPolicy's name")
+    report.add_argument("--examples", type=int, default=3, help="examples per group")
+    report.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    report.set_defaults(handler=_run)
+
+
+async def _failing(database: str, policy: str) -> list[dict[str, Any]]:
+    from tether_eval.store import Store
+
+    store = await Store.open(database)
+    try:
+        return await store.failing(policy)
+    finally:
+        await store.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tether_eval.report import group
+
+    try:
+        failing = asyncio.run(_failing(args.database, args.policy))
+    except Exception as exc:  # noqa: BLE001 - any driver's error, named for the user
+        print(f"tether eval report: cannot read the store {args.database}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    groups = group(failing, args.examples)
+    if args.json:
+        print(json.dumps({"policy": args.policy, "failing": len(failing), "groups": groups}))
+        return 0
+    print(f"policy {args.policy}: {len(failing)} failing sample(s) in {len(groups)} pattern(s)")
+    for g in groups:
+        checks = ", ".join(g["failedChecks"]) or "none"
+        print(f"\n{g['count']:>5} x {g['verdict']}  (checks failed: {checks})\n"
+              f"      {g['pattern']}")
+        for e in g["examples"]:
+            print(f"      - {e['task']} (uid {e['uid']}, attempt {e['attempt']}): {e['reason']}")
+    return 0
