@@ -228,7 +228,9 @@ def _sidecar(task: Body, attempt: int, settings: OperatorSettings, mounts: list[
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "ops"}, "periodSeconds": 10},
         "resources": {"requests": {"cpu": settings.sidecar_cpu,
                                    "memory": settings.sidecar_memory},
-                      "limits": {"memory": settings.sidecar_memory_limit}},
+                      "limits": {"memory": settings.sidecar_memory_limit
+                                 if evaluation is None
+                                 else settings.sidecar_memory_limit_evaluated}},
         "volumeMounts": mounts,
         "terminationMessagePolicy": "File",
         "securityContext": _restricted(settings.run_as_user),

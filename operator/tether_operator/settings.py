@@ -37,6 +37,10 @@ class OperatorSettings(BaseSettings):
     sidecar_memory_limit: str = Field(
         "256Mi", description="Sidecar memory limit: room for the tokenizer (~125 MB, loaded "
         "only for the rare exact count) and its count cache on top of the usual footprint.")
+    sidecar_memory_limit_evaluated: str = Field(
+        "384Mi", description="Sidecar memory limit of a task an EvaluationPolicy selects: the "
+        "redactor (Presidio's recognizers, +~89 MB, docs/evaluation.md) loads at the task's end "
+        "on top of the usual footprint and the tokenizer's room.")
     run_as_user: int = Field(65532, description="UID of both containers (PSS restricted).")
     grace_seconds: int = Field(30, ge=1, description="Pod terminationGracePeriodSeconds.")
     sidecar_grace_seconds: float = Field(

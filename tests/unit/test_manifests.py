@@ -135,6 +135,17 @@ def test_the_sidecar_asks_for_its_measured_memory_and_the_docs_say_the_same() ->
     assert "Sidecar resources: 100m CPU, 96Mi request, 256Mi limit" in " ".join(doc.split())
 
 
+def test_an_evaluated_task_s_sidecar_has_room_for_the_redactor() -> None:
+    """The redactor (~89 MB, docs/evaluation.md) loads at the end of a task a policy selects:
+    that sidecar's limit is higher, its request the same; docs say so."""
+    spec = manifests.pod(task(), 2, S, None, evaluation='{"policies": []}')["spec"]
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["resources"] == {"requests": {"cpu": "100m", "memory": "96Mi"},
+                                    "limits": {"memory": "384Mi"}}
+    doc = (Path(__file__).parents[2] / "docs" / "operator.md").read_text()
+    assert "gets a 384Mi limit" in " ".join(doc.split())
+
+
 def test_mcp_servers_are_named_apart_from_http_tools() -> None:
     # An MCP server's name in TETHER_TOOLS made the reference agent offer it to the model as an
     # HTTP tool and call POST /tools/{name}, which the sidecar refuses (it is at /mcp/{name}).

@@ -68,6 +68,7 @@ image_pull_policy: free
 sidecar_cpu: free
 sidecar_memory: free
 sidecar_memory_limit: free
+sidecar_memory_limit_evaluated: free
 run_as_user: free
 grace_seconds: free
 sidecar_grace_seconds: free
