@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from .eval_report import add_report
+from .eval_report import add_export, add_report
 
 __all__ = ["BadLine", "add_eval_commands", "detect_stream"]
 
@@ -29,6 +29,7 @@ def add_eval_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     commands = group.add_subparsers(dest="eval_command", required=True)
     _add_detect(commands)
     add_report(commands)
+    add_export(commands)
 
 
 def _add_detect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

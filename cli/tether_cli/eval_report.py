@@ -1,5 +1,6 @@
-"""``tether eval report``: failing samples of a policy grouped by failure pattern, from the
-evaluator's store (tether_eval.report says how a pattern is made)."""
+"""``tether eval report`` (a policy's failing samples grouped by failure pattern) and ``tether
+eval export`` (those samples as AgentTasks for ``tether run``), from the evaluator's store
+(tether_eval.report and tether_eval.export say how)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["add_report"]
+import yaml
+
+__all__ = ["add_export", "add_report"]
 
 
 def add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,4 +61,42 @@ def _run(args: argparse.Namespace) -> int:
               f"      {g['pattern']}")
         for e in g["examples"]:
             print(f"      - {e['task']} (uid {e['uid']}, attempt {e['attempt']}): {e['reason']}")
+    return 0
+
+
+def add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export", help="a policy's failing samples as AgentTasks for tether run",
+        description="Writes one AgentTask YAML per failing sample of the policy into --out: "
+        "the --template AgentTask's spec with the sample's own (redacted) instructions and "
+        "inputs, so `tether run FILE` runs the case again; and cases.jsonl listing them.")
+    export.add_argument("--database", required=True, help="the evaluator's store")
+    export.add_argument("--policy", required=True, help="the EvaluationPolicy's name")
+    export.add_argument("--template", type=Path, required=True,
+                        help="an AgentTask YAML: agent, model, tools and limits for the cases")
+    export.add_argument("--out", type=Path, required=True, help="directory to write into")
+    export.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from tether_api import InvalidAgentTask
+    from tether_eval.export import cases
+
+    try:
+        template = yaml.safe_load(args.template.read_text())
+        failing = asyncio.run(_failing(args.database, args.policy))
+        made, skipped = cases(failing, template, args.policy)
+    except (OSError, yaml.YAMLError, InvalidAgentTask) as exc:
+        print(f"tether eval export: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    index = []
+    for name, doc in made:
+        (args.out / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        index.append({"file": name, **doc["metadata"]["labels"],
+                      "source": doc["metadata"]["annotations"]["tether.dev/eval-source"]})
+    index += [{"skipped": s} for s in skipped]
+    (args.out / "cases.jsonl").write_text("".join(json.dumps(i) + "\n" for i in index))
+    print(f"tether eval export: {len(made)} case(s) written to {args.out}, "
+          f"{len(skipped)} skipped (see cases.jsonl)")
     return 0

@@ -317,9 +317,11 @@ class Store:
             "v.verdict <> 'pass' ORDER BY v.judged_at", (policy,)))
         out = []
         for uid, attempt, verdict, reason, task, body in rows:
-            checks = (json.loads(body).get("deterministic") or {}).get("checks") or []
+            doc = json.loads(body)
+            checks = (doc.get("deterministic") or {}).get("checks") or []
             out.append({"uid": uid, "attempt": int(attempt), "verdict": verdict,
-                        "reason": reason, "task": task,
+                        "reason": reason, "task": task, "namespace": doc["namespace"],
+                        "instructions": doc.get("instructions"), "inputs": doc.get("inputs"),
                         "failedChecks": sorted(c["name"] for c in checks if not c["passed"])})
         return out
 
