@@ -11,7 +11,9 @@ import logging
 import signal
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from .config import ConfigError
 from .redaction import Redactor, load
 from .service import Service, Settings
 
@@ -43,8 +45,11 @@ async def serve(settings: Settings, redactor: Redactor) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings()  # required fields come from the environment (TETHER_EVAL_*)
-    asyncio.run(serve(settings, load()))
+    try:
+        settings = Settings()  # from the environment (TETHER_EVAL_*)
+        asyncio.run(serve(settings, load()))
+    except (ValidationError, ConfigError) as exc:
+        raise SystemExit(f"tether-evaluator: {exc}") from None
 
 
 if __name__ == "__main__":
