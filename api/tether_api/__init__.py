@@ -5,7 +5,13 @@ says which tasks a policy judges).
 Pure data and validation (pydantic); no I/O beyond reading a YAML file, no Kubernetes client.
 The operator renders these into CRD schemas (tether_operator.crdgen); the sidecar reads the same
 YAML a user applies.
+
+The evaluation resources are imported on first use (``tether_api.Rubric``, …): the sidecar,
+which imports this package to read its task, never needs them and their models cost ~3 % of its
+start-up (docs/benchmarks.md, the footprint section).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._units import Duration, Money, parse_duration
 from .agentbudget import (
@@ -32,18 +38,6 @@ from .agenttask import (
     usd,
 )
 from .edits import EDITS, IMMUTABLE_MESSAGE, EditKind, edit_rules, immutable_fields
-from .evaluation import (
-    EvaluationPolicy,
-    EvaluationPolicySpec,
-    EvaluationPolicyStatus,
-    Judge,
-    JudgeSpec,
-    JudgeStatus,
-    Rubric,
-    RubricSpec,
-    RubricStatus,
-    rubric_hash,
-)
 from .policy import (
     FAILURE_CLASSES,
     CallRetry,
@@ -61,6 +55,36 @@ from .policy import (
     VerifySpec,
 )
 from .status import AgentTaskPhase, AgentTaskStatus, Condition, LastCheckpoint, Timestamp
+
+if TYPE_CHECKING:
+    from .evaluation import (
+        EvaluationPolicy,
+        EvaluationPolicySpec,
+        EvaluationPolicyStatus,
+        Judge,
+        JudgeSpec,
+        JudgeStatus,
+        Rubric,
+        RubricSpec,
+        RubricStatus,
+        rubric_hash,
+    )
+
+_EVALUATION = frozenset({"EvaluationPolicy", "EvaluationPolicySpec", "EvaluationPolicyStatus",
+                         "Judge", "JudgeSpec", "JudgeStatus", "Rubric", "RubricSpec",
+                         "RubricStatus", "rubric_hash"})
+
+
+def __getattr__(name: str) -> Any:
+    """The evaluation names, imported when first asked for (module docstring)."""
+    if name in _EVALUATION:
+        from . import evaluation
+
+        value = getattr(evaluation, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "API_VERSION",
