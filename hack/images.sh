@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the node's images from images/ with buildah, offline (the six Python images are
+# Build the node's images from images/ with buildah, offline (the seven Python images are
 # targets of images/python/Dockerfile; pause and the provisioner have their own), as one OCI
 # layout tar for `ctr images import`, and print the tar's path. The Dockerfiles are the
 # only recipe: what runs here is what `docker build` runs on a user's machine.
@@ -23,7 +23,7 @@ ROOTFS="$("$HACK_DIR/rootfs.sh")"
 # cluster-up has just verified the binaries; a direct `make images` checks here.
 [ "${TETHER_BINARIES_VERIFIED:-}" = 1 ] || "$HACK_DIR/k8s-binaries.sh"
 
-IMAGES=(pause local-path-provisioner base sidecar operator agent scripted-model fault-tools)
+IMAGES=(pause local-path-provisioner base sidecar operator agent scripted-model fault-tools evaluator)
 VERSION="$TETHER_VERSION"
 SOURCE="$(git -C "$REPO_ROOT" config --get remote.origin.url || true)"
 PROVISIONER="$K8S_BIN_DIR/local-path-provisioner"

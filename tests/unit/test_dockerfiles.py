@@ -1,6 +1,6 @@
 """images/ against the repo, without building: the cheap drift checks.
 
-The six Python images are targets (stages) of images/python/Dockerfile; pause and the
+The seven Python images are targets (stages) of images/python/Dockerfile; pause and the
 provisioner have a Dockerfile each. Every entry point is a console script pyproject.toml
 defines, every image is built by hack/images.sh, versions and labels agree. The images
 themselves run on the real node in tests/e2e/test_images.py.
@@ -22,7 +22,8 @@ PYTHON = IMAGES / "python" / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 PYTHON_IMAGES = {"sidecar": "deps", "operator": "deps-operator", "agent": "deps-agent",
-                 "scripted-model": "deps", "fault-tools": "deps", "base": "deps-all"}
+                 "scripted-model": "deps", "fault-tools": "deps", "evaluator": "deps-evaluator",
+                 "base": "deps-all"}
 SINGLE = {"pause": "/pause", "local-path-provisioner": "/usr/bin/local-path-provisioner"}
 OCI_LABELS = ["title", "description", "version", "revision", "source", "licenses"]
 Steps = list[tuple[str, str]]
@@ -95,9 +96,11 @@ def test_extras_stages_install_the_pyproject_extras() -> None:
     extras = {n: re.findall(r"--only (\w+)", " ".join(a for op, a in s if op == "RUN"))
               for n, s in stages(PYTHON).items() if n.startswith("deps-")}
     assert extras == {"deps-operator": ["operator"], "deps-agent": ["agent"],
+                      "deps-evaluator": ["evaluator"],  # onto deps-operator: its Kube client
                       "deps-all": ["agent"]}  # deps-all stacks agent onto deps-operator
     assert stages(PYTHON)["deps-all"][0][1] == "deps-operator AS deps-all"
-    assert {"operator", "agent"} <= set(PYPROJECT["project"]["optional-dependencies"])
+    assert stages(PYTHON)["deps-evaluator"][0][1] == "deps-operator AS deps-evaluator"
+    assert {"operator", "agent", "evaluator"} <= set(PYPROJECT["project"]["optional-dependencies"])
 
 
 @pytest.mark.parametrize(("name", "binary"), sorted(SINGLE.items()))
