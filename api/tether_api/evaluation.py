@@ -47,7 +47,7 @@ from .evaluation_rules import (
     check_samples,
     check_verdict,
 )
-from .policy import CallRetry
+from .policy import _DEFAULT_NON_RETRYABLE, _DEFAULT_RETRY_ON, CallRetry, FailureClass
 from .status import Condition
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "Fraction",
     "Judge",
     "JudgeModelSpec",
+    "JudgeRetry",
     "JudgeSpec",
     "JudgeStatus",
     "LocalRef",
@@ -184,6 +185,26 @@ class CostCaps(ApiModel):
         return self
 
 
+# A judge at temperature 0 can still break its JSON once, and the next call usually does not:
+# its malformed verdict is retried (an AgentTask's tools keep malformed non-retryable).
+_JUDGE_RETRY_ON: list[int | str] = [*_DEFAULT_RETRY_ON, "malformed"]
+_JUDGE_NON_RETRYABLE: list[int | str] = [c for c in _DEFAULT_NON_RETRYABLE if c != "malformed"]
+
+
+class JudgeRetry(CallRetry):
+    """Retry of one judge call: the calls' policy, with a malformed verdict retried by default."""
+
+    retry_on: list[FailureClass] = Field(
+        default_factory=lambda: list(_JUDGE_RETRY_ON),
+        description="Failure classes retried: HTTP statuses (100-599) or timeout, connection, "
+        "empty, malformed (a verdict that is not the expected JSON), schema, fields.",
+        json_schema_extra={"maxItems": 64})
+    non_retryable: list[FailureClass] = Field(
+        default_factory=lambda: list(_JUDGE_NON_RETRYABLE),
+        description="Failure classes never retried; wins over retryOn. Same values as retryOn.",
+        json_schema_extra={"maxItems": 64})
+
+
 class JudgeSpec(ApiModel):
     """A model used as a judge: always at temperature 0, with a fixed seed and a majority vote."""
 
@@ -197,10 +218,11 @@ class JudgeSpec(ApiModel):
         "vote cannot tie.",
         json_schema_extra={"x-kubernetes-validations": [SAMPLES_RULE]})
     cost_caps: CostCaps = Field(description="Spending caps of this judge, in USD.")
-    retry_policy: CallRetry = Field(
-        default_factory=CallRetry,
+    retry_policy: JudgeRetry = Field(
+        default_factory=JudgeRetry,
         description="Retry of one judge call (as an AgentTask's retryPolicy.calls); a verdict "
-        "that is not the expected JSON counts as class malformed.")
+        "that is not the expected JSON counts as class malformed, retried by default (unlike a "
+        "tool's malformed result).")
 
     @field_validator("samples")
     @classmethod

@@ -138,3 +138,29 @@ async def test_included_tasks_are_judged_but_kept_out_of_the_sampled_rate(
     assert tally.passed + tally.failed == 1  # the sample: u1 alone
     state, _ = await svc.store.detector("p1")
     assert state is not None and Cusum.from_dict(json.loads(state)).samples == 1
+
+
+def test_a_judges_malformed_verdict_is_retried_by_default_a_tools_is_not() -> None:
+    from tether_api.evaluation import JudgeRetry
+    from tether_api.policy import CallRetry
+
+    assert JudgeRetry().is_retryable("malformed")
+    assert "malformed" not in JudgeRetry().non_retryable
+    assert not CallRetry().is_retryable("malformed")  # AgentTask calls and tools: unchanged
+    assert JudgeRetry().is_retryable("429") and not JudgeRetry().is_retryable("401")
+
+
+async def test_the_default_judge_retry_policy_retries_malformed_verdicts(
+        service_factory: Any) -> None:
+    judge = ScriptedJudge(JudgeScript(malformed=1.0))
+    async with serving(judge.app()) as jurl:
+        cfg = config_doc(jurl)
+        # Only the waits set (short, for the test): retryOn/nonRetryable are the Judge's defaults.
+        cfg["judges"]["j1"]["retryPolicy"] = {"maxAttempts": 3, "initialInterval": "1ms",
+                                              "maximumInterval": "5ms"}
+        svc = await service_factory(cfg)
+        await ingest(svc, record("u1"))
+        await drain(svc)
+    [(_, _, verdict, _, reason)] = await svc.store.verdicts("p1")
+    assert verdict == "judge_failed" and reason.startswith("malformed_verdict:")
+    assert len(judge.calls) == 3  # retried, where a tool's malformed result is sent once
