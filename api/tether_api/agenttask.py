@@ -36,6 +36,7 @@ __all__ = [
     "ModelSpec",
     "SecretKeyRef",
     "load_agenttask",
+    "yaml_loader",
 ]
 
 API_VERSION = "tether.dev/v1alpha1"
@@ -342,10 +343,17 @@ def load_agenttask(path: str | Path) -> AgentTask:
     except OSError as exc:
         raise InvalidAgentTask(str(p), [f"cannot read the file: {exc.strerror}"]) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError as exc:
         raise InvalidAgentTask(str(p), [f"not valid YAML: {exc}"]) from exc
     return parse_agenttask(data, str(p))
+
+
+def yaml_loader() -> Any:
+    """PyYAML's safe loader in C (libyaml's, ``CSafeLoader``) when PyYAML was built with it,
+    else the pure-Python ``SafeLoader``: the same documents, parsed ~10x faster (the sidecar
+    reads its task at start-up and on every change of the file)."""
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def usd(value: Decimal) -> str:

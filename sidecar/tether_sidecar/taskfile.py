@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tether_api import AgentTask, InvalidAgentTask, parse_agenttask, usd
+from tether_api.agenttask import yaml_loader
 
 if TYPE_CHECKING:
     from .harness import Harness
@@ -58,7 +59,7 @@ def _read(path: Path) -> tuple[bytes, bytes]:
 def _parse(path: Path, data: bytes, digest: bytes) -> Loaded:
     """Raises InvalidAgentTask naming the file and each problem."""
     try:
-        doc = yaml.safe_load(data)
+        doc = yaml.load(data, Loader=yaml_loader())
     except yaml.YAMLError as exc:
         raise InvalidAgentTask(str(path), [f"not valid YAML: {exc}"]) from exc
     task = parse_agenttask(doc, str(path))
