@@ -36,6 +36,9 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "metrics.prometheusRule.budgetSpentRatio": {"exclusiveMinimum": 0, "maximum": 1},
     "metrics.prometheusRule.queueDepth": {"minimum": 1},
     "evaluator.url": {"pattern": "^(https?://.+)?$"},
+    "evaluator.replicas": {"minimum": 1},
+    "evaluator.port": {"minimum": 1, "maximum": 65535},
+    "metrics.prometheusRule.redactionFailures": {"minimum": 1},
 }
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.-]*):")
 

@@ -66,7 +66,7 @@ def one(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
 
 
 def operator_container(docs: list[Doc]) -> Doc:
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = one(docs, "Deployment", "tether-operator")["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["name"] == "operator"
     return dict(container)

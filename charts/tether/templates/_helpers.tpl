@@ -115,6 +115,17 @@ context: chart
 
 {{/* Combinations that cannot work, refused before anything is applied. */}}
 {{- define "tether.validate" -}}
+{{- with .Values.evaluator }}
+{{- if and (gt (int .replicas) 1) (not .postgresURL) }}
+{{- fail "evaluator.replicas > 1 needs evaluator.postgresURL: SQLite on one volume has one writer" }}
+{{- end }}
+{{- if and .postgresURL (not (and .postgresURL.name .postgresURL.key)) }}
+{{- fail "evaluator.postgresURL names a Secret and its key: {name: ..., key: ...}" }}
+{{- end }}
+{{- if and .namespace $.Values.watchNamespaces (not (has .namespace $.Values.watchNamespaces)) }}
+{{- fail (printf "evaluator.namespace %s is not in watchNamespaces: the evaluator's Role is made only there" .namespace) }}
+{{- end }}
+{{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicas > 1 needs leaderElection.enabled: without it every replica reconciles every task" }}
 {{- end }}
@@ -131,5 +142,46 @@ context: chart
 {{- end }}
 {{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
 {{- fail "watchNamespaces lists a namespace twice" }}
+{{- end }}
+{{- end }}
+
+{{/* The evaluator (issue #10): its objects' name, selector, image, URL and namespace. */}}
+{{- define "tether.evaluatorName" -}}
+{{- printf "%s-evaluator" (include "tether.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tether.evaluatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "tether.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: evaluator
+{{- end }}
+
+{{- define "tether.evaluatorImage" -}}
+{{- printf "%s:%s" .Values.evaluator.image.repository (default .Chart.AppVersion .Values.evaluator.image.tag) }}
+{{- end }}
+
+{{/* evaluator.url, else the chart's own evaluator Service when it runs one, else empty. */}}
+{{- define "tether.evaluatorURL" -}}
+{{- if .Values.evaluator.url }}
+{{- .Values.evaluator.url }}
+{{- else if .Values.evaluator.enabled }}
+{{- printf "http://%s.%s.svc:%d" (include "tether.evaluatorName" .) .Release.Namespace (int .Values.evaluator.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "tether.evaluatorNamespace" -}}
+{{- .Values.evaluator.namespace | default (first (.Values.watchNamespaces | default (list .Release.Namespace))) }}
+{{- end }}
+
+{{/* Settings the chart sets from its own values: evaluator.settings may not. */}}
+{{- define "tether.evaluatorSettingsEnv" -}}
+{{- $chart := dict "namespace" "evaluator.namespace" "database" "evaluator.postgresURL (or the PVC's SQLite)" "port" "evaluator.port" "host" "no value (it listens on every address of the pod)" "instance" "no value (the chart names replicas)" "secrets_dir" "evaluator.judgeSecrets (mounted there)" "config" "no value (in a cluster the configuration is the namespace's Rubrics, Judges and EvaluationPolicies)" }}
+{{- range $key, $value := .Values.evaluator.settings }}
+{{- $name := $key | snakecase | lower }}
+{{- if hasKey $chart $name }}
+{{- fail (printf "evaluator.settings.%s is set by the chart: use %s instead" $key (get $chart $name)) }}
+{{- end }}
+- name: TETHER_EVAL_{{ $name | upper }}
+  value: {{ $value | toString | quote }}
 {{- end }}
 {{- end }}
