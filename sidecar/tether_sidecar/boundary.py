@@ -150,7 +150,10 @@ class BoundaryStore:
                covered: int, digest_: str, call_key: str) -> Boundary:
         n = self._last_number + 1
         new = self._new(archived)
-        first = self.archive[-1]["n"] + 1 if self.archive else 1
+        # Past every entry known, a damaged archive's too (its boundary names them): a number
+        # is never given to two messages.
+        first = 1 + max([self.archive[-1]["n"] if self.archive else 0,
+                         *(b.first + b.count - 1 for b in self.boundaries.values())])
         if new:
             payload = orjson.dumps({"boundary": n, "first": first, "messages": new})
             write_atomic(self.dir, f"archive-{n:010d}.json", encode(payload), "context archive")
