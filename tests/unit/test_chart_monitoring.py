@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tether_eval.metrics import EvalMetrics
 from tether_operator.metrics import OperatorMetrics
 from tether_sidecar.metrics import SidecarMetrics
 
@@ -33,8 +34,8 @@ def promtool() -> str:
 
 
 def exported_metric_names() -> set[str]:
-    """Every series name the operator and the sidecar export (counters with _total, histograms
-    with _bucket, ...)."""
+    """Every series name the operator, the sidecar and the evaluator export (counters with
+    _total, histograms with _bucket, ...)."""
     names: set[str] = set()
     sidecar = SidecarMetrics("ns", "task")
     for metric in sidecar.registry.collect():
@@ -43,6 +44,9 @@ def exported_metric_names() -> set[str]:
     for metric in OperatorMetrics().registry.collect():
         names.add(metric.name)
         names.update(f"{metric.name}{s}" for s in ("_total",))
+    for metric in EvalMetrics().registry.collect():
+        names.add(metric.name)
+        names.update(f"{metric.name}{s}" for s in ("_total", "_bucket", "_sum", "_count"))
     return names
 
 
@@ -70,9 +74,11 @@ def test_service_monitor_keeps_the_tasks_namespace_label(render: Render) -> None
 
 
 def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
-    docs = render(FULL)
+    docs = render({**FULL, "evaluator": {"enabled": True}})
     exported = exported_metric_names()
-    rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
+    groups = one(docs, "PrometheusRule")["spec"]["groups"]
+    assert [g["name"] for g in groups] == ["tether-operator", "tether-evaluator"]
+    rules = [r for g in groups for r in g["rules"]]
     used = set().union(*(metric_names_in(r["expr"]) for r in rules))
     assert used and used <= exported, used - exported
     dashboard = json.loads(one(docs, "ConfigMap")["data"]["tether.json"])
@@ -84,7 +90,7 @@ def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
 
 @pytest.fixture
 def rules_file(render: Render, tmp_path: Path) -> Iterator[Path]:
-    docs = render(FULL)
+    docs = render({**FULL, "evaluator": {"enabled": True}})
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(one(docs, "PrometheusRule")["spec"]))
     yield path
