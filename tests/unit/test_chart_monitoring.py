@@ -85,6 +85,11 @@ def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     used = set().union(*(metric_names_in(e) for e in exprs))
     assert len(used) > 5 and used <= exported, used - exported
+    assert {"tether_eval_pass_rate", "tether_eval_cusum", "tether_eval_cusum_threshold",
+            "tether_eval_samples_total", "tether_eval_judge_cost_usd_total",
+            "tether_eval_redaction_failures_total"} <= used  # the evaluation row
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
     assert one(docs, "ConfigMap")["metadata"]["labels"]["grafana_dashboard"] == "1"
 
 
