@@ -24,7 +24,6 @@ from .dialects import ANTHROPIC, OPENAI, Dialect
 from .errors import NotFound, PayloadTooLarge, SidecarError
 from .harness import Harness
 from .llm_proxy import handle_llm
-from .responses_dialect import RESPONSES
 from .result_api import ResultApi
 from .tool_proxy import ToolPipeline, ToolProxy
 
@@ -34,8 +33,21 @@ log = logging.getLogger(__name__)
 HARNESS: web.AppKey[Harness] = web.AppKey("harness", Harness)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_LLM_ROUTES = {"/v1/chat/completions": OPENAI, "/chat/completions": OPENAI,
-               "/v1/responses": RESPONSES, "/responses": RESPONSES, "/v1/messages": ANTHROPIC}
+# None: the Responses dialect (responses_*.py), imported by the first call that needs it
+# (_dialect): ~1.5 % of start-up's instructions for an agent that may never use it.
+_LLM_ROUTES: dict[str, Dialect | None] = {
+    "/v1/chat/completions": OPENAI, "/chat/completions": OPENAI,
+    "/v1/responses": None, "/responses": None, "/v1/messages": ANTHROPIC}
+
+
+def _dialect(path: str) -> Dialect:
+    """The dialect a model route (a key of _LLM_ROUTES) speaks."""
+    dialect = _LLM_ROUTES[path]
+    if dialect is None:
+        from .responses_dialect import RESPONSES
+
+        dialect = RESPONSES
+    return dialect
 
 
 def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> web.Response:
@@ -44,7 +56,7 @@ def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> we
 
 
 def _error(request: web.Request, exc: SidecarError) -> web.Response:
-    dialect = _LLM_ROUTES.get(request.path)
+    dialect = _dialect(request.path) if request.path in _LLM_ROUTES else None
     headers = {"x-tether-error-class": exc.error_class, "x-should-retry": "false"}
     if exc.retry_after is not None:  # the SDKs honour both (openai-python, anthropic-sdk)
         headers.update({"x-should-retry": "true", "retry-after": f"{exc.retry_after:g}"})
@@ -95,16 +107,16 @@ def agent_app(h: Harness) -> web.Application:
         _evaluation(app, h, results)
     context = ContextApi(h, pipeline)
 
-    def llm(dialect: Dialect) -> Handler:
+    def llm(path: str) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await handle_llm(h, request, dialect)
+            return await handle_llm(h, request, _dialect(path))
         return handler
 
     async def status(_: web.Request) -> web.Response:
         return _json(200, h.status())
 
-    for path, dialect in _LLM_ROUTES.items():
-        app.router.add_post(path, llm(dialect))
+    for path in _LLM_ROUTES:
+        app.router.add_post(path, llm(path))
     app.router.add_post("/tools/context_archive", context.archive)  # before /tools/{name}
     app.router.add_post("/tools/{name}", tools.handle)
     app.router.add_route("*", "/mcp/{name}", _mcp(h, pipeline))

@@ -1,5 +1,5 @@
 """What a start does not load: the evaluation resources' models (tether_api imports them on
-first use) and pydantic plugins (the sidecar turns pydantic's plugin scan off unless whoever
+first use), the Responses dialect (imported by the first Responses call) and pydantic plugins (the sidecar turns pydantic's plugin scan off unless whoever
 starts it says otherwise). Each costs start-up time: docs/benchmarks.md, the footprint section."""
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ def _imported(sc: Sidecar) -> set[str]:
             if line.startswith("import time:")}
 
 
-def test_a_start_builds_no_evaluation_models(model_server: str, tmp_path: Path) -> None:
+def test_a_start_builds_no_evaluation_models_and_no_responses_dialect(model_server: str, tmp_path: Path) -> None:
     sc = ImportTimeSidecar(tmp_path / "pod", task_doc(model_server)).start()
     assert sc.stop() == 0
     imported = _imported(sc)
     assert "tether_api.agenttask" in imported  # the listing is real
-    for lazy in ("tether_api.evaluation", "tether_api.evaluation_policy"):
+    for lazy in ("tether_api.evaluation", "tether_api.evaluation_policy",
+                 "tether_sidecar.responses_dialect", "tether_sidecar.responses_chains"):
         assert lazy not in imported, lazy
 
 
