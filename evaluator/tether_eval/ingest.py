@@ -5,6 +5,9 @@ outbox re-delivers until acknowledged), 400 naming the field of a malformed reco
 body over the limit. The 2xx is sent only after the store committed: a record acknowledged is
 never lost.
 
+Judging waits until the task is terminal (:meth:`store.Store.set_terminal`, from the AgentTask's
+phase) when the evaluator watches a cluster; without one, a record is judged on arrival.
+
 Selection: a record is queued for a policy the evaluator knows when the sidecar marked it sampled
 (the hash of the task's uid, :mod:`tether_api.sampling`), or the policy includes failed tasks and
 it did not answer, or includes retried ones and it is not the first attempt. A record whose
@@ -65,6 +68,9 @@ class Ingest:
                  metrics: EvalMetrics, on_queued: Any = None) -> None:
         self.store, self.config, self.redactor, self.metrics = store, config, redactor, metrics
         self.on_queued = on_queued  # a callable: wakes the judging loop
+        # Without a cluster nothing says when a task is over: its record (sent at its end) is
+        # judged on arrival. With one, judging waits for the AgentTask's terminal phase.
+        self.terminal_on_arrival = True
 
     async def post(self, request: web.Request) -> web.Response:
         try:
@@ -85,7 +91,7 @@ class Ingest:
         rec, stored = await self.redact(rec)
         queue = selection(rec, self.config)
         labels = orjson.dumps(rec.labels, option=orjson.OPT_SORT_KEYS).decode()
-        if not await self.store.put_record(stored, labels, queue):
+        if not await self.store.put_record(stored, labels, queue, self.terminal_on_arrival):
             return False, []
         self.count(rec)
         if queue and self.on_queued is not None:

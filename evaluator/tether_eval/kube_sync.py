@@ -24,9 +24,9 @@ from .evaluate import Evaluator
 from .ingest import Ingest
 from .record import Record
 from .status import policy_status
-from .tasks import no_record
+from .tasks import TERMINAL, no_record
 
-__all__ = ["read_config", "store_missing", "write_statuses"]
+__all__ = ["list_tasks", "mark_terminal", "read_config", "store_missing", "write_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,38 @@ async def write_statuses(kube: Kube, ns: str, evaluator: Evaluator) -> int:
     return changed
 
 
-async def store_missing(kube: Kube, ns: str, ingest: Ingest, grace: timedelta) -> int:
-    """Store ``no_record`` for each terminal task of ``ns`` whose record has not come within
-    ``grace``; returns how many were stored."""
+async def list_tasks(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    return await _items(kube, ns, "agenttasks")
+
+
+async def mark_terminal(tasks: list[dict[str, Any]], ingest: Ingest) -> int:
+    """Tell the store which tasks are over, with their final phase and attempt (their latest
+    record is judged from then on; a task that did not succeed is queued for the policies
+    that include failed tasks); returns how many were new."""
+    include_failed = [name for name, pol in ingest.config.policies.items()
+                      if pol.spec.sampling.include.failed]
+    marked = 0
+    for task in tasks:
+        status = task.get("status") or {}
+        phase = status.get("phase")
+        if phase not in TERMINAL:
+            continue
+        attempt = max(1, int(status.get("attempt") or 1))
+        if await ingest.store.set_terminal(task["metadata"]["uid"], attempt, phase,
+                                           include_failed):
+            marked += 1
+    return marked
+
+
+async def store_missing(kube: Kube, ns: str, tasks: list[dict[str, Any]], ingest: Ingest,
+                        grace: timedelta) -> int:
+    """Store ``no_record`` for each terminal task of ``ns`` whose final attempt's record has
+    not come within ``grace``; returns how many were stored."""
     policies = await _items(kube, ns, "evaluationpolicies")
     stored = 0
-    for task in await _items(kube, ns, "agenttasks"):
+    for task in tasks:
         doc = no_record(task, policies, datetime.now(UTC), grace)
-        if doc is None or await ingest.store.latest_attempt(doc["uid"]) is not None:
+        if doc is None or await ingest.store.record(doc["uid"], doc["attempt"]) is not None:
             continue
         new, _ = await ingest.accept(Record.model_validate(doc))
         if new:

@@ -156,6 +156,7 @@ class Service:
                                  os.environ if environ is None else environ)
         service = cls(settings, store, config, redactor, upstream)
         service.kube = kube
+        service.ingest.terminal_on_arrival = kube is None
         return service
 
     def app(self) -> web.Application:
@@ -179,11 +180,12 @@ class Service:
 
     async def _write_status(self) -> None:
         """Every ``status_seconds``: the configuration read again from the API server, tasks
-        ended without a record stored as no_record, and the policies' status written. A failed
+        that ended marked terminal (their records judged from then on), tasks ended without a
+        record stored as no_record, and the policies' status written. A failed
         turn is logged and tried again at the next (the status is recomputed each time)."""
         from tether_operator.kube import ApiError
 
-        from .kube_sync import read_config, store_missing, write_statuses
+        from .kube_sync import list_tasks, mark_terminal, read_config, store_missing, write_statuses
 
         ns = self.settings.namespace
         assert ns is not None
@@ -191,7 +193,10 @@ class Service:
         while True:
             try:
                 self.reconfigure(await read_config(self.kube, ns))
-                await store_missing(self.kube, ns, self.ingest, grace)
+                tasks = await list_tasks(self.kube, ns)
+                if await mark_terminal(tasks, self.ingest):
+                    self.evaluator.wake.set()
+                await store_missing(self.kube, ns, tasks, self.ingest, grace)
                 await write_statuses(self.kube, ns, self.evaluator)
             except ApiError as exc:
                 log.warning("Could not write policy status in %s: %s", self.settings.namespace,

@@ -24,9 +24,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
+from .store_journal import JournalEntry, StoreJournal
+from .store_reads import StoreReads, Tally
 from .store_sql import Backend, Tx, connect, migrate
 
 __all__ = ["Claim", "JournalEntry", "Store", "Tally", "VerdictRow"]
@@ -42,19 +43,11 @@ class Claim:
     policy: str
     body: dict[str, Any]
     why: str = "sampled"  # sampled, or included: failed, retried
+    phase: str | None = None  # the AgentTask's final phase (None: judged without a cluster)
 
     @property
     def key(self) -> Key:
         return (self.uid, self.attempt, self.policy)
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    state: str  # sent (just now), answered
-    answer: dict[str, Any] | None
-    sends: int
-    orphaned: bool  # a previous send was lost in flight (its hold was charged now)
-    orphan_hold: Decimal = Decimal(0)  # what was charged for it
 
 
 @dataclass(frozen=True)
@@ -67,19 +60,11 @@ class VerdictRow:
     why: str = "sampled"
 
 
-@dataclass(frozen=True)
-class Tally:
-    passed: int
-    failed: int
-    judge_failed: int
-    score_sum: float
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class Store:
+class Store(StoreJournal, StoreReads):
     def __init__(self, backend: Backend, thread: ThreadPoolExecutor) -> None:
         self._db, self._thread = backend, thread
 
@@ -106,29 +91,37 @@ class Store:
 
     # --- records ------------------------------------------------------------------------
 
-    async def put_record(self, rec: dict[str, Any], stratum: str,
-                         queue: Sequence[tuple[str, str]]) -> bool:
-        """Store a validated record (JSON document) and its queue rows ``(policy, why)``;
-        False when ``(uid, attempt)`` was stored before (nothing changes)."""
+    async def put_record(self, rec: dict[str, Any], labels: str,
+                         queue: Sequence[tuple[str, str]], terminal: bool = False) -> bool:
+        """Store a validated record (JSON document, its labels as JSON) and its queue rows
+        ``(policy, why)``; False when ``(uid, attempt)`` was stored before and this record does
+        not replace it (nothing changes). ``terminal``: the task is known to be over on arrival
+        (no cluster to say so), so its record may be judged at once."""
         uid, attempt = rec["uid"], rec["attempt"]
 
         def put(tx: Tx) -> bool:
             new = tx.run(
                 "INSERT INTO records (uid, attempt, namespace, task, outcome, redaction_ok, "
-                "stratum, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                # A placeholder for a task that sent none gives way to its real record.
+                "labels, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                # A better outcome replaces a worse one of the same attempt, never the reverse:
+                # a placeholder gives way to any record, no_answer/budget_exceeded (a sidecar
+                # stopped inside the attempt) to the answer it gave after its restart.
                 "ON CONFLICT (uid, attempt) DO UPDATE SET outcome = excluded.outcome, "
-                "redaction_ok = excluded.redaction_ok, stratum = excluded.stratum, "
+                "redaction_ok = excluded.redaction_ok, labels = excluded.labels, "
                 "body = excluded.body, received_at = excluded.received_at "
-                "WHERE records.outcome = 'no_record' AND excluded.outcome <> 'no_record' "
-                "RETURNING uid",
+                f"WHERE {_RANK.format('records')} < {_RANK.format('excluded')} RETURNING uid",
                 (uid, attempt, rec["namespace"], rec["task"], rec["outcome"],
-                 int(rec["redaction"]["ok"]), stratum, json.dumps(rec), _now()))
+                 int(rec["redaction"]["ok"]), labels, json.dumps(rec), _now()))
             if not new:
                 return False
-            tx.run("INSERT INTO tasks (uid, attempt) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE "
-                   "SET attempt = excluded.attempt WHERE excluded.attempt > tasks.attempt",
+            # The replaced record's unjudged rows go: the new record's selection stands.
+            tx.run("DELETE FROM queue WHERE uid = ? AND attempt = ? AND state = 'pending'",
                    (uid, attempt))
+            tx.run("INSERT INTO tasks (uid, attempt, terminal) VALUES (?, ?, ?) ON CONFLICT (uid) "
+                   "DO UPDATE SET attempt = CASE WHEN excluded.attempt > tasks.attempt THEN "
+                   "excluded.attempt ELSE tasks.attempt END, terminal = CASE WHEN "
+                   "excluded.terminal > tasks.terminal THEN 1 ELSE tasks.terminal END",
+                   (uid, attempt, int(terminal)))
             for ref in rec["policies"]:
                 tx.run("INSERT INTO record_policies (uid, attempt, policy, redaction_ok) "
                        "VALUES (?, ?, ?, ?) ON CONFLICT (uid, attempt, policy) DO UPDATE SET "
@@ -139,14 +132,42 @@ class Store:
             # The latest attempt's record wins: an older one is stored, not judged.
             state = "pending" if attempt == latest else "superseded"
             if state == "pending":
-                tx.run("UPDATE queue SET state = 'superseded', lease_owner = NULL, "
-                       "lease_until = NULL WHERE uid = ? AND attempt < ? AND state = 'pending'",
-                       (uid, attempt))
+                _supersede(tx, uid, attempt)
             for policy, why in queue:
-                tx.run("INSERT INTO queue (uid, attempt, policy, state, why) "
-                       "VALUES (?, ?, ?, ?, ?)", (uid, attempt, policy, state, why))
+                tx.run("INSERT INTO queue (uid, attempt, policy, state, why) VALUES (?, ?, ?, ?, "
+                       "?) ON CONFLICT (uid, attempt, policy) DO NOTHING",
+                       (uid, attempt, policy, state, why))
             return True
         return await self._tx(put)
+
+    async def set_terminal(self, uid: str, attempt: int, phase: str,
+                           include_failed: Sequence[str] = ()) -> bool:
+        """The task ended in ``phase`` at ``attempt`` (its AgentTask says so): its latest
+        record may be judged, older attempts' rows are superseded, and for a task that did not
+        succeed, the policies in ``include_failed`` queue its record as ``failed``. Returns
+        False when this was known already (nothing changes)."""
+        def mark(tx: Tx) -> bool:
+            changed = tx.run(
+                "INSERT INTO tasks (uid, attempt, phase, terminal) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (uid) DO UPDATE SET attempt = CASE WHEN excluded.attempt > "
+                "tasks.attempt THEN excluded.attempt ELSE tasks.attempt END, phase = "
+                "excluded.phase, terminal = 1 WHERE tasks.terminal = 0 OR tasks.phase IS NULL "
+                "OR tasks.phase <> excluded.phase OR tasks.attempt < excluded.attempt "
+                "RETURNING attempt", (uid, attempt, phase))
+            if not changed:
+                return False
+            latest = int(changed[0][0])
+            _supersede(tx, uid, latest)
+            if phase != "Succeeded":
+                for policy in include_failed:
+                    tx.run("INSERT INTO queue (uid, attempt, policy, state, why) SELECT p.uid, "
+                           "p.attempt, p.policy, 'pending', 'failed' FROM record_policies p "
+                           "JOIN records r ON r.uid = p.uid AND r.attempt = p.attempt WHERE "
+                           "p.uid = ? AND p.attempt = ? AND p.policy = ? AND r.redaction_ok = 1 "
+                           "AND r.outcome <> 'no_record' ON CONFLICT (uid, attempt, policy) DO "
+                           "NOTHING", (uid, latest, policy))
+            return True
+        return await self._tx(mark)
 
     async def record(self, uid: str, attempt: int) -> dict[str, Any] | None:
         rows = await self._tx(lambda tx: tx.run(
@@ -177,17 +198,18 @@ class Store:
 
         def claim(tx: Tx) -> list[Claim]:
             rows = tx.run(
-                "SELECT q.uid, q.attempt, q.policy, r.body, q.why FROM queue q JOIN records r "
-                "ON r.uid = q.uid AND r.attempt = q.attempt WHERE q.state = 'pending' AND "
-                f"(q.lease_until IS NULL OR q.lease_until < ?){only} "
+                "SELECT q.uid, q.attempt, q.policy, r.body, q.why, t.phase FROM queue q JOIN "
+                "records r ON r.uid = q.uid AND r.attempt = q.attempt JOIN tasks t ON t.uid = "
+                "q.uid AND t.attempt = q.attempt WHERE q.state = 'pending' AND t.terminal = 1 "
+                f"AND (q.lease_until IS NULL OR q.lease_until < ?){only} "
                 "ORDER BY r.received_at LIMIT ?", (now, *(policies or ()), limit))
             out = []
-            for uid, attempt, policy, body, why in rows:
+            for uid, attempt, policy, body, why, phase in rows:
                 if tx.count("UPDATE queue SET lease_owner = ?, lease_until = ? WHERE uid = ? AND "
                             "attempt = ? AND policy = ? AND state = 'pending' AND "
                             "(lease_until IS NULL OR lease_until < ?)",
                             (owner, now + lease, uid, attempt, policy, now)) == 1:
-                    out.append(Claim(uid, int(attempt), policy, json.loads(body), why))
+                    out.append(Claim(uid, int(attempt), policy, json.loads(body), why, phase))
             return out
         return await self._tx(claim)
 
@@ -202,49 +224,13 @@ class Store:
             "SELECT COUNT(*) FROM queue WHERE state = 'pending'"))
         return int(rows[0][0])
 
-    # --- the judge journal and spend ------------------------------------------------------
-
-    async def journal_send(self, key: Key, sample: int, hold: Decimal, judge: str,
-                           day: str) -> JournalEntry:
-        """Before a judge call: its answer if journalled (do not call), else mark it sent.
-        A row still ``sent`` is a call lost in flight: its hold is charged to the day."""
-        def send(tx: Tx) -> JournalEntry:
-            rows = tx.run(f"SELECT state, answer, hold, sends FROM judge_calls WHERE uid = ? AND "
-                          f"attempt = ? AND policy = ? AND sample = ?{tx.for_update}",
-                          (*key, sample))
-            if rows and rows[0][0] == "answered":
-                return JournalEntry("answered", json.loads(rows[0][1]), int(rows[0][3]), False)
-            orphaned = bool(rows) and rows[0][0] == "sent"
-            lost = Decimal(rows[0][2]) if orphaned else Decimal(0)
-            _add_spend(tx, judge, day, lost)
-            tx.run("INSERT INTO judge_calls (uid, attempt, policy, sample, state, hold, sends) "
-                   "VALUES (?, ?, ?, ?, 'sent', ?, 1) ON CONFLICT (uid, attempt, policy, sample) "
-                   "DO UPDATE SET state = 'sent', hold = excluded.hold, "
-                   "sends = judge_calls.sends + 1", (*key, sample, str(hold)))
-            sends = int(rows[0][3]) + 1 if rows else 1
-            return JournalEntry("sent", None, sends, orphaned, lost)
-        return await self._tx(send)
-
-    async def journal_answer(self, key: Key, sample: int, answer: dict[str, Any] | None,
-                             cost: Decimal, judge: str, day: str) -> None:
-        """After a judge call: its cost to the day's spend and, when it is final (a verdict,
-        or a failure not retried), the answer; ``None`` leaves the sample to be sent again."""
-        def done(tx: Tx) -> None:
-            _add_spend(tx, judge, day, cost)
-            state, doc = ("answered", json.dumps(answer)) if answer is not None else ("retry", None)
-            tx.run("UPDATE judge_calls SET state = ?, answer = ? WHERE uid = ? AND attempt = ? "
-                   "AND policy = ? AND sample = ?", (state, doc, *key, sample))
-        await self._tx(done)
-
-    async def spent(self, judge: str, day: str) -> Decimal:
-        rows = await self._tx(lambda tx: tx.run(
-            "SELECT usd FROM judge_spend WHERE judge = ? AND day = ?", (judge, day)))
-        return Decimal(rows[0][0]) if rows else Decimal(0)
-
-    async def sends(self) -> dict[tuple[str, int, str, int], int]:
-        rows = await self._tx(lambda tx: tx.run(
-            "SELECT uid, attempt, policy, sample, sends FROM judge_calls"))
-        return {(r[0], int(r[1]), r[2], int(r[3])): int(r[4]) for r in rows}
+    async def add_anchor_run(self, policy: str, run_at: str, passes: int, n: int,
+                             agreed: int) -> None:
+        """One re-judging of the policy's anchor set: passes of n, agreed with expected."""
+        await self._tx(lambda tx: tx.run(
+            "INSERT INTO anchor_runs (policy, run_at, pass_rate, passes, n, agreed) VALUES "
+            "(?, ?, ?, ?, ?, ?) ON CONFLICT (policy, run_at) DO NOTHING",
+            (policy, run_at, passes / n if n else 0.0, passes, n, agreed)))
 
     # --- verdicts and the detector --------------------------------------------------------
 
@@ -256,10 +242,10 @@ class Store:
         def apply(tx: Tx) -> bool:
             new = tx.run(
                 "INSERT INTO verdicts (uid, attempt, policy, namespace, stratum, verdict, score, "
-                "reason, rubric_hash, judge, why, judged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?) ON CONFLICT (uid, attempt, policy) DO NOTHING RETURNING uid",
+                "reason, rubric_hash, judge, why, judged_at, phase) VALUES (?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?, ?, ?) ON CONFLICT (uid, attempt, policy) DO NOTHING RETURNING uid",
                 (*claim.key, namespace, stratum, v.verdict, v.score, v.reason, v.rubric_hash,
-                 v.judge, v.why, _now()))
+                 v.judge, v.why, _now(), claim.phase))
             tx.run("UPDATE queue SET state = 'done', lease_owner = NULL, lease_until = NULL "
                    "WHERE uid = ? AND attempt = ? AND policy = ?", claim.key)
             if not new or update is None:
@@ -273,73 +259,11 @@ class Store:
             return alarm
         return await self._tx(apply)
 
-    async def counts(self, policy: str) -> dict[str, int]:
-        """The policy's records, redaction failures, samples chosen and verdicts."""
-        def counts(tx: Tx) -> dict[str, int]:
-            rec = tx.run("SELECT COUNT(*), COALESCE(SUM(1 - redaction_ok), 0) FROM "
-                         "record_policies WHERE policy = ?", (policy,))[0]
-            chosen = tx.run("SELECT COUNT(*) FROM queue WHERE policy = ? AND state <> "
-                            "'superseded'", (policy,))[0]
-            return {"records": int(rec[0]), "redaction_failures": int(rec[1]),
-                    "samples": int(chosen[0])}
-        return await self._tx(counts)
 
-    async def detector(self, policy: str) -> tuple[str | None, int]:
-        rows = await self._tx(lambda tx: tx.run(
-            "SELECT state, alarms FROM detectors WHERE policy = ?", (policy,)))
-        return (rows[0][0], int(rows[0][1])) if rows else (None, 0)
-
-    async def tally(self, policy: str, stratum: str | None = None) -> Tally:
-        """Verdicts on the random sample (tasks included as failed or retried are not in it)."""
-        where, params = "policy = ? AND why = 'sampled'", [policy]
-        if stratum is not None:
-            where, params = where + " AND stratum = ?", [*params, stratum]
-        rows = await self._tx(lambda tx: tx.run(
-            f"SELECT verdict, COUNT(*), COALESCE(SUM(score), 0) FROM verdicts WHERE {where} "
-            "GROUP BY verdict", params))
-        by = {r[0]: (int(r[1]), float(r[2])) for r in rows}
-        return Tally(by.get("pass", (0, 0.0))[0], by.get("fail", (0, 0.0))[0],
-                     by.get("judge_failed", (0, 0.0))[0],
-                     by.get("pass", (0, 0.0))[1] + by.get("fail", (0, 0.0))[1])
-
-    async def verdicts(self, policy: str) -> list[tuple[str, int, str, float | None, str]]:
-        rows = await self._tx(lambda tx: tx.run(
-            "SELECT uid, attempt, verdict, score, reason FROM verdicts WHERE policy = ? "
-            "ORDER BY judged_at", (policy,)))
-        return [(r[0], int(r[1]), r[2], r[3], r[4]) for r in rows]
-
-    async def failing(self, policy: str) -> list[dict[str, Any]]:
-        """The policy's failed and judge_failed verdicts with their task and failed checks
-        (reasons are stored redacted), oldest first: what ``tether eval report`` groups."""
-        rows = await self._tx(lambda tx: tx.run(
-            "SELECT v.uid, v.attempt, v.verdict, v.reason, r.task, r.body FROM verdicts v "
-            "JOIN records r ON r.uid = v.uid AND r.attempt = v.attempt WHERE v.policy = ? AND "
-            "v.verdict <> 'pass' ORDER BY v.judged_at", (policy,)))
-        out = []
-        for uid, attempt, verdict, reason, task, body in rows:
-            doc = json.loads(body)
-            checks = (doc.get("deterministic") or {}).get("checks") or []
-            out.append({"uid": uid, "attempt": int(attempt), "verdict": verdict,
-                        "reason": reason, "task": task, "namespace": doc["namespace"],
-                        "instructions": doc.get("instructions"), "inputs": doc.get("inputs"),
-                        "failedChecks": sorted(c["name"] for c in checks if not c["passed"])})
-        return out
-
-    async def dump_text(self) -> str:
-        """Every text column of every table, for tests that look for what must not be there."""
-        def dump(tx: Tx) -> str:
-            out: list[str] = []
-            for table in ("records", "queue", "judge_calls", "verdicts", "detectors"):
-                out.extend(repr(row) for row in tx.run(f"SELECT * FROM {table}"))
-            return "\n".join(out)
-        return await self._tx(dump)
+# Which record of one attempt stands: the better outcome (see put_record).
+_RANK = ("(CASE {0}.outcome WHEN 'no_record' THEN 0 WHEN 'answered' THEN 2 ELSE 1 END)")
 
 
-def _add_spend(tx: Tx, judge: str, day: str, usd: Decimal) -> None:
-    if not usd:
-        return
-    rows = tx.run(f"SELECT usd FROM judge_spend WHERE judge = ? AND day = ?{tx.for_update}",
-                  (judge, day))
-    total = (Decimal(rows[0][0]) if rows else Decimal(0)) + usd
-    tx.run("INSERT INTO judge_spend (judge, day, usd) VALUES (?, ?, ?) ON CONFLICT (judge, day) "
-           "DO UPDATE SET usd = excluded.usd", (judge, day, str(total)))
+def _supersede(tx: Tx, uid: str, latest: int) -> None:
+    tx.run("UPDATE queue SET state = 'superseded', lease_owner = NULL, lease_until = NULL "
+           "WHERE uid = ? AND attempt < ? AND state = 'pending'", (uid, latest))

@@ -68,6 +68,20 @@ MIGRATIONS: list[list[str]] = [[
     """CREATE TABLE anchor_runs (
         policy TEXT NOT NULL, run_at TEXT NOT NULL, pass_rate DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (policy, run_at))""",
+], [
+    # 2: the column holds the record's labels (JSON), not a stratum: named for what it holds.
+    "ALTER TABLE records RENAME COLUMN stratum TO labels",
+    # A task is judged once it is terminal: its AgentTask's final phase (from the cluster),
+    # or, without a cluster, terminal when its record arrives. Rows of version 1 were judged
+    # on arrival: they stay judgeable.
+    "ALTER TABLE tasks ADD COLUMN phase TEXT",
+    "ALTER TABLE tasks ADD COLUMN terminal INTEGER NOT NULL DEFAULT 0",
+    "UPDATE tasks SET terminal = 1",
+    "ALTER TABLE verdicts ADD COLUMN phase TEXT",
+    # Each anchor run's counts: the attribution's two-proportion test needs them, not a rate.
+    "ALTER TABLE anchor_runs ADD COLUMN passes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE anchor_runs ADD COLUMN n INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE anchor_runs ADD COLUMN agreed INTEGER NOT NULL DEFAULT 0",
 ]]
 
 

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from tests.evaluator.conftest import record
 from tests.evaluator.test_judge import drain, ingest
-from tether_eval.kube_sync import read_config, store_missing, write_statuses
+from tether_eval.kube_sync import list_tasks, read_config, store_missing, write_statuses
 from tether_eval.redaction import load
 from tether_eval.service import Service, Settings
 from tether_examples._serve import serving
@@ -62,10 +62,16 @@ async def test_the_policy_status_is_written_from_the_store(
             docs = [record("u1"), record("u2", answer="No. TRUTH:FAIL")]
             await ingest(svc, *[{**d, "namespace": namespace} for d in docs])
             await drain(svc)
+            assert await svc.store.pending() == 2  # in a cluster, judging waits for the end
+            for uid in ("u1", "u2"):  # as mark_terminal does from the AgentTask's phase
+                assert await svc.store.set_terminal(uid, 1, "Succeeded")
+            await drain(svc)
             assert await write_statuses(svc.kube, namespace, svc.evaluator) == 1
             assert await write_statuses(svc.kube, namespace, svc.evaluator) == 0  # unchanged
             # No AgentTask in the namespace ended without a record.
-            assert await store_missing(svc.kube, namespace, svc.ingest, timedelta(0)) == 0
+            tasks = await list_tasks(svc.kube, namespace)
+            assert await store_missing(svc.kube, namespace, tasks, svc.ingest,
+                                       timedelta(0)) == 0
             # A policy created while it runs is judged for from the next turn on.
             _apply(api, namespace, "evaluationpolicies", "EvaluationPolicy", "p2", {
                 "rubricRef": {"name": "r1"}, "judgeRef": {"name": "j1"},

@@ -34,7 +34,8 @@ async def ingest(svc: Service, *docs: dict[str, Any]) -> None:
     """Store records as POST /v1/records does (validated, redacted, selected), minus HTTP."""
     for doc in docs:
         rec, stored = await svc.ingest.redact(Record.model_validate(doc))
-        await svc.store.put_record(stored, "{}", selection(rec, svc.config))
+        await svc.store.put_record(stored, "{}", selection(rec, svc.config),
+                                   svc.ingest.terminal_on_arrival)
 
 
 def test_the_majority_of_samples_decides_and_a_failed_sample_is_never_a_pass() -> None:

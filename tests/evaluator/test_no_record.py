@@ -48,7 +48,7 @@ async def test_a_late_record_replaces_the_placeholder_and_not_the_other_way(db_u
         placeholder = record("u1", outcome="no_record", answer=None)
         assert await store.put_record(placeholder, "{}", []) is True
         real = record("u1")
-        assert await store.put_record(real, "{}", [("p1", "sampled")]) is True
+        assert await store.put_record(real, "{}", [("p1", "sampled")], True) is True
         assert (await store.record("u1", 1) or {})["outcome"] == "answered"
         assert await store.pending() == 1
         assert await store.put_record(placeholder, "{}", []) is False

@@ -14,11 +14,11 @@ from .conftest import record
 async def test_a_record_is_stored_once_and_the_latest_attempt_wins(db_url: str) -> None:
     store = await Store.open(db_url)
     try:
-        assert await store.put_record(record("u1"), "{}", [("p1", "sampled")]) is True
+        assert await store.put_record(record("u1"), "{}", [("p1", "sampled")], True) is True
         assert await store.put_record(record("u1", answer="changed"), "{}", [("p1", "x")]) is False
         assert (await store.record("u1", 1) or {})["answer"] == "Done. TRUTH:PASS"
-        assert await store.put_record(record("u1", attempt=3), "{}", [("p1", "sampled")])
-        assert await store.put_record(record("u1", attempt=2), "{}", [("p1", "sampled")])
+        assert await store.put_record(record("u1", attempt=3), "{}", [("p1", "sampled")], True)
+        assert await store.put_record(record("u1", attempt=2), "{}", [("p1", "sampled")], True)
         assert await store.latest_attempt("u1") == 3
         # Attempt 3 superseded 1's queued judgement; 2, older than 3, was never queued.
         [claim] = await store.claim("a", now=1.0, lease=60.0, limit=5)
@@ -43,7 +43,7 @@ async def test_a_lease_keeps_others_out_until_it_runs_out_or_is_released(db_url:
     store = await Store.open(db_url)
     try:
         for i in range(3):
-            await store.put_record(record(f"u{i}"), "{}", [("p1", "sampled")])
+            await store.put_record(record(f"u{i}"), "{}", [("p1", "sampled")], True)
         mine = await store.claim("a", now=1000.0, lease=60.0, limit=2)
         assert [c.uid for c in mine] == ["u0", "u1"]
         theirs = await store.claim("b", now=1001.0, lease=60.0, limit=5)
@@ -90,7 +90,7 @@ async def test_a_verdict_feeds_the_detector_once(db_url: str) -> None:
         return json.dumps({"n": n}), n == 1
 
     try:
-        await store.put_record(record("u1"), "{}", [("p1", "sampled")])
+        await store.put_record(record("u1"), "{}", [("p1", "sampled")], True)
         claim = Claim("u1", 1, "p1", record("u1"))
         row = VerdictRow("pass", 0.9, "fine", "sha256:x", "j1")
         assert await store.apply(claim, "team-a", "tier=gold", row, update) is True
