@@ -22,6 +22,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from tether_eval.metrics import EvalMetrics
 from tether_operator.metrics import OperatorMetrics
 from tether_sidecar.metrics import SidecarMetrics
 
@@ -88,6 +89,8 @@ def render() -> str:
     operator.task_phase("ns", "task", "Running")  # a collector whose labels only samples show
     lines += _metric_rows("sidecar", sidecar, sidecar.registry)
     lines += _metric_rows("operator", operator, operator.registry)
+    evaluator = EvalMetrics()
+    lines += _metric_rows("evaluator", evaluator, evaluator.registry)
     return "\n".join([*lines, "", END])
 
 
