@@ -35,7 +35,7 @@ from .errors import NotFound, SidecarError
 from .harness import Harness
 from .journal import call_key
 from .mcp_catalogue import Catalogue
-from .mcp_verify import ResultCheck, ToolInfo, judge, result_checks
+from .mcp_verify import ResultCheck, ToolInfo, judge, result_checks, task_verify
 from .mcp_wire import (
     INVALID_PARAMS,
     McpRequestError,
@@ -63,6 +63,7 @@ class _Server:
     tool: ToolSpec
     url: str
     catalogue: Catalogue
+    verify: ResultCheck  # the task's verify on each result, its schema compiled once
 
 
 def _forwarded(request: web.Request) -> dict[str, str]:
@@ -94,7 +95,8 @@ def _unreachable(server: _Server, msg_id: Any, exc: TransportError) -> web.Respo
 class McpProxy:
     def __init__(self, h: Harness, pipeline: ToolPipeline) -> None:
         self.h, self.pipeline = h, pipeline
-        self.servers = {t.name: _Server(t, t.mcp.url, Catalogue(t.mcp.allowed_tools))
+        self.servers = {t.name: _Server(t, t.mcp.url, Catalogue(t.mcp.allowed_tools),
+                                        task_verify(t.verify))
                         for t in h.task.spec.tools if t.mcp is not None}
         self.ids = itertools.count(1)
         self._background: set[asyncio.Task[None]] = set()
@@ -222,7 +224,8 @@ class McpProxy:
             return _json(error_doc(msg["id"], INVALID_PARAMS, f"unknown tool {name!r}: MCP "
                                    f"server {srv!r} does not list it"))
         label, arguments = f"{srv}/{name}", params.get("arguments") or {}
-        send = _Attempts(self, server, headers, params, result_checks(tool.verify, info))
+        send = _Attempts(self, server, headers, params, result_checks(tool.verify, info,
+                                                                      server.verify))
         call = ToolCall(tool, label, call_key("mcp", label, {"name": name, "arguments": arguments}),
                         orjson.dumps(arguments),
                         side_effects=tool.side_effects or (info is not None and info.side_effects),

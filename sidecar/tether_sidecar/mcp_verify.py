@@ -28,7 +28,7 @@ from .verify import ToolResponse, expect_status, matches_schema, required_fields
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
-__all__ = ["ResultCheck", "ToolInfo", "info_of", "judge", "result_checks"]
+__all__ = ["ResultCheck", "ToolInfo", "info_of", "judge", "result_checks", "task_verify"]
 
 _JSON = {"content-type": "application/json"}
 
@@ -135,11 +135,14 @@ def task_verify(spec: VerifySpec) -> ResultCheck:
     return check
 
 
-def result_checks(spec: VerifySpec, info: ToolInfo | None) -> list[ResultCheck]:
+def result_checks(spec: VerifySpec, info: ToolInfo | None,
+                  task: ResultCheck | None = None) -> list[ResultCheck]:
+    """One tools/call's checks, in order. ``task`` is ``task_verify(spec)``, which compiles the
+    task's schema: the proxy builds it once per server (McpProxy), not on every call."""
     checks: list[ResultCheck] = [tool_error]
     if spec.non_empty:
         checks.append(non_empty)
-    return [*checks, output_schema(info), task_verify(spec)]
+    return [*checks, output_schema(info), task if task is not None else task_verify(spec)]
 
 
 def judge(status: int, ctype: str, body: bytes, msg_id: Any, spec: VerifySpec,

@@ -10,7 +10,7 @@ import pytest
 
 from tether_api import VerifySpec
 from tether_sidecar.mcp_catalogue import Catalogue
-from tether_sidecar.mcp_verify import info_of, judge, result_checks
+from tether_sidecar.mcp_verify import info_of, judge, result_checks, task_verify
 from tether_sidecar.mcp_wire import McpRequestError, parse_agent_message, sse_messages
 
 SCHEMA = {"type": "object", "required": ["result"], "properties": {"result": {"type": "string"}}}
@@ -60,6 +60,18 @@ TEXT = {"content": [{"type": "text", "text": "hi"}]}
 ])
 def test_each_check_names_its_class(body: bytes, kw: dict[str, Any], cls: str | None) -> None:
     assert _judge(body, **kw) == cls
+
+
+def test_the_task_verify_built_once_judges_every_call() -> None:
+    # The proxy compiles the task's schema once per server and hands it to each call.
+    spec = VerifySpec.model_validate({"schema": SCHEMA})
+    once = task_verify(spec)
+    for result, cls in (({"content": [], "structuredContent": {"result": "ok"}}, None),
+                        ({"content": [], "structuredContent": {"result": 5}}, "schema"),
+                        ({"content": [], "structuredContent": {"result": "again"}}, None)):
+        _, failure = judge(200, "application/json", _reply(result), "t-1", spec,
+                           result_checks(spec, None, once))
+        assert (failure.cls if failure else None) == cls
 
 
 def test_the_pipeline_gets_the_result_alone() -> None:
