@@ -15,16 +15,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tether_api import parse_duration
 from tether_api.sampling import stratum
 
+from .anchors import AnchorsError, AnchorSource, check_of, judge_anchors, parse_anchors
 from .config import EvalConfig, Policy, rubric_hash
 from .detect import Cusum, DetectorStateError
 from .judge import CapReached, JudgeClient, vote
 from .metrics import EvalMetrics
-from .stats import wilson
+from .stats import anchors_moved, attribute, wilson
 from .status import PolicyFacts
 from .store import Claim, Store, VerdictRow
 
@@ -54,6 +56,8 @@ class Evaluator:
         self.lease, self.idle = lease_seconds, idle_seconds
         self.wake = asyncio.Event()  # set by ingest when a record is queued
         self.capped: dict[str, tuple[str, str]] = {}  # judge -> (UTC day capped, namespace)
+        self.anchor_source: AnchorSource | None = None  # set by the service
+        self.anchor_problems: dict[str, str] = {}  # policy -> why its anchors cannot be read
 
     async def run(self) -> None:
         freed = await self.store.release_own(self.owner)
@@ -63,6 +67,7 @@ class Evaluator:
             await self.refresh(name, policy.namespace)
         while True:
             if not await self.step():
+                await self.anchor_step()  # when idle: records come first
                 self.wake.clear()
                 # Woken by a new record; else re-check for leases run out and a new day.
                 with contextlib.suppress(TimeoutError):
@@ -122,10 +127,64 @@ class Evaluator:
         ns = claim.body["namespace"]
         self.metrics.samples.labels(ns, claim.policy, row.verdict).inc()
         if alarm:
-            self.metrics.alarms.labels(ns, claim.policy, "agent").inc()
+            # Whose drift: the judge's when the anchors moved down, else the agent's.
+            cause = attribute(True, check_of(await self.store.anchor_runs(claim.policy)))
+            for kind in {"judge": ["judge"], "both": ["agent", "judge"]}.get(cause, ["agent"]):
+                self.metrics.alarms.labels(ns, claim.policy, kind).inc()
             log.warning("Change alarm on policy %s: the judged pass rate dropped below its "
-                        "baseline", claim.policy)
+                        "baseline; attributed to: %s", claim.policy, cause)
         await self.refresh(claim.policy, ns)
+
+    async def anchor_step(self, now: datetime | None = None) -> int:
+        """Re-judge the anchor set of each policy whose last run is ``anchors.every`` old or
+        that has none; returns how many sets were judged."""
+        now = now or datetime.now(UTC)
+        ran = 0
+        for name, policy in list(self.config.policies.items()):
+            spec = policy.spec.anchors
+            if (spec is None or self.anchor_source is None or policy.judge not in self.judges
+                    or policy.judge in self.capped):
+                continue
+            runs = await self.store.anchor_runs(name)
+            every = timedelta(seconds=parse_duration(spec.every))
+            if runs and now - datetime.fromisoformat(runs[-1][0]) < every:
+                continue
+            ran += await self.run_anchors(name, policy, now)
+        return ran
+
+    async def run_anchors(self, name: str, policy: Policy, now: datetime) -> bool:
+        """One anchor run: judged, stored, the gauge set; a move counted as a judge alarm."""
+        assert self.anchor_source is not None
+        try:
+            anchors = parse_anchors(await self.anchor_source(policy), f"anchors of policy {name}")
+        except AnchorsError as exc:
+            log.warning("Anchors of policy %s not judged: %s", name, exc)
+            self.anchor_problems[name] = str(exc)
+            return False
+        self.anchor_problems.pop(name, None)
+        client, rubric = self.judges[policy.judge], self.config.rubrics[policy.rubric]
+        await client.new_day(utc_day())
+        on_cost = self.metrics.judge_cost.labels(policy.namespace, policy.judge).inc
+        try:
+            run = await judge_anchors(client, rubric, rubric_hash(rubric), name, anchors,
+                                      now.isoformat(), on_cost)
+        except CapReached as exc:
+            log.warning("Anchors of policy %s wait for judge %s's next UTC day: %s", name,
+                        policy.judge, exc)
+            self.capped[policy.judge] = (utc_day(), policy.namespace)
+            self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
+            return False
+        before = check_of(await self.store.anchor_runs(name))
+        await self.store.add_anchor_run(name, now.isoformat(), run.passes, run.n, run.agreed)
+        self.metrics.anchor_pass_rate.labels(policy.namespace, name).set(run.passes / run.n)
+        after = check_of(await self.store.anchor_runs(name))
+        was = before is not None and anchors_moved(before) != 0
+        if attribute(False, after) == "judge" and not was:
+            self.metrics.alarms.labels(policy.namespace, name, "judge").inc()
+            log.warning("Judge drift on policy %s: its anchors passed %d of %d, against %d of %d "
+                        "at first", name, run.passes, run.n, after.baseline_passes if after else 0,
+                        after.baseline_n if after else 0)
+        return True
 
     async def facts(self, name: str) -> PolicyFacts:
         """What the policy's status is computed from (:mod:`status`)."""
@@ -143,7 +202,9 @@ class Evaluator:
             samples=counts["samples"], tally=await self.store.tally(name), cusum=cusum,
             alarms=alarms, judge=policy.judge,
             judge_spent_today=await self.store.spent(policy.judge, utc_day()),
-            capped=policy.judge in self.capped)
+            capped=policy.judge in self.capped, anchored=policy.spec.anchors is not None,
+            anchors=check_of(await self.store.anchor_runs(name)),
+            anchor_problem=self.anchor_problems.get(name))
 
     async def refresh(self, name: str, namespace: str) -> None:
         """The policy's gauges from the store (pass rate and its Wilson bounds, score, CUSUM)."""

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tether_operator.kube import GROUP, MERGE, VERSION, ApiError, Kube
 
+from .anchors import AnchorsError, AnchorSource
 from .config import EvalConfig, JudgeSpec, Policy, RubricSpec
 from .evaluate import Evaluator
 from .ingest import Ingest
@@ -26,7 +27,8 @@ from .record import Record
 from .status import policy_status
 from .tasks import TERMINAL, no_record
 
-__all__ = ["list_tasks", "mark_terminal", "read_config", "store_missing", "write_statuses"]
+__all__ = ["configmap_source", "list_tasks", "mark_terminal", "read_config", "store_missing",
+           "write_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,24 @@ async def write_statuses(kube: Kube, ns: str, evaluator: Evaluator) -> int:
             continue
         changed += 1
     return changed
+
+
+def configmap_source(kube: Kube, ns: str) -> AnchorSource:
+    """A policy's anchors from its ``anchors.configMapRef`` ConfigMap in ``ns``."""
+    async def read(policy: Policy) -> str:
+        assert policy.spec.anchors is not None
+        ref = policy.spec.anchors.config_map_ref
+        try:
+            doc = await kube.request("GET", f"/api/v1/namespaces/{ns}/configmaps/{ref.name}")
+        except ApiError as exc:
+            raise AnchorsError(f"ConfigMap {ns}/{ref.name} (anchors.configMapRef): {exc}; "
+                               "create it with the anchors as JSON lines") from exc
+        data = doc.get("data") or {}
+        if ref.key not in data:
+            raise AnchorsError(f"ConfigMap {ns}/{ref.name} has no key {ref.key!r} "
+                               f"(anchors.configMapRef.key); it has {sorted(data)}")
+        return str(data[ref.key])
+    return read
 
 
 async def list_tasks(kube: Kube, ns: str) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tether_sidecar.upstream import AiohttpUpstream, make_upstream
 
+from .anchors import file_source
 from .config import ConfigError, EvalConfig, JudgeSpec, load_config
 from .evaluate import Evaluator
 from .ingest import Ingest
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
                                          "judge call (a verdict is short); held in full.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest record.")
     ca_bundle: Path | None = Field(None, description="Extra CA certificates for the judges.")
+    anchors_dir: Path = Field(Path("/etc/tether-eval/anchors"), description="Without a "
+                              "cluster: the policies' anchors, DIR/<configMap>/<key> (with "
+                              "namespace they are read from the ConfigMap itself).")
 
 
 def _api_key(settings: Settings, spec: JudgeSpec, judge: str) -> str | None:
@@ -157,6 +161,12 @@ class Service:
         service = cls(settings, store, config, redactor, upstream)
         service.kube = kube
         service.ingest.terminal_on_arrival = kube is None
+        if kube is not None and settings.namespace is not None:
+            from .kube_sync import configmap_source
+
+            service.evaluator.anchor_source = configmap_source(kube, settings.namespace)
+        else:
+            service.evaluator.anchor_source = file_source(settings.anchors_dir)
         return service
 
     def app(self) -> web.Application:

@@ -9,7 +9,9 @@ type's status changes):
 * ``Degraded`` — True once the change detector alarmed on the agent's pass rate, and until the
   policy's detector settings change (a new baseline is the acknowledgement: the detector then
   starts afresh). False while it has not.
-* ``JudgeDrift`` — Unknown: anchor rounds are not run yet.
+* ``JudgeDrift`` — True when the latest anchor run's pass rate moved from the first run's
+  (:func:`stats.anchors_moved`): the judge changed. False while steady; Unknown without
+  anchors, before their first run, or when they cannot be read (the message says why).
 * ``JudgeCapReached`` — True while the judge's daily cap stops judging.
 * ``RedactionFailures`` — True when any record of the policy could not be redacted (counted,
   never judged).
@@ -27,7 +29,7 @@ from tether_api.evaluation_policy import EvaluationPolicyStatus
 from tether_operator.conditions import merge, want
 
 from .detect import Cusum
-from .stats import wilson
+from .stats import AnchorCheck, anchors_moved, wilson
 from .store import Tally
 
 __all__ = ["PolicyFacts", "policy_status"]
@@ -44,6 +46,24 @@ class PolicyFacts:
     judge: str
     judge_spent_today: Decimal
     capped: bool
+    anchored: bool = False  # the policy names anchors
+    anchors: AnchorCheck | None = None  # the latest anchor run against the first
+    anchor_problem: str | None = None  # why the anchors could not be read, if so
+
+
+def _judge_drift(f: PolicyFacts) -> dict[str, Any]:
+    a = f.anchors
+    if not f.anchored:
+        return want("JudgeDrift", None, "NoAnchors", "the policy names no anchors: a judge "
+                    "change cannot be told from an agent change")
+    if f.anchor_problem is not None:
+        return want("JudgeDrift", None, "AnchorsUnreadable", f.anchor_problem)
+    if a is None:
+        return want("JudgeDrift", None, "AnchorsNotRun", "the anchors are not judged yet")
+    moved = anchors_moved(a) != 0
+    return want("JudgeDrift", moved, "AnchorsMoved" if moved else "AnchorsSteady",
+                f"the anchors passed {a.passes} of {a.n}, against {a.baseline_passes} of "
+                f"{a.baseline_n} at their first run" + (": the judge changed" if moved else ""))
 
 
 def _conditions(f: PolicyFacts) -> list[dict[str, Any]]:
@@ -54,7 +74,7 @@ def _conditions(f: PolicyFacts) -> list[dict[str, Any]]:
              f"the pass rate fell: {f.cusum.alarms if f.cusum else 0} alarm(s) since the "
              "detector's settings were last set; change detector.baselinePassRate to "
              "acknowledge" if degraded else "no drift alarm"),
-        want("JudgeDrift", None, "AnchorsNotRun", "anchor rounds are not run yet"),
+        _judge_drift(f),
         want("JudgeCapReached", f.capped, "DailyCapReached" if f.capped else "WithinCap",
              f"judge {f.judge} reached its perDayUSD: judging waits for the next UTC day"
              if f.capped else f"judge {f.judge} spent {usd(f.judge_spent_today)} USD today"),
@@ -79,6 +99,7 @@ def policy_status(f: PolicyFacts, old: dict[str, Any] | None, now: datetime,
         "passRateUpper": rate.upper if rate else None,
         "meanScore": t.score_sum / n if n else None,
         "cusum": f.cusum.statistic_nats if f.cusum else None, "alarms": f.alarms,
+        "anchorPassRate": f.anchors.passes / f.anchors.n if f.anchors and f.anchors.n else None,
         "judgeSpentTodayUSD": usd(f.judge_spent_today), "conditions": conditions,
     }
     return EvaluationPolicyStatus.model_validate(doc).model_dump(

@@ -40,7 +40,7 @@ def test_counts_rates_and_conditions() -> None:
     assert status["meanScore"] == 0.7 and status["judgeSpentTodayUSD"] == "0.012346"
     assert conditions(status) == {
         "Ready": ("True", "Judging"), "Degraded": ("False", "NoAlarm"),
-        "JudgeDrift": ("Unknown", "AnchorsNotRun"), "JudgeCapReached": ("False", "WithinCap"),
+        "JudgeDrift": ("Unknown", "NoAnchors"), "JudgeCapReached": ("False", "WithinCap"),
         "RedactionFailures": ("False", "AllRedacted")}
     assert {c["observedGeneration"] for c in status["conditions"]} == {3}
 
