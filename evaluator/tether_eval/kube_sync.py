@@ -17,18 +17,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tether_operator.kube import GROUP, MERGE, VERSION, ApiError, Kube
+from tether_operator.kube import GROUP, VERSION, ApiError, Kube
 
 from .anchors import AnchorsError, AnchorSource
 from .config import EvalConfig, JudgeSpec, Policy, RubricSpec
-from .evaluate import Evaluator
+from .evaluate import Evaluator, utc_day
 from .ingest import Ingest
+from .kube_events import credentials_problem, judge_status, patch_status
 from .record import Record
 from .status import policy_status
 from .tasks import TERMINAL, no_record
 
 __all__ = ["configmap_source", "list_tasks", "mark_terminal", "read_config", "store_missing",
-           "write_statuses"]
+           "write_judges", "write_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,20 @@ def _valid(kind: str, items: list[dict[str, Any]], model: Any) -> dict[str, Any]
     return out
 
 
-async def read_config(kube: Kube, ns: str) -> EvalConfig:
-    """The namespace's Rubrics, Judges and EvaluationPolicies as the evaluator's config."""
+async def read_config(kube: Kube, ns: str,
+                      refused: dict[str, tuple[str, str]] | None = None) -> EvalConfig:
+    """The namespace's Rubrics, Judges and EvaluationPolicies as the evaluator's config. A
+    Judge whose credentials Secret lacks the opt-in label is left out, with why in
+    ``refused`` (name -> (reason, message)) for its status and Event."""
     rubrics = _valid("Rubric", await _items(kube, ns, "rubrics"), RubricSpec.model_validate)
     judges = _valid("Judge", await _items(kube, ns, "judges"), JudgeSpec.model_validate)
+    for name, spec in list(judges.items()):
+        problem = await credentials_problem(kube, ns, name, spec)
+        if problem is not None:
+            log.warning("Ignored Judge %s/%s: %s", ns, name, problem[1])
+            del judges[name]
+            if refused is not None:
+                refused[name] = problem
     policies = _valid("EvaluationPolicy", await _items(kube, ns, "evaluationpolicies"),
                       lambda spec: Policy.model_validate({"namespace": ns, "spec": spec}))
     for name, pol in list(policies.items()):
@@ -80,16 +91,21 @@ async def write_statuses(kube: Kube, ns: str, evaluator: Evaluator) -> int:
         old = obj.get("status") or {}
         new = policy_status(await evaluator.facts(name), old, datetime.now(UTC),
                             int(obj["metadata"].get("generation", 0)))
-        if new == old:
-            continue
-        try:
-            await kube.request("PATCH", _path(ns, "evaluationpolicies", name, "status"),
-                               {"status": new}, content_type=MERGE)
-        except ApiError as exc:
-            if exc.status != 404:  # deleted since it was listed: nothing to write
-                raise
-            continue
-        changed += 1
+        changed += await patch_status(kube, obj, "EvaluationPolicy", "evaluationpolicies", new)
+    return changed
+
+
+async def write_judges(kube: Kube, ns: str, evaluator: Evaluator,
+                       refused: dict[str, tuple[str, str]]) -> int:
+    """Write every Judge's status (refused or judging, capped, spent today); returns how
+    many changed. A refused Judge gets a Warning Event once, when it turns not Ready."""
+    changed = 0
+    for obj in await _items(kube, ns, "judges"):
+        name = obj["metadata"]["name"]
+        new = judge_status(obj.get("status"), refused.get(name), name in evaluator.capped,
+                           await evaluator.store.spent(name, utc_day()), datetime.now(UTC),
+                           int(obj["metadata"].get("generation", 0)))
+        changed += await patch_status(kube, obj, "Judge", "judges", new)
     return changed
 
 

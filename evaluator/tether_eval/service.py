@@ -195,19 +195,28 @@ class Service:
         turn is logged and tried again at the next (the status is recomputed each time)."""
         from tether_operator.kube import ApiError
 
-        from .kube_sync import list_tasks, mark_terminal, read_config, store_missing, write_statuses
+        from .kube_sync import (
+            list_tasks,
+            mark_terminal,
+            read_config,
+            store_missing,
+            write_judges,
+            write_statuses,
+        )
 
         ns = self.settings.namespace
         assert ns is not None
         grace = timedelta(seconds=self.settings.no_record_grace_seconds)
         while True:
             try:
-                self.reconfigure(await read_config(self.kube, ns))
+                refused: dict[str, tuple[str, str]] = {}
+                self.reconfigure(await read_config(self.kube, ns, refused))
                 tasks = await list_tasks(self.kube, ns)
                 if await mark_terminal(tasks, self.ingest):
                     self.evaluator.wake.set()
                 await store_missing(self.kube, ns, tasks, self.ingest, grace)
                 await write_statuses(self.kube, ns, self.evaluator)
+                await write_judges(self.kube, ns, self.evaluator, refused)
             except ApiError as exc:
                 log.warning("Could not write policy status in %s: %s", self.settings.namespace,
                             exc)
