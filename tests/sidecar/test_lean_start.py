@@ -1,6 +1,7 @@
 """What a start does not load: the evaluation resources' models (tether_api imports them on
-first use), the Responses dialect (imported by the first Responses call) and pydantic plugins (the sidecar turns pydantic's plugin scan off unless whoever
-starts it says otherwise). Each costs start-up time: docs/benchmarks.md, the footprint section."""
+first use), the Responses dialect (imported by the first Responses call) and pydantic plugins
+(the sidecar turns pydantic's plugin scan off unless whoever starts it says otherwise). Each
+costs start-up time: docs/benchmarks.md, the footprint section."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def _imported(sc: Sidecar) -> set[str]:
             if line.startswith("import time:")}
 
 
-def test_a_start_builds_no_evaluation_models_and_no_responses_dialect(model_server: str, tmp_path: Path) -> None:
+def test_a_start_builds_no_evaluation_models_and_no_responses_dialect(model_server: str,
+                                                                      tmp_path: Path) -> None:
     sc = ImportTimeSidecar(tmp_path / "pod", task_doc(model_server)).start()
     assert sc.stop() == 0
     imported = _imported(sc)
