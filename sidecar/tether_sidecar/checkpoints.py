@@ -25,7 +25,7 @@ import orjson
 
 from .errors import CheckpointCorrupt, StorageFailed, StorageTooLarge
 
-__all__ = ["Checkpoint", "CheckpointStore", "decode", "encode", "write_atomic"]
+__all__ = ["Checkpoint", "CheckpointStore", "decode", "encode", "write_atomic", "write_durably"]
 
 log = logging.getLogger(__name__)
 _MAGIC = b"TETHER-CKPT 1 "
@@ -72,10 +72,10 @@ def decode(data: bytes) -> tuple[str, dict[str, Any]]:
     return digest, doc
 
 
-def write_atomic(directory: Path, name: str, data: bytes, what: str) -> None:
-    """Write ``directory/name`` whole or not at all: a temp file, fsynced, renamed into place,
-    the directory fsynced. Raises StorageFailed naming ``what`` (the volume is full or failing)."""
-    final, tmp = directory / name, directory / f".{name}.tmp"
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temp file, fsynced, renamed into place, the
+    directory fsynced. Raises OSError (the temp file removed)."""
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -85,14 +85,23 @@ def write_atomic(directory: Path, name: str, data: bytes, what: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, final)
-        dfd = os.open(directory, os.O_RDONLY)
+        os.rename(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    except OSError as exc:
+    except OSError:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(directory: Path, name: str, data: bytes, what: str) -> None:
+    """``write_durably`` of ``directory/name``; raises StorageFailed naming ``what`` (the volume
+    is full or failing)."""
+    try:
+        write_durably(directory / name, data)
+    except OSError as exc:
         raise StorageFailed(
             f"cannot write {what} to {directory}: {exc.strerror}; the agent must not "
             "continue as if its state were saved", errno=exc.errno) from exc

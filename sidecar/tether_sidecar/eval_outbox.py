@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from .checkpoints import write_durably
 from .errors import SidecarError, StorageFailed
 from .eval_config import Evaluation as Config
 from .eval_record import build, facts
-from .result_api import Result, ResultApi, write_durably
+from .result_api import Result, ResultApi
 from .retry import parse_retry_after
 from .upstream import TransportError
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,9 +24,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .checkpoints import write_durably
 from .errors import BadRequest, ResultConflict, StorageFailed
 
-__all__ = ["Result", "ResultApi", "load_result", "write_durably"]
+__all__ = ["Result", "ResultApi", "load_result"]
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
@@ -44,28 +44,6 @@ class Result:
 def _canonical(answer: Any) -> bytes:
     return orjson.dumps(answer, option=orjson.OPT_SORT_KEYS)
 
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Whole or absent after a crash: temp file, fsync, rename, directory fsync. Raises OSError."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_result(state_dir: Path) -> Result | None:
