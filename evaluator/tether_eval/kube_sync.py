@@ -45,7 +45,8 @@ async def _items(kube: Kube, ns: str, plural: str) -> list[dict[str, Any]]:
     return items
 
 
-def _valid(kind: str, items: list[dict[str, Any]], model: Any) -> dict[str, Any]:
+def _valid(kind: str, items: list[dict[str, Any]], model: Any,
+           invalid: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
     out = {}
     for obj in items:
         name = obj["metadata"]["name"]
@@ -53,6 +54,9 @@ def _valid(kind: str, items: list[dict[str, Any]], model: Any) -> dict[str, Any]
             out[name] = model(obj.get("spec") or {})
         except ValidationError as exc:
             log.warning("Ignored %s %s: its spec does not validate: %s", kind, name, exc)
+            if invalid is not None:
+                invalid[name] = (f"Invalid{kind}", f"{kind} {name}: its spec does not "
+                                 f"validate, so it is not used: {exc}")
     return out
 
 
@@ -62,7 +66,8 @@ async def read_config(kube: Kube, ns: str,
     Judge whose credentials Secret lacks the opt-in label is left out, with why in
     ``refused`` (name -> (reason, message)) for its status and Event."""
     rubrics = _valid("Rubric", await _items(kube, ns, "rubrics"), RubricSpec.model_validate)
-    judges = _valid("Judge", await _items(kube, ns, "judges"), JudgeSpec.model_validate)
+    judges = _valid("Judge", await _items(kube, ns, "judges"), JudgeSpec.model_validate,
+                    refused)
     for name, spec in list(judges.items()):
         problem = await credentials_problem(kube, ns, name, spec)
         if problem is not None:

@@ -1,6 +1,7 @@
 """The evaluator's Events and status on a real kube-apiserver: a Judge whose credentials Secret
 lacks the opt-in label is refused (status and one Warning Event naming the label), and a policy's
-condition turning True posts one Warning Event, not one per status write."""
+condition turning True posts one Warning Event, not one per status write; a record is judged
+once its AgentTask is terminal, and a Failed one is included for include.failed."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ import yaml
 
 from tests.evaluator.conftest import record
 from tether_eval.evaluate import Evaluator
-from tether_eval.kube_sync import read_config, write_judges, write_statuses
+from tether_eval.ingest import Ingest
+from tether_eval.kube_sync import (
+    list_tasks,
+    mark_terminal,
+    read_config,
+    write_judges,
+    write_statuses,
+)
 from tether_eval.metrics import EvalMetrics
+from tether_eval.record import Record
+from tether_eval.redaction import load
 from tether_eval.store import Store
 from tether_operator.kube import Kube
 
@@ -104,3 +114,34 @@ async def test_a_policy_condition_turning_true_posts_one_warning(
         await write_statuses(kube, namespace, evaluator)
     [(kind, reason, message)] = _events(kubectl, namespace, p)
     assert (kind, reason) == ("Warning", "RedactionFailures") and "1 record(s)" in message
+
+
+async def test_a_record_waits_for_its_agenttask_to_end_and_a_failed_one_is_included(
+        kube: Kube, kubectl: Kubectl, namespace: str, store: Store) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    r, j, p, t = f"r-{suffix}", f"j-{suffix}", f"p-{suffix}", f"t-{suffix}"
+    _create(kubectl, namespace, "Rubric", r, {"instructions": "Pass a good answer.",
+                                               "verdict": {"kind": "pass_fail"}})
+    _create(kubectl, namespace, "Judge", j, JUDGE)
+    _create(kubectl, namespace, "EvaluationPolicy", p, {
+        "rubricRef": {"name": r}, "judgeRef": {"name": j},
+        "sampling": {"rate": "0.5", "include": {"failed": True}}})
+    _create(kubectl, namespace, "AgentTask", t, {
+        "agent": {"image": "example.com/agent:1"}, "task": {"instructions": "x"},
+        "model": {"provider": "openai", "name": "gpt-4o"},
+        "costEnvelope": {"hardLimitUSD": "1.00"}})
+    uid = _get(kubectl, namespace, "agenttasks", t)["metadata"]["uid"]
+    config = await read_config(kube, namespace)
+    ingest = Ingest(store, config, load(), EvalMetrics())
+    ingest.terminal_on_arrival = False  # as in a cluster
+    # Answered, not in the sample: nothing to judge yet, and the task still runs.
+    doc = record(uid, namespace=namespace, policies=[{"name": p, "sampled": False}])
+    assert await ingest.accept(Record.model_validate(doc)) == (True, [])
+    assert await mark_terminal(await list_tasks(kube, namespace), ingest) == 0
+    assert await store.claim("it", now=1.0, lease=60.0, limit=5) == []
+    kubectl.ok("-n", namespace, "patch", "agenttask", t, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": {"phase": "Failed", "attempt": 1}}))
+    assert await mark_terminal(await list_tasks(kube, namespace), ingest) == 1
+    assert await mark_terminal(await list_tasks(kube, namespace), ingest) == 0  # known
+    [claim] = await store.claim("it", now=1.0, lease=60.0, limit=5)
+    assert (claim.uid, claim.policy, claim.why, claim.phase) == (uid, p, "failed", "Failed")
