@@ -6,22 +6,15 @@ Pure data and validation (pydantic); no I/O beyond reading a YAML file, no Kuber
 The operator renders these into CRD schemas (tether_operator.crdgen); the sidecar reads the same
 YAML a user applies.
 
-The evaluation resources are imported on first use (``tether_api.Rubric``, …): the sidecar,
-which imports this package to read its task, never needs them and their models cost ~3 % of its
-start-up (docs/benchmarks.md, the footprint section).
+The evaluation resources and the AgentBudget are imported on first use (``tether_api.Rubric``,
+…): the sidecar, which imports this package to read its task, never needs them and their models
+cost ~3 % of its start-up (docs/benchmarks.md, the footprint section).
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._units import Duration, Money, parse_duration
-from .agentbudget import (
-    AgentBudget,
-    AgentBudgetSpec,
-    AgentBudgetStatus,
-    LabelSelector,
-    LabelSelectorRequirement,
-    Reservation,
-)
 from .agenttask import (
     API_VERSION,
     PLAINTEXT_MESSAGE,
@@ -57,6 +50,14 @@ from .policy import (
 from .status import AgentTaskPhase, AgentTaskStatus, Condition, LastCheckpoint, Timestamp
 
 if TYPE_CHECKING:
+    from .agentbudget import (
+        AgentBudget,
+        AgentBudgetSpec,
+        AgentBudgetStatus,
+        LabelSelector,
+        LabelSelectorRequirement,
+        Reservation,
+    )
     from .evaluation import (
         EvaluationPolicy,
         EvaluationPolicySpec,
@@ -70,20 +71,22 @@ if TYPE_CHECKING:
         rubric_hash,
     )
 
-_EVALUATION = frozenset({"EvaluationPolicy", "EvaluationPolicySpec", "EvaluationPolicyStatus",
-                         "Judge", "JudgeSpec", "JudgeStatus", "Rubric", "RubricSpec",
-                         "RubricStatus", "rubric_hash"})
+# name -> the module that defines it, imported when the name is first asked for (docstring)
+_LAZY = {name: "evaluation" for name in (
+    "EvaluationPolicy", "EvaluationPolicySpec", "EvaluationPolicyStatus", "Judge", "JudgeSpec",
+    "JudgeStatus", "Rubric", "RubricSpec", "RubricStatus", "rubric_hash")} | {
+    name: "agentbudget" for name in (
+        "AgentBudget", "AgentBudgetSpec", "AgentBudgetStatus", "LabelSelector",
+        "LabelSelectorRequirement", "Reservation")}
 
 
 def __getattr__(name: str) -> Any:
-    """The evaluation names, imported when first asked for (module docstring)."""
-    if name in _EVALUATION:
-        from . import evaluation
-
-        value = getattr(evaluation, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{_LAZY[name]}", __name__)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -1,7 +1,7 @@
-"""What a start does not load: the evaluation resources' models (tether_api imports them on
-first use), the Responses dialect (imported by the first Responses call) and pydantic plugins
-(the sidecar turns pydantic's plugin scan off unless whoever starts it says otherwise). Each
-costs start-up time: docs/benchmarks.md, the footprint section."""
+"""What a start does not load: the evaluation resources' and AgentBudget's models (tether_api
+imports them on first use), the Responses dialect (imported by the first Responses call) and
+pydantic plugins (the sidecar turns pydantic's plugin scan off unless whoever starts it says
+otherwise). Each costs start-up time: docs/benchmarks.md, the footprint section."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_a_start_builds_no_evaluation_models_and_no_responses_dialect(model_serv
     assert sc.stop() == 0
     imported = _imported(sc)
     assert "tether_api.agenttask" in imported  # the listing is real
-    for lazy in ("tether_api.evaluation", "tether_api.evaluation_policy",
+    for lazy in ("tether_api.evaluation", "tether_api.evaluation_policy", "tether_api.agentbudget",
                  "tether_sidecar.responses_dialect", "tether_sidecar.responses_chains"):
         assert lazy not in imported, lazy
 
