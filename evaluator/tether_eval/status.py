@@ -8,7 +8,8 @@ type's status changes):
 * ``Ready`` — True: the policy's Rubric and Judge are known and records are judged.
 * ``Degraded`` — True once the change detector alarmed on the agent's pass rate, and until the
   policy's detector settings change (a new baseline is the acknowledgement: the detector then
-  starts afresh). False while it has not.
+  starts afresh). False while it has not, or when the anchors put the alarm on the judge
+  (reason ``AlarmAttributedToJudge``: :func:`stats.attribute`).
 * ``JudgeDrift`` — True when the latest anchor run's pass rate moved from the first run's
   (:func:`stats.anchors_moved`): the judge changed. False while steady; Unknown without
   anchors, before their first run, or when they cannot be read (the message says why).
@@ -29,7 +30,7 @@ from tether_api.evaluation_policy import EvaluationPolicyStatus
 from tether_operator.conditions import merge, want
 
 from .detect import Cusum
-from .stats import AnchorCheck, anchors_moved, wilson
+from .stats import AnchorCheck, anchors_moved, attribute, wilson
 from .store import Tally
 
 __all__ = ["PolicyFacts", "policy_status"]
@@ -66,14 +67,28 @@ def _judge_drift(f: PolicyFacts) -> dict[str, Any]:
                 f"{a.baseline_n} at their first run" + (": the judge changed" if moved else ""))
 
 
+def _degraded(f: PolicyFacts) -> dict[str, Any]:
+    """True on an alarm the anchors do not put on the judge (the agent's drift)."""
+    alarms = f.cusum.alarms if f.cusum is not None else 0
+    if not alarms:
+        return want("Degraded", False, "NoAlarm", "no drift alarm")
+    cause = attribute(True, f.anchors)
+    if cause == "judge":
+        return want("Degraded", False, "AlarmAttributedToJudge",
+                    f"the pass rate fell ({alarms} alarm(s)), but the anchors moved down as "
+                    "much: the judge changed (see JudgeDrift), not the agent")
+    known = {"agent": "the anchors are steady", "both": "the anchors moved up: the agent "
+             "dropped more than they show", "unknown": "no anchors tell the judge apart"}
+    return want("Degraded", True, "DriftAlarm",
+                f"the pass rate fell: {alarms} alarm(s) since the detector's settings were last "
+                f"set, attributed to the agent ({known[cause]}); change "
+                "detector.baselinePassRate to acknowledge")
+
+
 def _conditions(f: PolicyFacts) -> list[dict[str, Any]]:
-    degraded = f.cusum is not None and f.cusum.alarms > 0
     return [
         want("Ready", True, "Judging", "records are stored and the sample judged"),
-        want("Degraded", degraded, "DriftAlarm" if degraded else "NoAlarm",
-             f"the pass rate fell: {f.cusum.alarms if f.cusum else 0} alarm(s) since the "
-             "detector's settings were last set; change detector.baselinePassRate to "
-             "acknowledge" if degraded else "no drift alarm"),
+        _degraded(f),
         _judge_drift(f),
         want("JudgeCapReached", f.capped, "DailyCapReached" if f.capped else "WithinCap",
              f"judge {f.judge} reached its perDayUSD: judging waits for the next UTC day"

@@ -74,6 +74,7 @@ async def test_a_judge_that_changed_on_the_anchors_too_is_blamed(
         await drain(svc)
     assert (await svc.store.detector("p1"))[1] >= 1
     assert _alarms(svc, "agent") == 0 and _alarms(svc, "judge") >= 2
+    assert (await _drift(svc))["Degraded"] == "False"  # the agent is not blamed
     [(_, passes0, n0, agreed0), (_, passes1, n1, _)] = await svc.store.anchor_runs("p1")
     assert (passes0, n0, agreed0) == (30, 40, 40) and n1 == 40 and passes1 < 24
 
@@ -90,7 +91,8 @@ async def test_an_agent_that_got_worse_under_steady_anchors_is_blamed(
         await drain(svc)
     assert (await svc.store.detector("p1"))[1] >= 1
     assert _alarms(svc, "agent") >= 1 and _alarms(svc, "judge") == 0
-    assert (await _drift(svc))["JudgeDrift"] == "False"
+    drift = await _drift(svc)
+    assert (drift["JudgeDrift"], drift["Degraded"]) == ("False", "True")
     assert svc.metrics.anchor_pass_rate.labels("team-a", "p1")._value.get() == 0.75
 
 
