@@ -1,4 +1,5 @@
-"""Every image built from images/*/Dockerfile runs its own entry point on the real node.
+"""Every image built from images/*/Dockerfile runs its own entry point on the real node (the
+evaluator, which serves until stopped, imports what its entry point loads).
 
 Each runs as a pod with the image's pyproject-version tag and IfNotPresent (found in the
 node's store, never pulled), with runAsNonRoot, which the kubelet enforces against the
@@ -125,3 +126,18 @@ def test_base_image_has_every_entry_point_and_a_shell(core: client.CoreV1Api, na
         "tether", "tether-sidecar", "tether-operator", "tether-agent",
         "tether-scripted-model", "tether-fault-tools")]
     assert lines[-2:] == ["extras", "ok"]
+
+
+def test_evaluator_image_has_its_entry_point_and_clients(core: client.CoreV1Api, namespace: str,
+                                                        real_node: str) -> None:
+    # It serves until stopped (no --help): its modules, the cluster and database clients it
+    # loads at start, and the redactor's engine, imported as the entry point would.
+    check = ("import shutil, psycopg, kubernetes_asyncio, presidio_analyzer; "
+             "import tether_eval.__main__, tether_eval.kube_sync, tether_operator.kube; "
+             "print(shutil.which('tether-evaluator'), 'clients ok')")
+    core.create_namespaced_pod(namespace, _pod(real_node, "evaluator", [
+        _container("entry", "evaluator", command=["python3", "-c", check]),
+        _container("whoami", "evaluator", command=WHOAMI)]))
+    logs = _finish(core, namespace, "evaluator")
+    assert logs["entry"].split() == ["/opt/tether/bin/tether-evaluator", "clients", "ok"]
+    assert logs["whoami"].split() == ["uid", "65532", "gid", "65532", "tether", VERSION]
