@@ -4,10 +4,12 @@ Async over :mod:`store_sql`: every operation is one transaction run on the store
 and returns only once committed — so an acknowledged record, a journalled judge answer or an
 applied verdict survives a kill at any later instant. What makes judging exactly-once:
 
-* a record and its queue rows are inserted in one transaction, idempotent on ``(uid, attempt)``;
-* a queue row is leased before it is worked on (:meth:`Store.claim`); an evaluator that starts
-  again under the same instance name takes back its own leases at once, another one waits for
-  the lease to run out;
+* a record and its queue rows are inserted in one transaction, idempotent on ``(uid, attempt)``
+  (only a better outcome replaces a stored record: :meth:`Store.put_record`);
+* a queue row is leased only once its task is terminal and it is the task's final attempt
+  (:meth:`Store.set_terminal`), and before it is worked on (:meth:`Store.claim`); an evaluator
+  that starts again under the same instance name takes back its own leases at once, another
+  one waits for the lease to run out;
 * each judge call is journalled before it leaves (``sent``) and its parsed, redacted answer
   when it returns (``answered``) (:meth:`Store.journal_send`, :meth:`Store.journal_answer`), so a
   restart re-uses every answer it has and re-sends only a call lost in flight — charging that
