@@ -25,7 +25,7 @@ __all__ = ["IMAGES", "E2ESettings", "SettingsError", "settings"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TETHER_CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
 # The images the suites run in pods (images/<name>/Dockerfile; hack/images.sh builds them too).
-IMAGES = ("base", "sidecar", "operator", "agent")
+IMAGES = ("base", "sidecar", "operator", "agent", "evaluator")
 
 
 def _project_version() -> str:
