@@ -84,8 +84,10 @@ def file_source(directory: Path) -> AnchorSource:
 async def judge_anchors(client: JudgeClient, rubric: RubricSpec, rubric_hash: str,
                         policy: str, anchors: list[Anchor], run_at: str,
                         on_cost: Callable[[float], None]) -> AnchorRun:
-    """Judge every anchor as a record is judged (raises ``judge.CapReached`` at the cap)."""
-    passes = agreed = 0
+    """Judge every anchor as a record is judged (raises ``judge.CapReached`` at the cap). A
+    failed judgement (an outage, a malformed verdict) is left out of the counts: it says
+    nothing about how the judge reads the anchors."""
+    passes = agreed = judged = 0
     for i, a in enumerate(anchors):
         material = {"instructions": a.instructions, "inputs": a.inputs, "answer": a.answer,
                     "outcome": "answered", "checks": []}
@@ -93,9 +95,12 @@ async def judge_anchors(client: JudgeClient, rubric: RubricSpec, rubric_hash: st
         answers = [await client.sample(key, s, client.body(rubric, material, s), on_cost)
                    for s in range(client.spec.samples)]
         row = vote(answers, rubric, rubric_hash, client.name, "anchor")
+        if row.verdict == "judge_failed":
+            continue
+        judged += 1
         passes += row.verdict == "pass"
         agreed += (row.verdict == "pass") == a.expected.passed
-    return AnchorRun(passes, len(anchors), agreed)
+    return AnchorRun(passes, judged, agreed)
 
 
 def check_of(runs: list[tuple[str, int, int, int]]) -> AnchorCheck | None:

@@ -66,8 +66,11 @@ class Evaluator:
         for name, policy in self.config.policies.items():  # the gauges, from what is stored
             await self.refresh(name, policy.namespace)
         while True:
-            if not await self.step():
-                await self.anchor_step()  # when idle: records come first
+            leased = await self.step()
+            # Between batches, so a busy queue does not starve the anchors (one read per
+            # policy with anchors when none is due).
+            await self.anchor_step()
+            if not leased:
                 self.wake.clear()
                 # Woken by a new record; else re-check for leases run out and a new day.
                 with contextlib.suppress(TimeoutError):
@@ -173,6 +176,10 @@ class Evaluator:
                         policy.judge, exc)
             self.capped[policy.judge] = (utc_day(), policy.namespace)
             self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
+            return False
+        if not run.n:
+            log.warning("Anchors of policy %s: every judgement failed; the run is not kept",
+                        name)
             return False
         before = check_of(await self.store.anchor_runs(name))
         await self.store.add_anchor_run(name, now.isoformat(), run.passes, run.n, run.agreed)

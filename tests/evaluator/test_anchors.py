@@ -113,3 +113,15 @@ def test_an_anchor_line_that_is_not_an_anchor_is_named() -> None:
                       '{"instructions": "b", "answer": 2}\n', "anchors of policy p1")
     with pytest.raises(AnchorsError, match="no anchors"):
         parse_anchors("\n", "anchors of policy p1")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_failed_anchor_judgements_are_not_counted_as_fails(
+        service_factory: Any, tmp_path: Path) -> None:
+    judge = ScriptedJudge(JudgeScript(malformed=1.0))  # an outage of sorts: no verdicts at all
+    async with serving(judge.app()) as jurl:
+        svc = await service_factory(_cfg(jurl), anchors_dir=_anchors(tmp_path))
+        assert await svc.evaluator.anchor_step(T0) == 0
+        assert judge.calls  # the judge was asked
+    assert await svc.store.anchor_runs("p1") == []  # nothing to compare a later run with
+    assert _alarms(svc, "judge") == 0
