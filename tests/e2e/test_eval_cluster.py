@@ -240,6 +240,9 @@ def test_the_evaluator_in_the_cluster_judges_detects_and_caps(
     assert capped["records"] == 5 and (capped.get("judged") or 0) < 5  # the rest wait
 
     stored = _pod_bytes(cluster, ns, evaluator)
-    assert "before-0" in stored or "Done: wrote record" in stored, "the database was not read"
+    assert "Done: wrote record" in stored, "the database was not read"
+    assert "<EMAIL_ADDRESS>" in stored  # the instructions were stored, redacted
     assert CANARY not in stored
     assert CANARY not in core.read_namespaced_pod_log(evaluator, ns)
+    [state] = core.read_namespaced_pod(evaluator, ns).status.container_statuses
+    assert state.restart_count == 0, "the evaluator restarted: its log above is the new one's"
