@@ -141,3 +141,16 @@ def test_service_monitor_scrapes_the_evaluator_keeping_the_namespace_label(
 def test_bad_evaluator_deployment_values_are_refused(values: Doc, message: str,
                                                      tmp_path: Path) -> None:
     assert message in failure(values, tmp_path)
+
+
+def test_task_pods_may_reach_the_evaluator_under_the_network_policy(render: Render) -> None:
+    values = {"watchNamespaces": ["a"], "networkPolicy": {"enabled": True}}
+    before = one(render(values), "NetworkPolicy")["spec"]["egress"]
+    egress = one(render({**values, **ON}), "NetworkPolicy")["spec"]["egress"]
+    [rule] = [r for r in egress if r not in before]
+    [peer] = rule["to"]
+    labels = one(render({**values, **ON}), "Deployment", NAME)["spec"]["template"]["metadata"]
+    assert peer["podSelector"]["matchLabels"].items() <= labels["labels"].items()
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "tether-system"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
