@@ -12,7 +12,7 @@ does not repeat an Event for a condition already recorded.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -59,20 +59,7 @@ def transitions(old: list[Body] | None, new: list[Body]) -> list[tuple[str, str,
 
 async def post_event(kube: Kube, obj: Body, type_: str, reason: str, message: str) -> None:
     """An Event on ``obj`` (a policy or Judge as listed); its loss is logged, not raised."""
-    meta = obj["metadata"]
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {"metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": obj["kind"],
-                               "name": meta["name"], "namespace": meta["namespace"],
-                               "uid": meta["uid"]},
-            "type": type_, "reason": reason, "message": message[:1000],
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "source": {"component": "tether-evaluator"}}
-    try:
-        await kube.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
-    except ApiError as exc:  # an Event is a courtesy; the status carries the same facts
-        log.warning("Could not post Event %s on %s %s/%s: %s", reason, obj["kind"],
-                    meta["namespace"], meta["name"], exc)
+    await kube.event_on(obj, type_, reason, message, component="tether-evaluator")
 
 
 async def credentials_problem(kube: Kube, ns: str, name: str, spec: JudgeSpec

@@ -292,8 +292,9 @@ class Kube:
     async def event(self, task: Body, type_: str, reason: str, message: str) -> None:
         await self.event_on(task, type_, reason, message)
 
-    async def event_on(self, obj: Body, type_: str, reason: str, message: str) -> None:
-        """An Event about ``obj`` (an AgentTask or an AgentBudget, as read)."""
+    async def event_on(self, obj: Body, type_: str, reason: str, message: str,
+                       component: str = "tether-operator") -> None:
+        """An Event about ``obj`` (one of our resources, as read), from ``component``."""
         meta, kind = obj["metadata"], obj.get("kind", "AgentTask")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {"metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -302,7 +303,7 @@ class Kube:
                                    "uid": meta["uid"]},
                 "type": type_, "reason": reason, "message": message[:1000],
                 "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-                "source": {"component": "tether-operator"}}
+                "source": {"component": component}}
         try:
             await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
         except ApiError as exc:  # an event is a courtesy; its loss must not stop the work
