@@ -378,10 +378,14 @@ class ToolSpec(ApiModel):
         "30s", description="Time allowed for one attempt, e.g. \"30s\"; past it the attempt "
         "fails with class timeout."
     )
-    side_effects: bool = Field(
-        False,
+    side_effects: bool | None = Field(
+        None,
         description="The call changes the world: never retried after it may have reached the "
-        "tool, unless idempotencyHeader is set.",
+        "tool, unless idempotencyHeader is set; journalled so a resumed task does not repeat "
+        "it. Unset: false for an HTTP tool; for an MCP server, each tool by its annotations with "
+        "the MCP spec's defaults for absent ones: side-effecting unless marked readOnlyHint, or "
+        "both destructiveHint false and idempotentHint true. false: none of the server's "
+        "tools, whatever its annotations.",
     )
     idempotency_header: str | None = Field(
         None,

@@ -228,7 +228,8 @@ class McpProxy:
                                                                       server.verify))
         call = ToolCall(tool, label, call_key("mcp", label, {"name": name, "arguments": arguments}),
                         orjson.dumps(arguments),
-                        side_effects=tool.side_effects or (info is not None and info.side_effects),
+                        side_effects=tool.side_effects if tool.side_effects is not None
+                        else info is None or info.side_effects,
                         idempotent=tool.idempotency_header is not None
                         or (info is not None and info.idempotent),
                         attributes={ATTR.TOOL_NAME: name, ATTR.MCP_SERVER: srv})

@@ -43,16 +43,18 @@ class ToolInfo:
 
 
 def info_of(tool: Mapping[str, Any]) -> ToolInfo:
-    """Annotations are the server's hints (spec: server/tools, "Tool Annotations"); only hints a
-    server states count: ``destructiveHint: true`` or ``idempotentHint: false`` on a tool not
-    marked ``readOnlyHint: true`` make it side-effecting. A schema that is not valid JSON Schema
-    is not enforced (the server's bug is not the agent's failure)."""
+    """Annotations are the server's hints (spec: server/tools, "Tool Annotations"), absent ones
+    at the spec's defaults: a tool not marked ``readOnlyHint: true`` is side-effecting unless it
+    says ``destructiveHint: false`` (then it only adds, and a repeat may still add twice: so also
+    ``idempotentHint: true``). Where a server says nothing, assuming a write is what keeps a
+    timed-out payment from being sent twice. A schema that is not valid JSON Schema is not
+    enforced (the server's bug is not the agent's failure)."""
     notes = tool.get("annotations") or {}
     if not isinstance(notes, dict):
         notes = {}
     writes = notes.get("readOnlyHint") is not True
-    side_effects = writes and (notes.get("destructiveHint") is True
-                               or notes.get("idempotentHint") is False)
+    side_effects = writes and not (notes.get("destructiveHint") is False
+                                   and notes.get("idempotentHint") is True)
     output = None
     schema = tool.get("outputSchema")
     if isinstance(schema, dict):

@@ -228,7 +228,7 @@ class ToolProxy:
             resp = ToolResponse(up.status, up.headers, up.body)
             return resp, chain(checks, resp)
 
-        call = ToolCall(tool, name, call_key("tool", name, raw), raw, tool.side_effects,
+        call = ToolCall(tool, name, call_key("tool", name, raw), raw, bool(tool.side_effects),
                         tool.idempotency_header is not None)
         done = await self.pipeline.run(call, send)
         if done.replayed:

@@ -47,9 +47,13 @@ def _tool(name: str, output: bool = False, **hints: bool) -> types.Tool:
                       annotations=types.ToolAnnotations(**hints) if hints else None)
 
 
-TOOLS = [_tool("ok", output=True), _tool("tool-error"), _tool("flaky"), _tool("rpc-error"),
-         _tool("slow"), _tool("drift", output=True), _tool("empty"),
-         _tool("destroy", destructive_hint=True, read_only_hint=False), _tool("secret")]
+READ = {"read_only_hint": True}
+TOOLS = [_tool("ok", output=True, **READ), _tool("tool-error", **READ), _tool("flaky", **READ),
+         _tool("rpc-error", **READ), _tool("slow", **READ), _tool("drift", output=True, **READ),
+         _tool("empty", **READ), _tool("destroy", destructive_hint=True, read_only_hint=False),
+         _tool("secret", **READ),
+         # No annotations at all: the MCP spec's defaults make it a destructive write.
+         _tool("unmarked")]
 
 
 def _text(text: str) -> list[types.ContentBlock]:
@@ -83,7 +87,7 @@ class FaultServer:
             return types.CallToolResult(content=_text("done"))
         if name == "rpc-error":
             raise MCPError(code=-32603, message="database unavailable")
-        if name == "slow":
+        if name in ("slow", "unmarked"):
             await anyio.sleep(float(args.get("seconds", 3)))
             return types.CallToolResult(content=_text("late"))
         if name == "drift":

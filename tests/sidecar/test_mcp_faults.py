@@ -18,7 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from ._mcp_server import FaultServer, serve_mcp
 from .proc import Sidecar, task_doc
 
-ALLOWED = ["ok", "tool-error", "flaky", "rpc-error", "slow", "drift", "empty", "destroy"]
+ALLOWED = ["ok", "tool-error", "flaky", "rpc-error", "slow", "drift", "empty", "destroy",
+           "unmarked"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ CASES = [
     # destructiveHint: true, so a timeout after sending is not retried: it may have acted.
     Case("faults", "destroy", "non_retryable", 1, "timeout", {"key": "k2", "delay": 2}),
     Case("faults", "destroy", "ok", 1, None, {"key": "k3"}),
+    # No annotations: the spec's defaults (not read-only, destructive) hold, so a timeout is
+    # not retried either, unlike "slow", the same tool marked readOnlyHint.
+    Case("faults", "unmarked", "non_retryable", 1, "timeout", {"seconds": 2}),
 ]
 
 

@@ -80,10 +80,16 @@ def test_the_pipeline_gets_the_result_alone() -> None:
 
 
 @pytest.mark.parametrize(("hints", "side_effects", "idempotent"), [
-    (None, False, False),  # nothing stated: only the AgentTask's sideEffects counts
+    # Nothing stated: the spec's defaults (readOnlyHint false, destructiveHint true,
+    # idempotentHint false) make it a write that must not be repeated.
+    (None, True, False),
+    ({}, True, False),
     ({"destructiveHint": True}, True, False),
     ({"idempotentHint": False}, True, False),
+    ({"destructiveHint": False}, True, False),  # additive: a repeat adds twice
+    ({"destructiveHint": False, "idempotentHint": True}, False, True),
     ({"destructiveHint": True, "idempotentHint": True}, True, True),
+    ({"readOnlyHint": True}, False, False),
     ({"readOnlyHint": True, "destructiveHint": True}, False, False),
 ])
 def test_annotations_decide_side_effects(hints: dict[str, bool] | None, side_effects: bool,
