@@ -7,8 +7,9 @@ the test doubles.
 Real AgentTasks run to completion and their records reach the evaluator through the Service;
 the bulk of the detector's samples are POSTed to the evaluator's /v1/records directly, each for
 an AgentTask object whose status says Succeeded (with the operator stopped, so no pod runs):
-hundreds of real tasks would take too long on two cores. A planted drop in the scripted judge's
-pass rate turns the policy's Degraded condition True, after the drop and not before; a judge
+hundreds of real tasks would take too long on two cores. A planted drop in the agent's answers
+(the scripted judge unchanged) turns the policy's Degraded condition True and counts an alarm of
+kind "agent", after the drop and not before; a judge
 with a tiny daily cap stops judging (JudgeCapReached). A canary e-mail address planted in the
 tasks' instructions is absent from the evaluator's database files and its log.
 """
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from kubernetes import client, utils
+from prometheus_client.parser import text_string_to_metric_families
 
 from tether_examples._serve import serve_in_thread
 from tether_examples.scripted_judge import JudgeScript, ScriptedJudge
@@ -156,9 +158,10 @@ def _wait_judged(api: client.ApiClient, ns: str, policy: str, n: int) -> dict[st
 
 
 def _bulk(api: client.ApiClient, core: client.CoreV1Api, ns: str, pod: str, prefix: str,
-          count: int, label: str, policy: str) -> None:
+          count: int, label: str, policy: str, truth: str = "") -> None:
     """``count`` finished AgentTasks (status written here: the operator is stopped), and each
-    one's record POSTed to the evaluator's pod as a sidecar would."""
+    one's record POSTed to the evaluator's pod as a sidecar would. ``truth`` ("TRUTH:PASS",
+    "TRUTH:FAIL") in the answers decides the scripted judge's verdict: what the agent did."""
     custom = client.CustomObjectsApi(api)
     ip = core.read_namespaced_pod(pod, ns).status.pod_ip
     for i in range(count):
@@ -172,7 +175,8 @@ def _bulk(api: client.ApiClient, core: client.CoreV1Api, ns: str, pod: str, pref
         record = {"version": 1, "uid": task["metadata"]["uid"], "namespace": ns, "task": name,
                   "labels": {label: "yes"}, "attempt": 1,
                   "policies": [{"name": policy, "sampled": True}], "outcome": "answered",
-                  "answer": f"Done: wrote record {i}.", "instructions": INSTRUCTIONS,
+                  "answer": f"Done: wrote record {i}. {truth}".strip(),
+                  "instructions": INSTRUCTIONS,
                   "inputs": {"contact": CANARY},
                   "redaction": {"ok": True, "findings": {}, "engine": "e2e"},
                   "deterministic": {"checks": [], "retries": 0, "verificationFailures": 0,
@@ -183,6 +187,30 @@ def _bulk(api: client.ApiClient, core: client.CoreV1Api, ns: str, pod: str, pref
                                      headers={"content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 201, resp.read()
+
+
+def _metrics(core: client.CoreV1Api, ns: str, pod: str) -> dict[str, float]:
+    """The evaluator's /metrics, scraped from its pod as Prometheus would: ``name{k="v",...}``
+    (labels sorted) to value."""
+    ip = core.read_namespaced_pod(pod, ns).status.pod_ip
+    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def _metric(core: client.CoreV1Api, ns: str, pod: str, name: str, **labels: str) -> float:
+    """One series of the namespace (0 when it is not there yet)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted({"namespace": ns, **labels}.items()))
+    return _metrics(core, ns, pod).get(f"{name}{{{want}}}", 0.0)
+
+
+def _alarms(core: client.CoreV1Api, ns: str, pod: str, policy: str, kind: str) -> float:
+    return _metric(core, ns, pod, "tether_eval_alarms_total", policy=policy, kind=kind)
 
 
 def _pod_bytes(cluster: Cluster, ns: str, pod: str) -> str:
@@ -217,16 +245,34 @@ def test_the_evaluator_in_the_cluster_judges_detects_and_caps(
     assert status["records"] >= 2 and _condition(status, "Ready") == "True"
     operator.stop()  # from here no pod runs: the bulk tasks' status is written by the test
 
-    _bulk(api, core, ns, evaluator, "before", 30, "evaluated", "main")
+    # In control: 3 failing answers in 30, at the baseline's rate, each followed by passes
+    # (judged before the next are sent, so their order is fixed): the CUSUM moves, stays under
+    # its threshold, and nothing alarms.
+    for k in range(3):
+        _bulk(api, core, ns, evaluator, f"before-{k}-fail", 1, "evaluated", "main", "TRUTH:FAIL")
+        _wait_judged(api, ns, "main", 2 + 10 * k + 1)
+        _bulk(api, core, ns, evaluator, f"before-{k}-pass", 9, "evaluated", "main", "TRUTH:PASS")
+        _wait_judged(api, ns, "main", 2 + 10 * k + 10)
     status = _wait_judged(api, ns, "main", 32)
-    assert status["passRate"] == 1.0
+    assert (status["judged"], status["passRate"], status["alarms"]) == (32, 29 / 32, 0)
     assert _condition(status, "Degraded") == "False"  # not before the drop
+    assert _alarms(core, ns, evaluator, "main", "agent") == 0
+    fails = _metric(core, ns, evaluator, "tether_eval_samples_total", policy="main",
+                    verdict="fail")
+    assert fails == 3  # the detector saw failures, and did not alarm
 
-    scripted.reset(JudgeScript(pass_rate=0.0))  # the planted drop
-    _bulk(api, core, ns, evaluator, "after", 30, "evaluated", "main")
+    # The planted drop: the agent's answers now fail (the judge is unchanged). Every alarm
+    # comes from a sample after the 32nd: the detector had none at 32.
+    _bulk(api, core, ns, evaluator, "after", 30, "evaluated", "main", "TRUTH:FAIL")
     _wait.until(lambda: _condition(_status(api, ns, "main"), "Degraded") == "True", 120,
                 "the policy's Degraded condition after the drop", 1.0)
-    assert _status(api, ns, "main")["passRate"] < 0.9
+    status = _status(api, ns, "main")
+    [degraded] = [c for c in status["conditions"] if c["type"] == "Degraded"]
+    assert degraded["reason"] == "DriftAlarm", degraded
+    assert "attributed to the agent" in degraded["message"], degraded
+    assert status["passRate"] < 0.9 and status["alarms"] >= 1
+    assert _alarms(core, ns, evaluator, "main", "agent") >= 1
+    assert _alarms(core, ns, evaluator, "main", "judge") == 0
 
     # Each verdict now reports 20,000 output tokens (0.20 USD at this pricing): the first call
     # the capped judge makes spends past its 0.05 USD day, and the ledger refuses the next.
