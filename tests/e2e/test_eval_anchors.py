@@ -4,8 +4,8 @@ names and re-judges them every few seconds through the scripted judge. The judge
 (a new snapshot behind the same name: it fails many good answers, the anchors' as the agent's)
 while the agent does not: the evaluator turns JudgeDrift True with an Event, counts an alarm of
 kind "judge", and the production alarm that follows is put on the judge too — Degraded stays
-False (AlarmAttributedToJudge), no alarm of kind "agent". test_eval_cluster.py has the contrast:
-the agent's answers get worse under the same judge, Degraded True, kind "agent".
+False (AlarmAttributedToJudge), no alarm of kind "agent". The contrast: the agent's answers get
+worse while the anchors stay steady — Degraded True, attributed to the agent, kind "agent".
 
 No operator and no task pod: the records are POSTed to the evaluator for AgentTask objects whose
 status the test sets to Succeeded, as test_eval_cluster.py does for its bulk.
@@ -73,17 +73,29 @@ def _reason(status: dict[str, Any], kind: str) -> str:
     return next(c["reason"] for c in status["conditions"] if c["type"] == kind)
 
 
-def test_a_judge_that_moved_on_the_anchors_is_blamed_not_the_agent(
-        evaluator: str, judge: tuple[str, ScriptedJudge], api: client.ApiClient,
-        core: client.CoreV1Api, namespace: str) -> None:
-    ns, (judge_url, scripted) = namespace, judge
+def _in_control(api: client.ApiClient, core: client.CoreV1Api, ns: str, pod: str,
+                judge_url: str, scripted: ScriptedJudge) -> None:
+    """The anchors' baseline from the ConfigMap, and good answers judged good: no alarm."""
     scripted.reset(JudgeScript())  # reads the TRUTH markers right, every time
     _configure(api, core, ns, judge_url)
     status = _drift(api, ns, "False")  # the first run: the baseline, read from the ConfigMap
     assert status["anchorPassRate"] == 0.8 and _reason(status, "JudgeDrift") == "AnchorsSteady"
-    _bulk(api, core, ns, evaluator, "steady", 10, "evaluated", "main", "TRUTH:PASS")
+    _bulk(api, core, ns, pod, "steady", 10, "evaluated", "main", "TRUTH:PASS")
     status = _wait_judged(api, ns, "main", 10)
     assert status["passRate"] == 1.0 and _condition(status, "Degraded") == "False"
+    assert _alarms(core, ns, pod, "main", "agent") == _alarms(core, ns, pod, "main", "judge") == 0
+
+
+def _anchor_runs(scripted: ScriptedJudge) -> int:
+    """How many times the judge was asked about the first anchor: the runs so far."""
+    return sum(ANCHORS[0]["instructions"] in c["body"] for c in scripted.calls)
+
+
+def test_a_judge_that_moved_on_the_anchors_is_blamed_not_the_agent(
+        evaluator: str, judge: tuple[str, ScriptedJudge], api: client.ApiClient,
+        core: client.CoreV1Api, namespace: str) -> None:
+    ns, (judge_url, scripted) = namespace, judge
+    _in_control(api, core, ns, evaluator, judge_url, scripted)
 
     # The judge moves, the agent does not: good answers, the anchors' among them, now fail
     # six times in ten. The next anchor run (within 10 s) shows it.
@@ -110,3 +122,22 @@ def test_a_judge_that_moved_on_the_anchors_is_blamed_not_the_agent(
     assert _reason(status, "Degraded") == "AlarmAttributedToJudge"
     assert _alarms(core, ns, evaluator, "main", "agent") == 0
     assert _alarms(core, ns, evaluator, "main", "judge") >= 2
+
+
+def test_an_agent_that_moved_under_steady_anchors_is_blamed(
+        evaluator: str, judge: tuple[str, ScriptedJudge], api: client.ApiClient,
+        core: client.CoreV1Api, namespace: str) -> None:
+    ns, (judge_url, scripted) = namespace, judge
+    _in_control(api, core, ns, evaluator, judge_url, scripted)
+    # A second run, as steady as the first: the judge reads the anchors as before.
+    _wait.until(lambda: _anchor_runs(scripted) >= 2, 60, "a second anchor run", 0.5)
+    _bulk(api, core, ns, evaluator, "worse", 20, "evaluated", "main", "TRUTH:FAIL")
+    _wait.until(lambda: _condition(_status(api, ns, "main"), "Degraded") == "True", 120,
+                "the policy's Degraded condition after the agent's drop", 1.0)
+    status = _status(api, ns, "main")
+    [degraded] = [c for c in status["conditions"] if c["type"] == "Degraded"]
+    assert degraded["reason"] == "DriftAlarm", degraded
+    assert "attributed to the agent (the anchors are steady)" in degraded["message"], degraded
+    assert _condition(status, "JudgeDrift") == "False" and status["anchorPassRate"] == 0.8
+    assert _alarms(core, ns, evaluator, "main", "agent") >= 1
+    assert _alarms(core, ns, evaluator, "main", "judge") == 0
