@@ -31,7 +31,9 @@ lint: venv
 # by path, so a fresh machine runs every test instead of skipping; a failed install stops here.
 TOOLS := PROMTOOL="$$(hack/promtool.sh)" && HELM="$$(hack/helm.sh)" \
 	&& ACTIONLINT="$$(hack/actionlint.sh)" && SHELLCHECK="$$(hack/actionlint.sh --shellcheck)" \
-	&& export PROMTOOL HELM ACTIONLINT SHELLCHECK &&
+	&& PROMETHEUS="$$(hack/observability.sh prometheus)" \
+	&& ALERTMANAGER="$$(hack/observability.sh alertmanager)" && JAEGER="$$(hack/jaeger.sh)" \
+	&& export PROMTOOL HELM ACTIONLINT SHELLCHECK PROMETHEUS ALERTMANAGER JAEGER &&
 
 unit: venv
 	$(TOOLS) $(PY) -m pytest tests/unit -q
