@@ -1,7 +1,8 @@
 """The test observability stack works (issue #11, item 3): an alert on a scraped gauge goes
 pending, firing, reaches an Alertmanager webhook receiver and resolves there; a span exported
 over OTLP/HTTP comes back from Jaeger's query API with its attributes. No cluster: every part is
-a real process or server on 127.0.0.1 (tests/_obs.py).
+a real process or server on 127.0.0.1 (tests/_obs.py). And the install script names the Debian
+package it could not download.
 
 Needs prometheus, alertmanager and jaeger (hack/observability.sh, hack/jaeger.sh; the make
 targets pass them as $PROMETHEUS, $ALERTMANAGER, $JAEGER).
@@ -10,6 +11,8 @@ targets pass them as $PROMETHEUS, $ALERTMANAGER, $JAEGER).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from .._obs import alertmanager, free_port, get_json, jaeger, prometheus, wait_for
+from ..e2e._settings import REPO_ROOT
 
 BOUND_S = 60.0  # every wait below; the whole alert round trip takes a few seconds
 RULES = {"groups": [{"name": "obs-stack-test", "rules": [{
@@ -140,3 +144,21 @@ def test_an_otlp_span_comes_back_from_jaeger_with_its_attributes(tmp_path: Path)
     assert tags["tether.tool"] == "search"
     assert tags["tether.attempt"] == 2
     assert trace["processes"][got["processID"]]["serviceName"] == "tether-obs-test"
+
+
+def test_the_install_script_names_the_package_it_cannot_download(tmp_path: Path) -> None:
+    # apt as on a machine whose mirror lists the package but will not serve it.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apt-cache").write_text("#!/bin/sh\necho '  Candidate: 9.9.9-1'\n")
+    (fake / "apt-get").write_text("#!/bin/sh\nexit 100\n")
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    done = subprocess.run(
+        [str(REPO_ROOT / "hack" / "observability.sh"), "alertmanager"], capture_output=True,
+        text=True, timeout=60,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}",
+             "TETHER_CACHE": str(tmp_path / "cache")})
+    assert done.returncode != 0
+    assert "prometheus-alertmanager package (9.9.9-1)" in done.stderr
+    assert not list((tmp_path / "cache" / "tools").glob("alertmanager-*"))
