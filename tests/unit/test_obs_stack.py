@@ -1,11 +1,12 @@
 """The test observability stack works (issue #11, item 3): an alert on a scraped gauge goes
 pending, firing, reaches an Alertmanager webhook receiver and resolves there; a span exported
 over OTLP/HTTP comes back from Jaeger's query API with its attributes. No cluster: every part is
-a real process or server on 127.0.0.1 (tests/_obs.py). And the install script names the Debian
-package it could not download.
+a real process or server on 127.0.0.1 (tests/_obs.py). The chart's alert rules load into that
+Prometheus and evaluate without error; the install script names the Debian package it could not
+download.
 
-Needs prometheus, alertmanager and jaeger (hack/observability.sh, hack/jaeger.sh; the make
-targets pass them as $PROMETHEUS, $ALERTMANAGER, $JAEGER).
+Needs prometheus, alertmanager, jaeger and helm (hack/observability.sh, hack/jaeger.sh,
+hack/helm.sh; the make targets pass them as $PROMETHEUS, $ALERTMANAGER, $JAEGER, $HELM).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from .._obs import alertmanager, free_port, get_json, jaeger, prometheus, wait_for
 from ..e2e._settings import REPO_ROOT
+from ._chart import FULL, Render, one, render
+
+__all__ = ["render"]  # a fixture, used by name
 
 BOUND_S = 60.0  # every wait below; the whole alert round trip takes a few seconds
 RULES = {"groups": [{"name": "obs-stack-test", "rules": [{
@@ -162,3 +166,26 @@ def test_the_install_script_names_the_package_it_cannot_download(tmp_path: Path)
     assert done.returncode != 0
     assert "prometheus-alertmanager package (9.9.9-1)" in done.stderr
     assert not list((tmp_path / "cache" / "tools").glob("alertmanager-*"))
+
+
+def test_the_charts_alert_rules_load_and_evaluate_in_prometheus(render: Render,
+                                                                tmp_path: Path) -> None:
+    # promtool checks them offline (test_chart_monitoring.py); this is the server itself. No
+    # series exist here, so only the health is checked: an absent()-rule may rightly be pending.
+    docs = render({**FULL, "evaluator": {"enabled": True}})
+    rules = tmp_path / "chart-rules.yaml"
+    spec = one(docs, "PrometheusRule")["spec"]
+    rules.write_text(yaml.safe_dump(spec))
+    with prometheus(tmp_path, [], [rules]) as prom:
+        def evaluated() -> list[dict[str, Any]] | None:
+            groups: list[dict[str, Any]] = get_json(f"{prom}/api/v1/rules")["data"]["groups"]
+            every = [r for g in groups for r in g["rules"]]
+            return groups if every and all(r["health"] != "unknown" for r in every) else None
+
+        groups = wait_for(evaluated, BOUND_S, "the chart's rules evaluated once")
+    # Prometheus lists the groups sorted by name, not in file order.
+    assert sorted(g["name"] for g in groups) == sorted(g["name"] for g in spec["groups"])
+    assert sorted(r["name"] for g in groups for r in g["rules"]) == sorted(
+        r.get("alert") or r["record"] for g in spec["groups"] for r in g["rules"])
+    for rule in (r for g in groups for r in g["rules"]):
+        assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
