@@ -137,11 +137,17 @@ async def test_a_record_waits_for_its_agenttask_to_end_and_a_failed_one_is_inclu
     # Answered, not in the sample: nothing to judge yet, and the task still runs.
     doc = record(uid, namespace=namespace, policies=[{"name": p, "sampled": False}])
     assert await ingest.accept(Record.model_validate(doc)) == (True, [])
-    assert await mark_terminal(await list_tasks(kube, namespace), ingest) == 0
+
+    async def this_task() -> list[dict[str, Any]]:
+        # The namespace is the session's: other tests' tasks, some ended, share it.
+        return [x for x in await list_tasks(kube, namespace) if x["metadata"]["uid"] == uid]
+
+    assert len(await this_task()) == 1
+    assert await mark_terminal(await this_task(), ingest) == 0
     assert await store.claim("it", now=1.0, lease=60.0, limit=5) == []
     kubectl.ok("-n", namespace, "patch", "agenttask", t, "--subresource=status", "--type=merge",
                "-p", json.dumps({"status": {"phase": "Failed", "attempt": 1}}))
-    assert await mark_terminal(await list_tasks(kube, namespace), ingest) == 1
-    assert await mark_terminal(await list_tasks(kube, namespace), ingest) == 0  # known
+    assert await mark_terminal(await this_task(), ingest) == 1
+    assert await mark_terminal(await this_task(), ingest) == 0  # known
     [claim] = await store.claim("it", now=1.0, lease=60.0, limit=5)
     assert (claim.uid, claim.policy, claim.why, claim.phase) == (uid, p, "failed", "Failed")
