@@ -20,7 +20,6 @@ It does not decide when to compact (context.py) nor talk HTTP (context_api.py).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import threading
@@ -32,7 +31,7 @@ from typing import Any
 import orjson
 
 from .checkpoints import decode, encode, write_atomic
-from .context import Compaction
+from .context import Compaction, digest
 from .dialects import Message
 
 __all__ = ["ARCHIVE_TOOL", "Boundary", "BoundaryStore", "is_note", "record_boundary"]
@@ -47,10 +46,6 @@ def is_note(msg: Message) -> bool:
     """A note the sidecar wrote (a summary or a truncation notice): never archived itself."""
     content = msg.get("content")
     return isinstance(content, str) and content.startswith(NOTE_PREFIX)
-
-
-def digest(msg: Message) -> str:
-    return hashlib.sha256(orjson.dumps(msg, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -78,6 +73,7 @@ class BoundaryStore:
         directory.mkdir(parents=True, exist_ok=True)
         self.corrupt_seen = 0
         self.boundaries: dict[int, Boundary] = {}
+        self._by_call: dict[str, Boundary] = {}  # asked on every replayed model call
         self.archive: list[dict[str, Any]] = []  # {"n", "boundary", "message"} in order
         self._digests: list[str] = []
         self._last_number = 0
@@ -109,7 +105,11 @@ class BoundaryStore:
                 b = Boundary(int(number), float(doc["time"]), doc["messages"], doc.get("summary"),
                              int(doc["covered"]), str(doc["digest"]), str(doc["callKey"]),
                              int(doc["first"]), int(doc["count"]), int(doc["_size"]))
-                self.boundaries[b.n] = b
+                self._add(b)
+
+    def _add(self, b: Boundary) -> None:
+        self.boundaries[b.n] = b
+        self._by_call[b.call_key] = b
 
     def _add_entry(self, n: int, boundary: int, msg: Message) -> None:
         self.archive.append({"n": n, "boundary": boundary, "message": msg})
@@ -119,11 +119,7 @@ class BoundaryStore:
         return self.boundaries[max(self.boundaries)] if self.boundaries else None
 
     def by_call_key(self, key: str) -> Boundary | None:
-        return next((b for b in self.boundaries.values() if b.call_key == key), None)
-
-    def by_summary(self, covered: int, digest_: str) -> Boundary | None:
-        return next((b for b in self.boundaries.values()
-                     if b.covered == covered and b.digest == digest_), None)
+        return self._by_call.get(key)
 
     def summaries(self) -> dict[tuple[int, str], str]:
         """The summaries cache as the volume holds it: (covered, digest) -> summary."""
@@ -167,7 +163,7 @@ class BoundaryStore:
             self._add_entry(first + i, n, msg)
         b = Boundary(n, now, messages, summary, covered, digest_, call_key, first, len(new),
                      len(data))
-        self.boundaries[n] = b
+        self._add(b)
         return b
 
     def search(self, query: str | None, start: int | None, end: int | None, limit: int

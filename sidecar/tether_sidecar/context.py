@@ -50,7 +50,7 @@ from .estimate import (
 )
 from .tokenizer import TokenCounter
 
-__all__ = ["Compaction", "ContextManager", "Estimate", "TokenCounter"]
+__all__ = ["Compaction", "ContextManager", "Estimate", "TokenCounter", "digest"]
 
 # Where the bounds straddle the threshold, compaction may come up to this fraction of the budget
 # early rather than count exactly (0.75 instead of 0.8 at worst, inside the headroom compactAt
@@ -219,7 +219,7 @@ class ContextManager:
             after = self.estimate(body, dialect)
             compaction = Compaction(self.budget.strategy, est.tokens, after.tokens, len(archived),
                                     reused, len(replacement) == 1, tuple(archived), summary,
-                                    (len(archived), _digest(archived)))
+                                    (len(archived), digest(archived)))
             est = after
         return self._check_fits(est, body, dialect), compaction
 
@@ -255,20 +255,22 @@ class ContextManager:
         else:
             archived_input = archived
         summary_text = await summarize(archived_input)
-        self._summaries[(len(archived), _digest(archived))] = summary_text
+        self._summaries[(len(archived), digest(archived))] = summary_text
         return [dialect.note(_summary_note(len(archived), summary_text))], False, summary_text
 
     def _cached_prefix(self, archived: list[Message]) -> tuple[int, str | None]:
         for covered in sorted({k for k, _ in self._summaries}, reverse=True):
             if covered <= len(archived):
-                found = self._summaries.get((covered, _digest(archived[:covered])))
+                found = self._summaries.get((covered, digest(archived[:covered])))
                 if found is not None:
                     return covered, found
         return 0, None
 
 
-def _digest(messages: list[Message]) -> str:
-    return hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def digest(value: Any) -> str:
+    """sha256 of a message or a list of them, as canonical JSON: the summaries' and the
+    archive's keys."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 # The note tells the model the archived messages are not lost, and how to read them back.
