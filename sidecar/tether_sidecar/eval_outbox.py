@@ -37,12 +37,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from tether_api import CallRetry
+
 from .checkpoints import write_durably
 from .errors import SidecarError, StorageFailed
 from .eval_config import Evaluation as Config
 from .eval_record import build, facts
 from .result_api import Result, ResultApi
-from .retry import parse_retry_after
+from .retry import backoff, parse_retry_after
 from .upstream import TransportError
 
 if TYPE_CHECKING:
@@ -117,6 +119,11 @@ class Evaluation:
         self._task: asyncio.Task[None] | None = None
         self._building: asyncio.Task[None] | None = None
         self._rng = random.Random()
+        # The delivery's waits, by the call retry's own backoff: doubling from the first, capped,
+        # jittered down by up to half (no herd of sidecars at an evaluator's return).
+        self._backoff = CallRetry(initial_interval=f"{FIRST_DELAY_SECONDS * 1000:.3f}ms",
+                                  backoff_coefficient=2.0, jitter=0.5, maximum_interval=
+                                  f"{h.settings.eval_retry_max_seconds * 1000:.3f}ms")
 
     def status(self) -> dict[str, int]:
         return {"checksPassed": self.checks_passed, "checksFailed": self.checks_failed,
@@ -215,9 +222,7 @@ class Evaluation:
                 failures = 0
                 continue
             failures += 1
-            cap = min(self.h.settings.eval_retry_max_seconds,
-                      FIRST_DELAY_SECONDS * 2 ** (failures - 1))
-            delay = max(retry_after, self._rng.uniform(cap / 2, cap))  # jitter: no herd
+            delay = max(retry_after, backoff(self._backoff, failures, self._rng))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
