@@ -89,6 +89,13 @@ class Sidecar:
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
+    def kill(self) -> None:
+        """SIGKILL, as a node losing the pod does: nothing flushed, nothing said; then close."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.stop()  # closes pipes and clients
+
     def stop(self, timeout: float = 20.0) -> int:
         for close in self.closers:
             close()

@@ -5,7 +5,6 @@ through the context_archive tool; a malformed request is refused with the reason
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,6 @@ def rig(tmp_path: Path, model_server: str) -> Iterator[Callable[[], Sidecar]]:
     yield start
     for sc in running:
         sc.stop()
-
-
-def kill(sc: Sidecar) -> None:
-    assert sc.proc is not None
-    sc.proc.send_signal(signal.SIGKILL)
-    sc.proc.wait(10)
-    sc.stop()
 
 
 def chat(sc: Sidecar, messages: list[dict[str, Any]]) -> httpx.Response:
@@ -88,7 +80,7 @@ def test_a_restarted_sidecar_reuses_the_persisted_summary(rig: Callable[[], Side
     chat(sc, history(8))
     Harness(sc.url).checkpoint(8, {"messages": "the full history, as an agent keeps it"})
     assert summary_calls(model_server) == 1
-    kill(sc)
+    sc.kill()
 
     again = rig()
     assert Harness(again.url).resume() is not None  # the journal counts from the checkpoint
@@ -103,7 +95,7 @@ def test_a_replayed_compacting_call_still_names_its_boundary(rig: Callable[[], S
     journal answers it, and the header comes with it."""
     sc = rig()
     assert chat(sc, history(8)).headers["x-tether-context-boundary"] == "1"
-    kill(sc)
+    sc.kill()
     again = rig()
     assert Harness(again.url).resume() is None
     r = chat(again, history(8))
@@ -118,7 +110,7 @@ def test_a_torn_boundary_falls_back_to_the_previous_one(rig: Callable[[], Sideca
     first = Harness(sc.url).context()
     assert first is not None
     chat(sc, first["messages"] + history(16)[2:])
-    kill(sc)
+    sc.kill()
     torn = sc.state_dir / "context" / "boundary-0000000002.json"
     torn.write_bytes(torn.read_bytes()[:-7])  # a half-copied volume, a bad disk
 

@@ -44,13 +44,6 @@ def rig(tmp_path: Path, model_server: str, tool_server: str) -> Iterator[
         sc.stop()
 
 
-def kill(sc: Sidecar) -> None:
-    assert sc.proc is not None
-    sc.proc.send_signal(signal.SIGKILL)
-    sc.proc.wait(10)
-    sc.stop()  # closes pipes and clients
-
-
 def test_checkpoint_round_trip(rig: Callable[..., Sidecar]) -> None:
     sc = rig()
     h = Harness(sc.url)
@@ -70,7 +63,7 @@ def test_restart_answers_completed_calls_from_the_journal(
     first = httpx.post(sc.url + CHAT, json=BODY, timeout=30).json()
     effect = httpx.post(sc.url + "/tools/effect", json={"n": 1}, timeout=30).json()
     spent = sc.status()["spentUSD"]
-    kill(sc)
+    sc.kill()
 
     again = rig()  # a new pod on the same volume; the agent starts over from no checkpoint
     assert Harness(again.url).resume() is None
@@ -126,7 +119,7 @@ def test_a_call_in_flight_at_a_kill_is_charged_once(rig: Callable[..., Sidecar],
     sc = rig()
     thread, _ = in_background(lambda: post_quietly()(sc.url))
     wait_in_flight(sc, model_server)
-    kill(sc)
+    sc.kill()
     thread.join(10)
     again = rig()
     status = again.status()
@@ -243,7 +236,7 @@ def test_replay_matches_the_same_request_in_another_key_order_and_nothing_else(
     other whitespace): still the same call. Any value that differs is a new call."""
     sc = rig()
     first = httpx.post(sc.url + CHAT, json=BODY, timeout=30).json()
-    kill(sc)
+    sc.kill()
     again = rig()
     reordered = json.dumps({"messages": BODY["messages"], "max_tokens": 100, "model": "gpt-4o"},
                            indent=2).encode()

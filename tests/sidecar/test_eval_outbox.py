@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import string
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,10 +74,7 @@ def test_killed_with_a_record_pending_delivers_it_once_after_restart(
     first = pod(evaluation_env(url))
     Harness(first.url).finish(ANSWER)
     double.wait(lambda d: len(d.posts) >= 2)
-    assert first.proc is not None
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(10)
-    first.stop()
+    first.kill()
     double.answers = ["lose_ack"]  # stored, but the sidecar hears 503 and sends it again
     again = pod(evaluation_env(url))
     wait_until(lambda: again.status()["evaluation"]["delivered"] == 1, "delivered after restart")

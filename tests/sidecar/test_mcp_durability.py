@@ -11,7 +11,6 @@ import pytest
 
 from ._mcp_server import FaultServer, serve_mcp
 from .proc import Sidecar, task_doc
-from .test_durability import kill
 from .test_mcp_faults import _text, call
 
 
@@ -38,7 +37,7 @@ async def test_completed_destructive_call_is_replayed_after_a_kill(
     sc = start()
     first = await call(f"{sc.url}/mcp/faults", "destroy", {"key": "a"})
     assert not first.is_error and faults.hits["destroy"] == 1
-    kill(sc)
+    sc.kill()
 
     again = start()  # the agent starts over from no checkpoint and makes the same call
     second = await call(f"{again.url}/mcp/faults", "destroy", {"key": "a"})
@@ -61,7 +60,7 @@ async def test_destructive_call_in_flight_at_a_kill_is_not_sent_again(
     pending = asyncio.ensure_future(call(f"{sc.url}/mcp/faults", "destroy",
                                          {"key": "c", "delay": 5}))
     assert await asyncio.to_thread(faults.destroying.wait, 20), "the call never arrived"
-    kill(sc)
+    sc.kill()
     pending.cancel()  # the agent's connection was cut with the sidecar; it gives up the call
     await asyncio.gather(pending, return_exceptions=True)
 
