@@ -70,7 +70,7 @@ EVAL_ALERT_TESTS = {
 
 def test_no_evaluator_alerts_without_the_evaluator(render: Render) -> None:
     groups = one(render(FULL), "PrometheusRule")["spec"]["groups"]
-    assert [g["name"] for g in groups] == ["tether-operator"]
+    assert [g["name"] for g in groups] == ["tether-operator", "tether-tasks"]
 
 
 def test_evaluator_alerts_fire_on_the_series_they_are_about(render: Render,

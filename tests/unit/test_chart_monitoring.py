@@ -13,6 +13,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -77,7 +78,7 @@ def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
     docs = render({**FULL, "evaluator": {"enabled": True}})
     exported = exported_metric_names()
     groups = one(docs, "PrometheusRule")["spec"]["groups"]
-    assert [g["name"] for g in groups] == ["tether-operator", "tether-evaluator"]
+    assert [g["name"] for g in groups] == ["tether-operator", "tether-tasks", "tether-evaluator"]
     rules = [r for g in groups for r in g["rules"]]
     used = set().union(*(metric_names_in(r["expr"]) for r in rules))
     assert used and used <= exported, used - exported
@@ -109,6 +110,15 @@ def test_alert_rules_pass_promtool_check(rules_file: Path) -> None:
 
 JOB = 'job="tether-operator"'
 SELF = f'{JOB}, namespace="tether-system"'
+TASK = 'job="tether-system/tether-sidecars", namespace="team-a", task="t1", pod="t1-0"'
+
+
+def _limit(limit: str) -> dict[str, Any]:
+    return {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a",
+                           "task": "t1"},
+            "exp_annotations": {"summary": f"AgentTask team-a/t1 reached its {limit} cost limit."}}
+
+
 # Series over 20 minutes and the alerts they must (and must not) raise.
 ALERT_TESTS = {
     "interval": "1m",
@@ -128,6 +138,12 @@ ALERT_TESTS = {
          "values": "0x9 1x10"},
         {"series": f'tether_tasks{{{JOB}, namespace="team-b", phase="Failed", pod="op-0"}}',
          "values": "2x19"},
+        # A sidecar (the PodMonitor's job): soft limit at 3m, hard at 6m, its pod gone at 10m
+        # (stale 5m later: promtool writes no staleness marker).
+        {"series": f'tether_budget_limit_hits_total{{{TASK}, limit="soft"}}',
+         "values": "_x3 1x6 _x10"},
+        {"series": f'tether_budget_limit_hits_total{{{TASK}, limit="hard"}}',
+         "values": "_x6 1 2x2 _x10"},
     ],
     "alert_rule_test": [
         {"eval_time": "3m", "alertname": "TetherOperatorDown", "exp_alerts": []},
@@ -150,6 +166,14 @@ ALERT_TESTS = {
              "exp_annotations": {
                  "summary": "AgentTasks in team-a have failed in the last 15 minutes."}}]},
         {"eval_time": "5m", "alertname": "TetherTasksFailing", "exp_alerts": []},
+        {"eval_time": "2m", "alertname": "TetherTaskSoftLimitReached", "exp_alerts": []},
+        {"eval_time": "3m", "alertname": "TetherTaskSoftLimitReached", "exp_alerts": [
+            _limit("soft")]},
+        {"eval_time": "5m", "alertname": "TetherTaskHardLimitReached", "exp_alerts": []},
+        {"eval_time": "8m", "alertname": "TetherTaskHardLimitReached", "exp_alerts": [
+            _limit("hard")]},
+        {"eval_time": "17m", "alertname": "TetherTaskSoftLimitReached", "exp_alerts": []},
+        {"eval_time": "17m", "alertname": "TetherTaskHardLimitReached", "exp_alerts": []},
     ],
 }
 
@@ -158,8 +182,9 @@ def test_alerts_fire_on_the_series_they_are_about(render: Render, tmp_path: Path
     values = {**FULL, "metrics": {**FULL["metrics"], "prometheusRule": {
         "enabled": True, "alertLabels": {"team": "platform"}}}}
     spec = one(render(values), "PrometheusRule")["spec"]
-    for rule in spec["groups"][0]["rules"]:  # descriptions are prose; summaries are checked
-        rule["annotations"].pop("description")
+    for group in spec["groups"]:  # descriptions are prose; summaries are checked
+        for rule in group["rules"]:
+            rule["annotations"].pop("description")
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(spec))
     tests = tmp_path / "rules_test.yaml"
@@ -168,3 +193,45 @@ def test_alerts_fire_on_the_series_they_are_about(render: Render, tmp_path: Path
     out = subprocess.run([promtool(), "test", "rules", str(tests)], capture_output=True,
                          text=True, timeout=60, check=False, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+SHORT = {"operatorDown": "20s", "noLeader": "21s", "twoLeaders": "22s", "backlog": "1m30s",
+         "budgetNearlySpent": "23s", "failedWindow": "40s", "subqueryStep": "2s",
+         "softLimit": "1s", "hardLimit": "3s", "evaluatorDown": "24s", "driftWindow": "50s",
+         "redactionWindow": "1m"}
+
+
+def test_rule_durations_are_values(render: Render) -> None:
+    """A test cluster renders the same expressions with seconds-scale durations and windows;
+    the summaries say them."""
+    values = {**FULL, "evaluator": {"enabled": True}, "metrics": {
+        **FULL["metrics"], "prometheusRule": {"enabled": True, "durations": SHORT}}}
+    groups = one(render(values), "PrometheusRule")["spec"]["groups"]
+    rules = {r["alert"]: r for g in groups for r in g["rules"]}
+    fors = {name: r.get("for") for name, r in rules.items()}
+    assert fors == {
+        "TetherOperatorDown": "20s", "TetherOperatorNoLeader": "21s",
+        "TetherOperatorTwoLeaders": "22s", "TetherOperatorBacklog": "1m30s",
+        "TetherBudgetNearlySpent": "23s", "TetherTasksFailing": None,
+        "TetherTaskSoftLimitReached": "1s", "TetherTaskHardLimitReached": "3s",
+        "TetherEvaluatorDown": "24s", "TetherEvalDrift": None, "TetherEvalJudgeDrift": None,
+        "TetherEvalJudgeCapReached": None, "TetherEvalRedactionFailures": None}
+    assert '[40s:2s]' in rules["TetherTasksFailing"]["expr"]
+    assert rules["TetherTasksFailing"]["annotations"]["summary"].endswith(
+        "in the last 40 seconds.")
+    assert all('[50s]' in rules[a]["expr"] for a in ("TetherEvalDrift", "TetherEvalJudgeDrift"))
+    assert '[1m]' in rules["TetherEvalRedactionFailures"]["expr"]
+    assert rules["TetherOperatorDown"]["annotations"]["summary"].endswith(
+        "for 20 seconds.")
+    assert rules["TetherOperatorBacklog"]["annotations"]["summary"].endswith("for 1m30s.")
+    text = yaml.safe_dump(groups)
+    assert not re.search(r"\b(5m|10m|15m|6h|1h)\b|minutes|hours", text), text
+
+
+def test_task_limit_alerts_read_the_sidecars_not_the_operator(render: Render) -> None:
+    groups = one(render(FULL), "PrometheusRule")["spec"]["groups"]
+    [tasks] = [g for g in groups if g["name"] == "tether-tasks"]
+    assert [r["expr"] for r in tasks["rules"]] == [
+        f'max by (namespace, task) (tether_budget_limit_hits_total{{limit="{limit}"}}) > 0'
+        for limit in ("soft", "hard")]
+    assert [r["for"] for r in tasks["rules"]] == ["0s", "0s"]
