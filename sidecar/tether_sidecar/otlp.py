@@ -7,6 +7,8 @@ the footprint section).
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -19,7 +21,15 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 if TYPE_CHECKING:
     from .tracing import Span
 
-__all__ = ["OtlpMirror"]
+__all__ = ["FLUSH_TIMEOUT_S", "OtlpMirror"]
+
+log = logging.getLogger(__name__)
+
+# How long the attempt's end waits for the queued spans to reach the collector. The SDK's own
+# bound is 30 s (and each export may retry for 10 s): as long as the pod's whole grace period,
+# and spent on the event loop before the sidecar writes its termination summary. A collector
+# that is down must not cost the operator that summary; the spans stay in spans.jsonl.
+FLUSH_TIMEOUT_S = 5.0
 
 
 class _TaskIds(IdGenerator):
@@ -46,6 +56,7 @@ class OtlpMirror:
         endpoint = endpoint.rstrip("/")
         if not endpoint.endswith("/v1/traces"):
             endpoint += "/v1/traces"
+        self.endpoint = endpoint
         self.trace_id = trace_id
         self._ids = _TaskIds(trace_id)
         self.provider = TracerProvider(resource=Resource.create(resource),
@@ -68,5 +79,22 @@ class OtlpMirror:
             sdk_span.set_status(trace.StatusCode.ERROR, span.status_message)
         sdk_span.end(end_time=span.end_ns)
 
-    def shutdown(self) -> None:
-        self.provider.shutdown()
+    def shutdown(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Export every span still queued (the batch processor drains its queue when shut down:
+        an evicted attempt's last spans go now or never), waiting at most ``timeout_s``. True
+        when all went; False, said in the log, when the collector did not take them in time (the
+        export goes on in its daemon thread until the process exits)."""
+        done = threading.Event()
+
+        def stop() -> None:
+            self.provider.shutdown()
+            done.set()
+
+        threading.Thread(target=stop, name="otlp-shutdown", daemon=True).start()
+        if done.wait(timeout_s):
+            return True
+        log.error("The spans still queued for %s were not all exported within %.1f s of the "
+                  "attempt's end; the collector may miss them (spans.jsonl on the task's volume "
+                  "has every span). Check that the collector is up and reachable from the pod.",
+                  self.endpoint, timeout_s)
+        return False
