@@ -46,7 +46,14 @@ def _rate(metric: str, by: str) -> str:
 
 
 def _increase(metric: str, by: str, window: str = "$__rate_interval") -> str:
-    return f"sum by ({by}) (increase({metric}{{{NS}}}[{window}]))"
+    """Events in each window. A labelled counter's series is born by its first event, at 1 (a
+    task's first eviction, its one soft-limit hit, the first redaction failure since the
+    evaluator started), and increase() sees nothing before a series' first sample: such a
+    panel would show 0 for every first event. Series born inside the window count from 0 (their
+    value), the others by increase()."""
+    series, agg = f"{metric}{{{NS}}}", f"sum by ({by})" if by else "sum"
+    return (f"{agg} (({series} unless {series} offset {window})"
+            f" or increase({series}[{window}]))")
 
 
 def _budget_ratio(metric: str) -> str:
@@ -74,8 +81,8 @@ OPERATOR = [
     Panel("Evictions and resumes",
           "Attempts ended by a disruption, and pods started to resume from the checkpoint.",
           "short",
-          ((f"sum(increase(tether_task_evictions_total{{{NS}}}[$__rate_interval]))", "evictions"),
-           (f"sum(increase(tether_task_resumes_total{{{NS}}}[$__rate_interval]))", "resumes")),
+          ((_increase("tether_task_evictions_total", ""), "evictions"),
+           (_increase("tether_task_resumes_total", ""), "resumes")),
           width=12),
     Panel("AgentBudgets: spent and held / limit",
           "Settled spend and holds for running tasks, as a share of each AgentBudget's limit.",
