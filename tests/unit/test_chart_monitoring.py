@@ -113,6 +113,12 @@ SELF = f'{JOB}, namespace="tether-system"'
 TASK = 'job="tether-system/tether-sidecars", namespace="team-a", task="t1", pod="t1-0"'
 
 
+def _failing(namespace: str) -> dict[str, Any]:
+    return {"exp_labels": {"severity": "warning", "team": "platform", "namespace": namespace},
+            "exp_annotations": {
+                "summary": f"AgentTasks in {namespace} have failed in the last 15 minutes."}}
+
+
 def _limit(limit: str) -> dict[str, Any]:
     return {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a",
                            "task": "t1"},
@@ -135,9 +141,14 @@ ALERT_TESTS = {
         {"series": f'tether_budget_limit_usd{{{JOB}, namespace="team-b", budget="c"}}',
          "values": "100x19"},
         {"series": f'tether_tasks{{{JOB}, namespace="team-a", phase="Failed", pod="op-0"}}',
-         "values": "0x9 1x10"},
+         "values": "0x9 1x25"},
         {"series": f'tether_tasks{{{JOB}, namespace="team-b", phase="Failed", pod="op-0"}}',
          "values": "2x19"},
+        # team-c's first failure: its Failed series has no sample before it, not a 0.
+        {"series": f'tether_tasks{{{JOB}, namespace="team-c", phase="Running", pod="op-0"}}',
+         "values": "1x9 stale"},
+        {"series": f'tether_tasks{{{JOB}, namespace="team-c", phase="Failed", pod="op-0"}}',
+         "values": "_x10 1x25"},
         # A sidecar (the PodMonitor's job): soft limit at 3m, hard at 6m, its pod gone at 10m
         # (stale 5m later: promtool writes no staleness marker).
         {"series": f'tether_budget_limit_hits_total{{{TASK}, limit="soft"}}',
@@ -162,9 +173,8 @@ ALERT_TESTS = {
                             "budget": "b"},
              "exp_annotations": {"summary": "AgentBudget team-a/b has spent 95% of its limit."}}]},
         {"eval_time": "12m", "alertname": "TetherTasksFailing", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "team": "platform", "namespace": "team-a"},
-             "exp_annotations": {
-                 "summary": "AgentTasks in team-a have failed in the last 15 minutes."}}]},
+            _failing("team-a"), _failing("team-c")]},
+        {"eval_time": "27m", "alertname": "TetherTasksFailing", "exp_alerts": []},  # 15 m on
         {"eval_time": "5m", "alertname": "TetherTasksFailing", "exp_alerts": []},
         {"eval_time": "2m", "alertname": "TetherTaskSoftLimitReached", "exp_alerts": []},
         {"eval_time": "3m", "alertname": "TetherTaskSoftLimitReached", "exp_alerts": [
