@@ -33,7 +33,10 @@ TOOLS := PROMTOOL="$$(hack/promtool.sh)" && HELM="$$(hack/helm.sh)" \
 	&& ACTIONLINT="$$(hack/actionlint.sh)" && SHELLCHECK="$$(hack/actionlint.sh --shellcheck)" \
 	&& PROMETHEUS="$$(hack/observability.sh prometheus)" \
 	&& ALERTMANAGER="$$(hack/observability.sh alertmanager)" && JAEGER="$$(hack/jaeger.sh)" \
-	&& export PROMTOOL HELM ACTIONLINT SHELLCHECK PROMETHEUS ALERTMANAGER JAEGER &&
+	&& PROMETHEUS_KUBERNETES="$$(hack/prometheus-kubernetes.sh)" \
+	&& PROMETHEUS_OPERATOR_CRDS="$$(hack/prometheus-operator-crds.sh)" \
+	&& export PROMTOOL HELM ACTIONLINT SHELLCHECK PROMETHEUS ALERTMANAGER JAEGER \
+	PROMETHEUS_KUBERNETES PROMETHEUS_OPERATOR_CRDS &&
 
 unit: venv
 	$(TOOLS) $(PY) -m pytest tests/unit -q

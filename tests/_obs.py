@@ -135,21 +135,28 @@ def jaeger_binary() -> str:
 
 @contextmanager
 def prometheus(workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = (),
-               alertmanager_url: str | None = None) -> Iterator[str]:
-    """A Prometheus scraping ``targets`` (host:port) every second, evaluating ``rule_files``
-    every second and sending alerts to ``alertmanager_url``; yields its base URL."""
+               alertmanager_url: str | None = None,
+               scrape_configs: Sequence[dict[str, Any]] = (),
+               binary: str | None = None) -> Iterator[str]:
+    """A Prometheus scraping ``targets`` (host:port, job "test") and the jobs of
+    ``scrape_configs`` (Prometheus's own form, e.g. tests/e2e/_monitoring.py's discovery), by
+    default every second, evaluating ``rule_files`` every second and sending alerts to
+    ``alertmanager_url``; yields its base URL. ``binary`` replaces Debian's prometheus (which
+    lacks the Kubernetes discovery: hack/prometheus-kubernetes.sh)."""
     port = free_port()
+    jobs = [{"job_name": "test", "static_configs": [{"targets": list(targets)}]}] \
+        if targets or not scrape_configs else []
     config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [{"job_name": "test", "static_configs": [{"targets": list(targets)}]}],
+        "scrape_configs": jobs + list(scrape_configs),
     }
     if alertmanager_url:
         host = alertmanager_url.split("://", 1)[-1].rstrip("/")
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     url = f"http://127.0.0.1:{port}"
-    argv = [prometheus_binary(), f"--config.file={workdir / 'prometheus.yml'}",
+    argv = [binary or prometheus_binary(), f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{port}"]
     with running(argv, workdir, "prometheus", lambda: answers(f"{url}/-/ready")):
