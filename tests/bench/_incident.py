@@ -91,14 +91,16 @@ class Watch:
     firing: dict[str, float] = field(default_factory=dict)  # alert -> first poll seeing it fire
 
     def poll(self, run: LocalRun, prom: str) -> None:
-        now, status = time.time(), run.status()
+        # Each time is taken once its answer is in: an upper bound of when the state began.
+        status = run.status()
         if status is not None:
+            now = time.time()
             if self.soft_seen is None and status["limitHits"]["soft"]:
                 self.soft_seen = now
             if self.tripped is None and status["phase"] == "BudgetExceeded":
                 self.tripped = now
         for name in (SOFT_ALERT, HARD_ALERT):
-            found = alert(prom, name)
+            found, now = alert(prom, name), time.time()
             if found is not None and name not in self.pending:
                 self.pending[name] = epoch(found["activeAt"])
             if found is not None and found["state"] == "firing" and name not in self.firing:
@@ -203,10 +205,15 @@ def direct_arm(sc: Scenario, workdir: Path) -> dict[str, Any]:
         for at, cost, _ in billed:
             total += cost
             curve.append((round(at - start, 2), float(total)))
-        elapsed = billed[-1][0] - start if billed else sc.direct_seconds
-        rate = float(total) / elapsed
+        if len(billed) < 2:
+            raise RuntimeError(f"the direct arm made {len(billed)} model calls in "
+                               f"{sc.direct_seconds} s: too few to measure a rate")
+        # The rate between the first and the last answer: the loop's own pace, not the
+        # interpreter's start-up before its first call.
+        elapsed = billed[-1][0] - billed[0][0]
+        rate = float(total - billed[0][1]) / elapsed
         return {
-            "boundSeconds": sc.direct_seconds, "elapsed": round(elapsed, 2),
+            "boundSeconds": sc.direct_seconds, "rateWindowSeconds": round(elapsed, 2),
             "modelCallsBilled": len(billed), "agent": agent, "toolHits": d.tool_hits(),
             "attemptsPerToolCall": (d.tool_hits() / agent["toolCalls"]
                                     if agent["toolCalls"] else None),
