@@ -30,6 +30,25 @@ def _at(curve: list[list[float]], t: float) -> float:
     return next((usd for at, usd in reversed(curve) if at <= t), 0.0)
 
 
+def _zoom(ax: Any, curve: list[list[float]], timeline: dict[str, Any], soft: float) -> None:
+    """An inset around the soft-limit crossing: the markers are a second or two apart."""
+    first, last = timeline["softLimitCrossed"], timeline["receiverNotified"]
+    if first is None or last is None:
+        return
+    inset = ax.inset_axes((0.56, 0.07, 0.41, 0.36))
+    inset.plot(*zip(*curve, strict=True), color="tab:blue", drawstyle="steps-post")
+    inset.axhline(soft, color="tab:orange", lw=1, ls=":")
+    for key, _, marker in MARKERS[:3]:
+        t = timeline[key]
+        inset.plot([t], [_at(curve, t)], marker=marker, ls="none", ms=8)
+    inset.set_xlim(first - 1.5, last + 1.5)
+    low, high = _at(curve, first - 1.5), _at(curve, last + 1.5)
+    inset.set_ylim(low - 0.02 * soft, high + 0.02 * soft)
+    inset.tick_params(labelsize=7)
+    inset.set_title("around the soft limit", fontsize=7.5)
+    ax.indicate_inset_zoom(inset, edgecolor="0.5")
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     teth, direct, sc = result["tether"], result["direct"], result["scenario"]
     soft, hard = float(sc["softLimitUSD"]), float(sc["hardLimitUSD"])
@@ -44,8 +63,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     end = max(tc[-1][0], dc[-1][0]) * 1.15
     left.plot(*zip(*tc, strict=True), color="tab:blue", drawstyle="steps-post",
               label="with tether")
-    left.plot(*zip(*dc, strict=True), color="tab:gray", drawstyle="steps-post",
-              label=f"without tether (stopped by the test at {direct['boundSeconds']:g} s)")
+    bound = direct["boundSeconds"]
+    left.plot(*zip(*dc, strict=True), color="tab:gray", drawstyle="steps-post", lw=4,
+              alpha=0.45, zorder=1, label=f"without tether (stopped by the test at {bound:g} s)")
     top = dc[-1][1] + direct["usdPerMinute"] / 60 * (end - dc[-1][0])
     left.plot([dc[-1][0], end], [dc[-1][1], top],
               color="tab:gray", ls="--", label="without tether, at its measured rate")
@@ -53,6 +73,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         t = teth["timeline"].get(key)
         if t is not None:
             left.plot([t], [_at(tc, t)], marker=marker, ls="none", ms=8, label=f"{label} {t:.1f} s")
+    _zoom(left, tc, teth["timeline"], soft)
     left.set_xlim(0, end)
     left.set_ylim(0, max(hard * 1.3, top) * 1.05)
     left.set_xlabel("seconds since the agent started")
@@ -76,3 +97,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # redraw from a saved run: RESULT.json OUT.png
+    import json
+    import sys
+
+    plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
