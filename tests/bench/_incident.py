@@ -89,6 +89,7 @@ class Watch:
     tripped: float | None = None  # its phase is BudgetExceeded (the first refused call)
     pending: dict[str, float] = field(default_factory=dict)  # alert -> Prometheus activeAt
     firing: dict[str, float] = field(default_factory=dict)  # alert -> first poll seeing it fire
+    notified_hard: float | None = None  # the hard-limit alert at the receiver, if it got there
 
     def poll(self, run: LocalRun, prom: str) -> None:
         # Each time is taken once its answer is in: an upper bound of when the state began.
@@ -133,7 +134,8 @@ def tether_arm(sc: Scenario, workdir: Path) -> dict[str, Any]:
             late = stopped + 30
             while rec.first(SOFT_ALERT) is None and time.time() < late:
                 time.sleep(0.1)  # the poll's period
-        notified = rec.first(SOFT_ALERT)
+        notified, hard = rec.first(SOFT_ALERT), rec.first(HARD_ALERT)
+        watch.notified_hard = hard.at if hard else None
         return _tether_figures(sc, d, run, status, watch, notified, start, stopped)
 
 
@@ -164,6 +166,7 @@ def _tether_figures(sc: Scenario, d: Doubles, run: LocalRun, status: dict[str, A
             "receiverNotified": since(notified.at if notified else None),
             "hardStop": since(watch.tripped), "agentExited": since(stopped),
             "hardAlertFiring": since(watch.firing.get(HARD_ALERT)),
+            "hardAlertNotified": since(watch.notified_hard),
         },
         "atNotification": notified.probe and {k: notified.probe[k] for k in (
             "phase", "spentUSD", "limitHits")} if notified else None,

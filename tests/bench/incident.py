@@ -46,22 +46,25 @@ def timeline(r: dict[str, Any]) -> list[str]:
     t, at = r["timeline"], r["atNotification"] or {}
     agent = r["agent"]
 
-    def line(key: str, what: str) -> str:
-        return f"  t+{t[key]:7.2f} s  {what}" if t[key] is not None else f"  (never)    {what}"
-
+    events = [
+        ("softLimitCrossed", f"soft limit ${r['softLimitUSD']} crossed on the provider's bill"),
+        ("sidecarSawSoft", "the sidecar's /status counts the soft-limit hit"),
+        ("alertPending", "TetherTaskSoftLimitReached active in Prometheus (activeAt; for: 0s, "
+                         "so pending and firing are one evaluation)"),
+        ("alertFiring", "TetherTaskSoftLimitReached seen firing in Prometheus"),
+        ("receiverNotified", f"Alertmanager's webhook receiver notified; the task then: "
+                             f"{at.get('phase')}, ${at.get('spentUSD')} spent"),
+        ("hardStop", f"hard stop: the sidecar refused model call {agent['modelCalls'] + 1} "
+                     "(402, BudgetExceeded)"),
+        ("hardAlertFiring", "TetherTaskHardLimitReached seen firing in Prometheus"),
+        ("hardAlertNotified", "TetherTaskHardLimitReached at the receiver"),
+        ("agentExited", f"agent exited; tether run: {r['phase']}, exit code {r['exitCode']}, "
+                        f"last checkpoint step {r['lastCheckpointStep']}"),
+    ]
+    seen = sorted((t[k], what) for k, what in events if t.get(k) is not None)
     return [
-        line("softLimitCrossed", f"soft limit ${r['softLimitUSD']} crossed on the provider's "
-                                 "bill"),
-        line("sidecarSawSoft", "the sidecar's /status counts the soft-limit hit"),
-        line("alertPending", "TetherTaskSoftLimitReached active in Prometheus (activeAt; for: "
-                             "0s, so pending and firing are one evaluation)"),
-        line("alertFiring", "TetherTaskSoftLimitReached seen firing in Prometheus"),
-        line("receiverNotified", f"Alertmanager's webhook receiver notified; the task then: "
-                                 f"{at.get('phase')}, ${at.get('spentUSD')} spent"),
-        line("hardStop", f"hard stop: the sidecar refused model call {agent['modelCalls'] + 1} "
-                         "(402, BudgetExceeded)"),
-        line("agentExited", f"agent exited; tether run: {r['phase']}, exit code {r['exitCode']},"
-                            f" last checkpoint step {r['lastCheckpointStep']}"),
+        *(f"  t+{when:7.2f} s  {what}" for when, what in seen),
+        *(f"  (never)      {what}" for k, what in events if t.get(k) is None),
         f"  bill ${float(r['billUSD']):.4f} for {r['modelCallsBilled']} model calls (hard "
         f"${r['hardLimitUSD']} + one hold ${float(r['oneHoldUSD']):.4f}); tool attempts per "
         f"call {r['attemptsPerToolCall']:.2f} ({r['toolHits']} hits / {agent['toolCalls']} "
