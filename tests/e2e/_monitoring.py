@@ -299,21 +299,24 @@ class Receiver(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/alerts"
 
-    def received(self, name: str, status: str, **labels: str) -> tuple[float, Doc] | None:
-        """The first alert ``name`` posted with ``status`` (firing, resolved) and ``labels``."""
+    def received(self, name: str, status: str, after: float = 0.0,
+                 **labels: str) -> tuple[float, Doc] | None:
+        """(arrival, alert): the first alert ``name`` posted with ``status`` (firing,
+        resolved) and ``labels``, arrived after the monotonic time ``after``."""
         with self.lock:
             return next(((t, a) for t, a in self.alerts
-                         if a["labels"].get("alertname") == name and a["status"] == status
-                         and labels.items() <= a["labels"].items()), None)
+                         if t > after and a["labels"].get("alertname") == name
+                         and a["status"] == status and labels.items() <= a["labels"].items()),
+                        None)
 
-    def wait_firing(self, name: str, timeout: float = NOTIFY_TIMEOUT_S,
+    def wait_firing(self, name: str, timeout: float = NOTIFY_TIMEOUT_S, after: float = 0.0,
                     **labels: str) -> tuple[float, Doc]:
-        return wait_for(lambda: self.received(name, "firing", **labels), timeout,
+        return wait_for(lambda: self.received(name, "firing", after, **labels), timeout,
                         f"a firing {name} {labels or ''} at the webhook receiver")
 
-    def wait_resolved(self, name: str, timeout: float = NOTIFY_TIMEOUT_S,
+    def wait_resolved(self, name: str, timeout: float = NOTIFY_TIMEOUT_S, after: float = 0.0,
                       **labels: str) -> tuple[float, Doc]:
-        return wait_for(lambda: self.received(name, "resolved", **labels), timeout,
+        return wait_for(lambda: self.received(name, "resolved", after, **labels), timeout,
                         f"a resolved {name} {labels or ''} at the webhook receiver")
 
 
