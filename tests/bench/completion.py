@@ -34,7 +34,7 @@ from tests.bench._completion_tether import run_tether_task
 from tether_examples import bench_model, bench_tools
 from tether_examples._serve import serve_in_thread
 
-__all__ = ["Doubles", "main", "run_arm", "run_seed"]
+__all__ = ["Doubles", "main", "play_arm", "run_arm", "run_seed"]
 
 
 class Doubles:
@@ -63,9 +63,10 @@ def _runner(arm: str, d: Doubles, run: str, workdir: Path,
     return lambda t: run_direct_task(t, client, http, tools_url, verify)
 
 
-def run_arm(arm: str, tasks: list[BenchTask], d: Doubles, concurrency: int,
-            workdir: Path) -> dict[str, Any]:
-    """Run `tasks` in one arm and summarise; the run's name keeps its attempts and bill apart."""
+def play_arm(arm: str, tasks: list[BenchTask], d: Doubles, concurrency: int,
+             workdir: Path) -> tuple[list[Graded], float, dict[str, Any]]:
+    """Run `tasks` in one arm: each graded, the seconds it took, the faults and overflows met.
+    The run's name keeps the arm's attempts and bill apart from the other arms'."""
     run = f"{arm}-{tasks[0].seed}" if tasks else arm
     started = time.monotonic()
     with ExitStack() as stack, ThreadPoolExecutor(concurrency) as pool:
@@ -80,8 +81,13 @@ def run_arm(arm: str, tasks: list[BenchTask], d: Doubles, concurrency: int,
         graded.append(Graded(task, grade(task, phase, answer, usd), answer))
     injected = sum(len(v) for v in faults.values())
     overflows = sum(b.get("overflows", 0) for b in bills.values())
-    return summarise(graded, seconds, {"toolFaultsInjected": injected,
-                                       "contextOverflows": overflows})
+    return graded, seconds, {"toolFaultsInjected": injected, "contextOverflows": overflows}
+
+
+def run_arm(arm: str, tasks: list[BenchTask], d: Doubles, concurrency: int,
+            workdir: Path) -> dict[str, Any]:
+    """One arm's summary on `tasks`."""
+    return summarise(*play_arm(arm, tasks, d, concurrency, workdir))
 
 
 def run_seed(seed: int, n: int, arms: list[str], d: Doubles, concurrency: int,
