@@ -50,6 +50,7 @@ __all__ = ["Driver", "apply_crds", "bench_doubles", "drive", "main", "prepare_na
 
 TERMINAL = ("Succeeded", "Failed", "BudgetExceeded")
 CONCURRENCY = 6  # task pods at once: what test_spend_campaign runs on the shared 2-core node
+AGENT_EXIT_WAIT = 30.0  # seconds an ended task's agent gets to exit before its log is read
 _STEP_DONE = re.compile(r"^step \d+ done$")
 
 
@@ -116,6 +117,7 @@ class Driver:
         self.custom, self.core = client.CustomObjectsApi(self.api), client.CoreV1Api(self.api)
         self.pending = list(self.bodies)
         self.active: set[str] = set()
+        self.ended_at: dict[str, float] = {}  # when the phase was first seen terminal
 
     def run(self, timeout: float, progress: bool = True) -> None:
         deadline = time.monotonic() + timeout
@@ -142,9 +144,26 @@ class Driver:
             if name not in self.active:
                 continue
             if st.get("phase") in TERMINAL:
-                self.finish(name, st)
+                if self.agent_ended(name, st.get("podName")):
+                    self.finish(name, st)
             elif name in self.evict_at and name not in self.evicted:
                 self.maybe_evict(name, st)
+
+    def agent_ended(self, name: str, pod: str | None) -> bool:
+        """Whether the ended task's agent container shows terminated, so its log is whole (the
+        kubelet's container status can lag the phase). After AGENT_EXIT_WAIT the log is read
+        as it is."""
+        since = self.ended_at.setdefault(name, time.monotonic())
+        if not pod or time.monotonic() - since > AGENT_EXIT_WAIT:
+            return True
+        try:
+            got = self.core.read_namespaced_pod(pod, self.ns)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return all(s.state.terminated is not None for s in got.status.container_statuses or []
+                   if s.name == "agent")
 
     def maybe_evict(self, name: str, st: dict[str, Any]) -> None:
         if st.get("phase") != "Running" or (st.get("step") or 0) < self.evict_at[name]:
@@ -162,26 +181,27 @@ class Driver:
     def finish(self, name: str, st: dict[str, Any]) -> None:
         if name in self.evict_at and name not in self.evicted:
             self.missed.add(name)
-        self.finished[name] = Finished(name, st["phase"], st, self.answer(st.get("podName")),
-                                       name in self.evicted)
+        answer, why = self.answer(st.get("podName"))
+        self.finished[name] = Finished(name, st["phase"], st, answer, name in self.evicted, why)
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, "agenttasks", name)
         self.active.discard(name)
 
-    def answer(self, pod: str | None) -> str | None:
-        """What the reference agent printed after its last ``step N done`` line: its answer
-        (stdout; the kubelet's log interleaves stderr, which carries the step lines)."""
+    def answer(self, pod: str | None) -> tuple[str | None, str]:
+        """What the reference agent printed after its last ``step N done`` line, its answer
+        (stdout; the kubelet's log interleaves stderr, which carries the step lines), and the
+        log's tail when there is none, to say why."""
         if not pod:
-            return None
+            return None, "no pod"
         try:
             log = str(self.core.read_namespaced_pod_log(pod, self.ns, container="agent"))
         except client.ApiException as exc:
-            if exc.status in (400, 404):
-                return None  # the pod or its container is gone: no answer to read
+            if exc.status in (400, 404):  # the pod or its container is gone
+                return None, f"log of {pod} unreadable: {exc.status} {exc.reason}"
             raise
         lines = log.rstrip("\n").splitlines()
         last = max((i for i, line in enumerate(lines) if _STEP_DONE.match(line)), default=-1)
         text = "\n".join(lines[last + 1:]).strip()
-        return text or None
+        return (text, "") if text else (None, log[-400:])
 
 
 @contextmanager

@@ -25,6 +25,7 @@ class Finished:
     status: dict[str, Any]
     answer: str | None  # the agent's printed answer, None when it printed none
     evicted: bool  # the planned eviction was sent
+    log_tail: str = ""  # the agent's log's end when no answer was found in it
 
 
 def eviction_plan(ids: list[str], steps: dict[str, int], seed: int, fraction: float
@@ -70,7 +71,7 @@ def summarise(tasks: list[BenchTask], finished: dict[str, Finished], missed: set
         if outcome.kind != "completed":
             notable.append({"task": task.id, "outcome": outcome.kind, "phase": done.phase,
                             "possible": task.possible, "evicted": done.evicted,
-                            "answer": (done.answer or "")[:120],
+                            "answer": (done.answer or "")[:120], "log": done.log_tail,
                             "message": str(st.get("message") or "")[:200]})
     completed = kinds["completed"]
     return {"tether": {
