@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # after the backend is chosen
 __all__ = ["plot"]
 
 MARKERS = [("softLimitCrossed", "soft limit crossed", "o"),
-           ("alertFiring", "alert firing (Prometheus)", "^"),
+           ("alertPending", "alert active in Prometheus (activeAt)", "^"),
            ("receiverNotified", "receiver notified", "s"),
            ("hardStop", "hard stop (BudgetExceeded)", "X")]
 
