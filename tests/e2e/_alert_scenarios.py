@@ -49,16 +49,22 @@ class Stack:
     host: str  # where the doubles (and the slow webhook) listen
     seen: dict[str, dict[str, float]] = field(default_factory=dict)  # seconds, per alert
 
+    @property
+    def release(self) -> dict[str, str]:
+        return {"job": self.operator, "namespace": self.namespace}
+
     def _query(self, promql: str) -> list[Any]:
         result: list[Any] = get_json(f"{self.prom}/api/v1/query?query={quote(promql)}")[
             "data"]["result"]
         return result
 
-    def fires(self, name: str, since: float) -> None:
+    def fires(self, name: str, since: float, **labels: str) -> None:
+        """Firing in Prometheus since ``since``, and notified with ``labels`` (the operator's
+        alerts name the release's job and namespace, the others their task or budget)."""
         window = f"{int(time.monotonic() - since) + 2}s"
         firing = f'max_over_time(ALERTS{{alertname="{name}", alertstate="firing"}}[{window}])'
         wait_for(lambda: self._query(firing) or None, ALERT_S, f"{name} firing in Prometheus")
-        got, _ = self.receiver.wait_firing(name, ALERT_S, after=since)
+        got, _ = self.receiver.wait_firing(name, ALERT_S, after=since, **labels)
         self.seen[name] = {"notified": got - since}
 
     def resolves(self, name: str, since: float) -> None:
@@ -91,9 +97,10 @@ def tasks_and_budget(stack: Stack, api: client.ApiClient, core: client.CoreV1Api
                            costEnvelope={"hardLimitUSD": "0.015", "softLimitUSD": "0.004"}))
     tasks.create(agenttask("fails", doubles, agent=agent("python", "-c", "raise SystemExit(3)"),
                            retryPolicy={"pod": {"backoffLimit": 0}}))
-    for name in ("TetherTaskSoftLimitReached", "TetherTaskHardLimitReached",
-                 "TetherTasksFailing", "TetherBudgetNearlySpent"):
-        stack.fires(name, start)
+    stack.fires("TetherTaskSoftLimitReached", start, namespace=ns, task="limits")
+    stack.fires("TetherTaskHardLimitReached", start, namespace=ns, task="limits")
+    stack.fires("TetherTasksFailing", start, namespace=ns)
+    stack.fires("TetherBudgetNearlySpent", start, namespace=ns, budget="spend")
     assert tasks.done("limits")["status"]["phase"] == "BudgetExceeded"
     assert tasks.done("fails")["status"]["phase"] == "Failed"
     raised = time.monotonic()
@@ -114,7 +121,7 @@ def backlog(stack: Stack, api: client.ApiClient, tasks: Tasks, doubles: Doubles)
         for name in names:  # agents that would run for 10 minutes: deleted first
             tasks.create(agenttask(name, doubles, agent=agent(
                 "python", "-c", "import time; time.sleep(600)")))
-        stack.fires("TetherOperatorBacklog", start)
+        stack.fires("TetherOperatorBacklog", start, **stack.release)
         assert webhook.asked >= 1
         emptied = time.monotonic()
         for name in names:
@@ -144,7 +151,7 @@ def leadership(stack: Stack, api: client.ApiClient, core: client.CoreV1Api) -> N
     ns, name = stack.namespace, stack.operator
     start = time.monotonic()
     _scale(apps, stack, 0)
-    stack.fires("TetherOperatorDown", start)
+    stack.fires("TetherOperatorDown", start, **stack.release)
     wait_for(lambda: not _operator_pods(core, ns) or None, 120, f"the pods of {name} gone")
     leases.delete_namespaced_lease(name, ns)  # handed back by the stopped replica
     leases.create_namespaced_lease(ns, {"metadata": {"name": name}, "spec": {
@@ -153,13 +160,13 @@ def leadership(stack: Stack, api: client.ApiClient, core: client.CoreV1Api) -> N
     back = time.monotonic()
     _scale(apps, stack, 1)
     stack.resolves("TetherOperatorDown", back)
-    stack.fires("TetherOperatorNoLeader", back)
+    stack.fires("TetherOperatorNoLeader", back, **stack.release)
     freed = time.monotonic()
     leases.delete_namespaced_lease(name, ns)
     stack.resolves("TetherOperatorNoLeader", freed)
     copy = time.monotonic()
     apps.create_namespaced_deployment(ns, unelected_copy(api, ns, name))
-    stack.fires("TetherOperatorTwoLeaders", copy)
+    stack.fires("TetherOperatorTwoLeaders", copy, **stack.release)
     removed = time.monotonic()
     apps.delete_namespaced_deployment(f"{name}-unelected", ns)
     stack.resolves("TetherOperatorTwoLeaders", removed)
