@@ -122,14 +122,15 @@ def tether_arm(sc: Scenario, workdir: Path) -> dict[str, Any]:
             run.start()
             assert run.agent is not None
             start = time.time()
-            while run.agent.poll() is None and time.time() - start < RUN_BOUND_S:
-                watch.poll(run, prom)
-                time.sleep(0.1)  # the poll's period, not a wait for an outcome
-            stopped = time.time()
-            if run.agent.poll() is None:
-                run.agent.kill()
-            rc = run.agent.wait()
-            status = run.finish(rc)
+            try:
+                while run.agent.poll() is None and time.time() - start < RUN_BOUND_S:
+                    watch.poll(run, prom)
+                    time.sleep(0.1)  # the poll's period, not a wait for an outcome
+            finally:  # a failed poll must not leave the agent and the sidecar running
+                stopped = time.time()
+                if run.agent.poll() is None:
+                    run.agent.kill()
+                status = run.finish(run.agent.wait())
             # After the stop only for the timeline: a late notification is a failed order.
             late = stopped + 30
             while rec.first(SOFT_ALERT) is None and time.time() < late:
