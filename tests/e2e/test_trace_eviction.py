@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -35,7 +36,6 @@ from .._obs import (
     Jaeger,
     answers,
     free_port,
-    get_json,
     jaeger_binary,
     jaeger_config,
     running,
@@ -89,13 +89,12 @@ def traced(name: str, doubles: Doubles, backend: Jaeger, tool_io: str) -> dict[s
                      observability={"otlpEndpoint": backend.otlp_http, "toolIO": tool_io})
 
 
-def spans_of(backend: Jaeger, trace_id: str, attempts: int) -> list[Span] | None:
-    """The trace's spans, each with its ``tags``, ``attempt`` (its pod's) and ``parent``;
-    None until the last attempt's own span has arrived (it is the last one exported)."""
-    doc = json.loads(json.dumps(get_json(f"{backend.query}/api/traces/{trace_id}")),
-                     parse_float=Decimal)  # a cost as the exact decimal Jaeger wrote
+def parse_trace(raw: bytes) -> list[Span]:
+    """The spans of Jaeger's ``/api/traces/{id}`` answer, each with its ``tags``, ``attempt``
+    (its pod's) and ``parent``; numbers as the exact decimals Jaeger wrote."""
+    doc = json.loads(raw, parse_float=Decimal)
     if not doc.get("data"):
-        return None
+        return []
     assert len(doc["data"]) == 1, doc["errors"]
     trace = doc["data"][0]
     spans: list[Span] = trace["spans"]
@@ -105,8 +104,7 @@ def spans_of(backend: Jaeger, trace_id: str, attempts: int) -> list[Span] | None
         span["attempt"] = process["tether.attempt"]
         span["parent"] = next((r["spanID"] for r in span["references"]
                                if r["refType"] == "CHILD_OF"), None)
-    names = {s["operationName"] for s in spans}
-    return spans if f"attempt {attempts}" in names else None
+    return spans
 
 
 def check_attempts_and_steps(spans: list[Span], trace_id: str, attempts: int) -> list[Span]:
@@ -198,9 +196,19 @@ def check_redacted_bodies(spans: list[Span]) -> None:
                            "echo": {"i": "<int>"}}
 
 
-def finished_trace(backend: Jaeger, status: dict[str, Any]) -> list[Span]:
-    return wait_for(lambda: spans_of(backend, status["traceID"], status["attempt"]), 60,
-                    f"the spans of attempt {status['attempt']} in Jaeger")
+def finished_trace(backend: Jaeger, status: dict[str, Any], keep: Path) -> list[Span]:
+    """The task's trace once its last attempt's own span is in (the last one exported); its
+    raw JSON kept in ``keep`` for a failure's post-mortem."""
+    def arrived() -> bytes | None:
+        with urllib.request.urlopen(f"{backend.query}/api/traces/{status['traceID']}",
+                                    timeout=5) as resp:
+            raw: bytes = resp.read()
+        names = {s["operationName"] for s in parse_trace(raw)}
+        return raw if f"attempt {status['attempt']}" in names else None
+
+    raw = wait_for(arrived, 60, f"the spans of attempt {status['attempt']} in Jaeger")
+    keep.write_bytes(raw)
+    return parse_trace(raw)
 
 
 def test_one_trace_holds_both_attempts_of_an_evicted_task(
@@ -219,7 +227,8 @@ def test_one_trace_holds_both_attempts_of_an_evicted_task(
         assert all(s["phase"] == "Succeeded" for s in done.values()), done
         st = done["full"]
         assert st["evictions"] == 1 and st["attempt"] == 2, st
-        spans = {t: finished_trace(backend, s) for t, s in done.items()}
+        spans = {t: finished_trace(backend, s, tmp_path / f"trace-{t}.json")
+                 for t, s in done.items()}
     steps = check_attempts_and_steps(spans["full"], st["traceID"], 2)
     # What attempt 1 finished before the eviction: the steps the status had seen, at least.
     assert sum(s["attempt"] == 1 for s in steps) >= running["step"], steps
