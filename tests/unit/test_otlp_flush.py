@@ -28,6 +28,7 @@ class Collector(ThreadingHTTPServer):
     def __init__(self, hold: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.spans: list[tuple[str, str, str]] = []  # name, span id, parent id (hex)
+        self.requests: list[ExportTraceServiceRequest] = []
         self.hold = hold
         self.held = threading.Event()  # a request arrived and is being held
         self.release = threading.Event()
@@ -46,6 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.held.set()
             self.server.release.wait(30)
         req = ExportTraceServiceRequest.FromString(body)
+        self.server.requests.append(req)
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
                 self.server.spans += [(s.name, s.span_id.hex(), s.parent_span_id.hex())
@@ -83,7 +85,11 @@ def tracing(tmp_path: Path, endpoint: str) -> Tracing:
 def test_spans_queued_at_the_attempts_end_reach_the_collector(
         tmp_path: Path, collector: Collector) -> None:
     t = tracing(tmp_path, collector.url)
-    t.start("chat gpt-4o", {ATTR.STEP: 1}).end()
+    chat = t.start("chat gpt-4o", {ATTR.STEP: 1, ATTR.COST: 0.000725, ATTR.STREAM: False,
+                                   ATTR.CONTEXT_HASH: "ab12", ATTR.INPUT_TOKENS: 210})
+    chat.add_event("retry", {"class": "server_error", "delay_s": 0.05})
+    chat.set_error("upstream 503 twice")
+    chat.end()
     t.step_done(1, 0, {})
     t.attempt_done({})
     assert collector.spans == []  # queued, not sent: the schedule is an hour
@@ -94,6 +100,30 @@ def test_spans_queued_at_the_attempts_end_reach_the_collector(
         ("chat gpt-4o", step), ("step 1", f"{t.attempt_span:016x}"),
         ("attempt 1", f"{task_span_id(t.trace_id):016x}")]
     assert collector.spans[1][1] == step and collector.spans[2][1] == f"{t.attempt_span:016x}"
+    check_as_sent(collector.requests, chat.start_ns, chat.end_ns)
+
+
+def check_as_sent(requests: list[ExportTraceServiceRequest], start: int, end: int) -> None:
+    """The chat span as the JSONL file has it: trace id, times, typed attributes, its event,
+    its error status; the resource names the task and attempt, the scope the sidecar."""
+    rs = requests[0].resource_spans[0]
+    resource = {kv.key: kv.value for kv in rs.resource.attributes}
+    assert resource["tether.task"].string_value == "t"
+    assert resource["tether.attempt"].int_value == 1
+    assert rs.scope_spans[0].scope.name == "tether.sidecar"
+    span = rs.scope_spans[0].spans[0]
+    assert span.trace_id.hex() == "6f1c2a3e00004000800000000000abcd"
+    assert (span.start_time_unix_nano, span.end_time_unix_nano) == (start, end)
+    attrs = {kv.key: kv.value for kv in span.attributes}
+    assert attrs[ATTR.COST].double_value == 0.000725
+    assert attrs[ATTR.STREAM].HasField("bool_value") and not attrs[ATTR.STREAM].bool_value
+    assert attrs[ATTR.CONTEXT_HASH].string_value == "ab12"
+    assert attrs[ATTR.INPUT_TOKENS].int_value == 210 and attrs[ATTR.STEP].int_value == 1
+    assert [(e.name, {kv.key: kv.value.string_value or kv.value.double_value
+                      for kv in e.attributes}) for e in span.events] == [
+        ("retry", {"class": "server_error", "delay_s": 0.05})]
+    assert span.status.code == span.status.STATUS_CODE_ERROR
+    assert span.status.message == "upstream 503 twice"
 
 
 @pytest.mark.parametrize("collector", [True], indirect=True)
