@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--secrets-dir", type=Path, help="DIR/<secret>/<key> (default: "
                      "STATE_DIR/../secrets if it exists, else none)")
     run.add_argument("--quiet", action="store_true", help="no live progress")
+    run.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                     help="serve the sidecar's /metrics on 127.0.0.1:PORT, for a Prometheus "
+                     "to scrape (default: a free port, printed at start)")
     trace = sub.add_parser("trace", help="render the span tree a run left in its state dir")
     trace.add_argument("state_dir", type=Path)
     add_eval_commands(sub)
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from .run import run_task
 
-        return run_task(args.task, args.state_dir, args.secrets_dir, quiet=args.quiet)
+        return run_task(args.task, args.state_dir, args.secrets_dir, quiet=args.quiet,
+                        metrics_port=args.metrics_port)
     from .trace import render
 
     try:

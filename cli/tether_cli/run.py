@@ -70,6 +70,7 @@ class LocalRun:
     sidecar: subprocess.Popen[bytes] | None = None
     agent: subprocess.Popen[bytes] | None = None
     url: str = ""
+    ops_url: str = ""
 
     def __post_init__(self) -> None:
         self.task = load_agenttask(self.task_path)
@@ -111,7 +112,9 @@ class LocalRun:
             if ready:
                 line = self.sidecar.stdout.readline().decode()
                 if line.startswith("tether-sidecar ready"):
-                    return dict(p.split("=", 1) for p in line.split()[2:])["agent"]
+                    urls = dict(p.split("=", 1) for p in line.split()[2:])
+                    self.ops_url = urls["ops"]
+                    return urls["agent"]
             if self.sidecar.poll() is not None:
                 break
         self.sidecar.kill()
@@ -177,7 +180,7 @@ def _progress(status: dict[str, Any], out: TextIO, tty: bool) -> None:
 
 
 def run_task(task_path: Path, state_dir: Path, secrets_dir: Path | None, *,
-             quiet: bool = False, out: TextIO = sys.stderr) -> int:
+             quiet: bool = False, metrics_port: int = 0, out: TextIO = sys.stderr) -> int:
     done = state_dir / "status.json"
     if done.exists() and json.loads(done.read_text()).get("phase") == "Succeeded":
         print(f"tether: {task_path} already Succeeded in {state_dir}", file=out)
@@ -186,12 +189,16 @@ def run_task(task_path: Path, state_dir: Path, secrets_dir: Path | None, *,
     if secrets_dir is None and (state_dir.parent / "secrets").is_dir():
         secrets_dir = state_dir.parent / "secrets"
     try:
-        run = LocalRun(task_path, state_dir, secrets_dir)
+        # A fixed ops port lets a Prometheus scrape the run (the sidecar binds 127.0.0.1 here).
+        ops = ("--ops-port", str(metrics_port)) if metrics_port else ()
+        run = LocalRun(task_path, state_dir, secrets_dir, sidecar_args=ops)
         run.start()
     except (InvalidAgentTask, RuntimeError) as exc:
         print(f"tether run: {exc}", file=out)
         return EXIT_USAGE
     assert run.agent is not None
+    if not quiet:
+        print(f"tether: metrics at {run.ops_url}/metrics", file=out)
     tty, last = out.isatty(), None
     while run.agent.poll() is None:
         status = run.status()
