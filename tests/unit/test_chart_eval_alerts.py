@@ -46,7 +46,8 @@ EVAL_ALERT_TESTS = {
     "alert_rule_test": [
         {"eval_time": "10m", "alertname": "TetherEvaluatorDown", "exp_alerts": []},
         {"eval_time": "30m", "alertname": "TetherEvaluatorDown", "exp_alerts": [
-            _alert("The tether evaluator has not been scraped for 5 minutes.")]},
+            _alert("The tether evaluator has not been scraped for 5 minutes.",
+                   job="tether-evaluator", namespace="tether-system")]},
         {"eval_time": "20m", "alertname": "TetherEvalDrift", "exp_alerts": []},
         {"eval_time": "31m", "alertname": "TetherEvalDrift", "exp_alerts": [
             _alert(DRIFT, namespace="team-a", policy="support")]},
