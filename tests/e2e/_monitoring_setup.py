@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -18,9 +17,6 @@ from .._obs import wait_for
 from ._settings import REPO_ROOT, TETHER_CACHE
 
 __all__ = ["install_crds", "operator_crds", "prometheus_kubernetes"]
-
-Doc = dict[str, Any]
-
 
 def _tool(env: str, script: str, cached: Path) -> Path:
     """$env, else what ``script`` caches; the make targets run the script and pass $env. A
@@ -55,22 +51,16 @@ def _pinned(script: str, name: str) -> str:
 
 
 def install_crds(api: client.ApiClient) -> None:
-    """ServiceMonitor, PodMonitor and PrometheusRule CRDs, created or replaced, Established."""
+    """ServiceMonitor, PodMonitor and PrometheusRule CRDs, server-side applied (so tests that
+    install them at once do not conflict), then Established."""
     ext = client.ApiextensionsV1Api(api)
     names = []
     for path in sorted(operator_crds().glob("monitoring.coreos.com_*.yaml")):
         crd = yaml.safe_load(path.read_text())
         names.append(crd["metadata"]["name"])
-        try:
-            old = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            ext.create_custom_resource_definition(crd)
-        else:
-            current: Doc = ext.api_client.sanitize_for_serialization(old)
-            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+        ext.patch_custom_resource_definition(
+            crd["metadata"]["name"], crd, field_manager="tether-e2e", force=True,
+            _content_type="application/apply-patch+yaml")
 
     def established() -> bool | None:
         conditions = [getattr(ext.read_custom_resource_definition(n).status, "conditions", None)
