@@ -126,7 +126,9 @@ def stack(api: client.ApiClient, core: client.CoreV1Api, cluster: Cluster, names
               cluster_prometheus(tmp_path, scrape, [rules], am) as prom):
             up = f'up{{job="{operator}",namespace="{namespace}"}} == 1'
             wait_for(lambda: get_json(f"{prom}/api/v1/query?query={quote(up)}")["data"]
-                     ["result"] or None, ALERT_S, "Prometheus scraping the operator")
+                     ["result"] or None, ALERT_S, "Prometheus scraping the operator (this "
+                     "machine must reach pod IPs: the local cluster routes them via cni0, kind "
+                     "does not)")
             yield Stack(namespace, operator, prom, receiver,
                         urlsplit(doubles.model).hostname or "")
     finally:
