@@ -25,7 +25,9 @@ from ._tasks import GROUP, VERSION, Doubles, Tasks, agenttask, steps_script
 __all__ = ["ALERT_S", "Stack", "leadership", "tasks_and_budget"]
 
 ALERT_S = 120.0  # bound of each wait for an alert's state or notification
-# The reference agent; told to stop (its pod deleted), it takes 5 s as a checkpoint would.
+# The reference agent, which after the refused call waits to be stopped (the operator deletes
+# the pod on BudgetExceeded) and then takes 5 s, as one writing a checkpoint does: the sidecar,
+# and its hard-limit hit, stay scraped for a few seconds after the refusal.
 SLOW_STOP = """\
 import signal, sys, time
 from tether_examples.reference_agent import main
