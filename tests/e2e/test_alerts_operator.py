@@ -64,7 +64,8 @@ from ._tasks import Doubles, doubles
 from .conftest import _unpin as unpin
 from .test_chart import wait_schedulable
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node]
+# Prometheus runs on this machine and scrapes pod IPs, as the local cluster allows (kind's do not).
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.pod_network]
 __all__ = ["doubles"]  # a fixture from _tasks.py, used here by name
 
 CHART = REPO_ROOT / "charts" / "tether"
