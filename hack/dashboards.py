@@ -101,19 +101,22 @@ SIDECARS = [
     Panel("Cost envelope limit hits",
           "soft: warned; hard: call refused and the task stops; contended: refused for now.",
           "short", ((_increase("tether_budget_limit_hits_total", "limit"), "{{limit}}"),)),
+    # Calls by outcome and retries are counted, not rated: a failure class often happens once
+    # in a pod's life, and rate() shows 0 for a series born by its only event (_increase).
     Panel("Tool calls by outcome",
-          "ok, retried_ok, retryable_exhausted, non_retryable, verification_failed, "
-          "budget_exceeded.", "reqps",
-          ((_rate("tether_tool_calls_total", "outcome"), "{{outcome}}"),)),
-    Panel("Retries", "Retried attempts by kind (model, tool) and failure class.", "reqps",
-          ((_rate("tether_retries_total", "kind, class"), "{{kind}} {{class}}"),)),
+          "Tool calls in each interval: ok, retried_ok, retryable_exhausted, non_retryable, "
+          "verification_failed, budget_exceeded.", "short",
+          ((_increase("tether_tool_calls_total", "outcome"), "{{outcome}}"),)),
+    Panel("Retries", "Retried attempts in each interval, by kind (model, tool) and failure "
+          "class.", "short",
+          ((_increase("tether_retries_total", "kind, class"), "{{kind}} {{class}}"),)),
     Panel("Sidecar overhead and checkpoint time, p99",
           "Time spent in the sidecar itself (upstream excluded), and to write a checkpoint.", "s",
           ((_p99("tether_call_overhead_seconds", "le, kind"), "overhead {{kind}}"),
            (_p99("tether_checkpoint_seconds", "le"), "checkpoint"))),
-    Panel("Model calls by outcome", "Model calls by final outcome: the failure classes that "
-          "reached the agent.", "reqps",
-          ((_rate("tether_llm_calls_total", "outcome"), "{{outcome}}"),), width=12),
+    Panel("Model calls by outcome", "Model calls in each interval by final outcome: the "
+          "failure classes that reached the agent.", "short",
+          ((_increase("tether_llm_calls_total", "outcome"), "{{outcome}}"),), width=12),
     Panel("Context compactions", "Prompts compacted to fit the context budget, by strategy.",
           "short",
           ((_increase("tether_context_compactions_total", "strategy"), "{{strategy}}"),),
