@@ -62,7 +62,8 @@ from .test_eval_anchors import ANCHORS
 from .test_eval_cluster import NAME, _apply, _bulk, _condition, _judge, _status, _wait_judged
 from .test_operator import crds
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node]
+# Prometheus runs on this machine and scrapes pod IPs, as the local cluster allows (kind's do not).
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.pod_network]
 __all__ = ["crds", "doubles", "judges"]  # fixtures, used by name
 
 # Seconds-scale rules: `for` of the down alert, the windows of the drift and redaction alerts.

@@ -51,7 +51,8 @@ from .test_chart import Release, package
 from .test_eval_cluster import _apply, _condition, _judge, _status
 from .test_operator import crds
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node]
+# Prometheus runs on this machine and scrapes pod IPs, as the local cluster allows (kind's do not).
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.pod_network]
 __all__ = ["crds", "doubles", "judges"]  # fixtures, used by name
 
 DASHBOARD = REPO_ROOT / "charts" / "tether" / "dashboards" / "tether.json"
