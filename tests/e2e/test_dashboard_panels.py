@@ -180,6 +180,9 @@ def _configure(api: client.ApiClient, ns: str, judges: Judges) -> None:
         _apply(custom, ns, "evaluationpolicies", "EvaluationPolicy", name, {
             "selector": {"matchLabels": {name: "yes"}}, "rubricRef": {"name": "r"},
             "judgeRef": {"name": judge}, "sampling": {"rate": "1"}, **extra})
+    for name in ("main", "capped"):  # a record that comes first is never queued for it
+        _wait.until(lambda n=name: _condition(_status(api, ns, n), "Ready"), 60,
+                    f"the evaluator to read policy {name}", 0.5)
 
 
 def _evict_mid_task(core: client.CoreV1Api, tasks: Tasks, ns: str) -> None:
