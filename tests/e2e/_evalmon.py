@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ._tasks import Doubles
 from .test_eval_cluster import _judge
 
 __all__ = ["MONITORING", "Judges", "apply", "capped_judge", "judges", "module_namespace",
-           "prom_alerts", "prom_query", "prom_range", "template"]
+           "post_record", "prom_alerts", "prom_query", "prom_range", "template"]
 
 CHART = REPO_ROOT / "charts" / "tether"
 MONITORING = "monitoring.coreos.com"
@@ -101,6 +102,19 @@ def apply(api: client.ApiClient, ns: str, objects: list[dict[str, Any]]) -> None
                                                obj)
     plain = [o for o in objects if o not in ours]
     utils.create_from_yaml(api, yaml_objects=plain, namespace=ns)
+
+
+def post_record(core: client.CoreV1Api, ns: str, pod: str, task: str, **fields: Any) -> None:
+    """POST one record (for policy main) to the evaluator's pod, as a task's sidecar would."""
+    record = {"version": 1, "uid": str(uuid.uuid4()), "namespace": ns, "task": task,
+              "labels": {}, "attempt": 1, "policies": [{"name": "main", "sampled": True}],
+              "outcome": "answered", "finishedAt": "2026-11-30T12:00:00Z", **fields}
+    ip = core.read_namespaced_pod(pod, ns).status.pod_ip
+    req = urllib.request.Request(f"http://{ip}:8080/v1/records", method="POST",
+                                 data=json.dumps(record).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.status == 201, resp.read()
 
 
 def prom_query(prom: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:

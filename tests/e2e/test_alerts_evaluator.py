@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +50,7 @@ from ._evalmon import (
     capped_judge,
     judges,
     module_namespace,
+    post_record,
     prom_alerts,
     prom_query,
     template,
@@ -247,27 +246,16 @@ def _judge_drift(s: Stack, judges: Judges) -> None:
     assert _condition(_status(s.api, s.ns, "anchored"), "Degraded") == "False"
 
 
-def _record(s: Stack, name: str, **fields: Any) -> None:
-    record = {"version": 1, "uid": str(uuid.uuid4()), "namespace": s.ns, "task": name,
-              "labels": {}, "attempt": 1, "policies": [{"name": "main", "sampled": True}],
-              "outcome": "answered", "finishedAt": "2026-11-30T12:00:00Z", **fields}
-    ip = s.core.read_namespaced_pod(s.pod(), s.ns).status.pod_ip
-    req = urllib.request.Request(f"http://{ip}:8080/v1/records", method="POST",
-                                 data=json.dumps(record).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        assert resp.status == 201, resp.read()
-
-
 def _redaction(s: Stack) -> None:
     s.mark("TetherEvalRedactionFailures", "trigger")
     # What a sidecar sends when its own redactor fails closed: no text, ok false.
-    _record(s, "unredacted", answer=None, redaction={"ok": False, "findings": {}, "engine": ""})
+    post_record(s.core, s.ns, s.pod(), "unredacted", answer=None,
+                redaction={"ok": False, "findings": {}, "engine": ""})
     s.series(f'tether_eval_redaction_failures_total{{namespace="{s.ns}"}}')
     # Redacted by the sidecar, says the record, but over the evaluator's own redactor's cap:
     # it fails closed (too_large), stored without text, counted.
-    _record(s, "oversized", answer="word " * 120_000,
-            redaction={"ok": True, "findings": {}, "engine": "e2e"})
+    post_record(s.core, s.ns, s.pod(), "oversized", answer="word " * 120_000,
+                redaction={"ok": True, "findings": {}, "engine": "e2e"})
     s.fires("TetherEvalRedactionFailures", namespace=s.ns)
 
 
