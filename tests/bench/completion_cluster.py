@@ -6,7 +6,8 @@ fraction of them evicted through the Eviction API at a seeded step mid-task.
     python -m tests.bench.completion_cluster --tasks 100 --seed 20261201 [--evict-fraction 0.2]
 
 The model and tool doubles run in this process, bound to the address pods reach this machine
-on (``tests/e2e/_tasks.py``); the operator runs as a child process from the tree, in a
+on (``tests/e2e/_tasks.py``); the operator runs as a child process from the tree with its
+deployed Lease timings, started again if it exits (``completion_cluster_setup.py``), in a
 namespace of this run's own, deleted at the end (``--keep`` keeps it). Prints a table, then as
 its last line one JSON object shaped as the local bench's: ``{"tether": {tasks, completed,
 silentWrong, explicitFailures, usdPerCompleted, evicted, resumed, ...}}``. Cost is the model
@@ -21,81 +22,40 @@ import asyncio
 import json
 import re
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from aiohttp import web
 from kubernetes import client, config
 
 from tests.bench import _completion_tether
 from tests.bench._completion_tasks import BenchTask, make_tasks, mix
 from tests.bench.completion_cluster_figures import Finished, eviction_plan, summarise, table
-from tests.e2e._cluster import REPO_ROOT, Cluster, find_or_start
+from tests.bench.completion_cluster_setup import (
+    Supervisor,
+    apply_crds,
+    operator_in,
+    prepare_namespace,
+    real_node,
+    remove_namespace,
+)
+from tests.e2e._cluster import find_or_start
 from tests.e2e._settings import settings
 from tests.e2e._tasks import GROUP, VERSION, address_toward
-from tests.e2e.test_operator import Operator
 from tether_examples import bench_model, bench_tools
 from tether_examples._serve import serve_in_thread
 
-__all__ = ["Driver", "apply_crds", "bench_doubles", "drive", "main", "prepare_namespace",
-           "real_node"]
+__all__ = ["Driver", "bench_doubles", "drive", "main"]
 
 TERMINAL = ("Succeeded", "Failed", "BudgetExceeded")
 CONCURRENCY = 6  # task pods at once: what test_spend_campaign runs on the shared 2-core node
 AGENT_EXIT_WAIT = 30.0  # seconds an ended task's agent gets to exit before its log is read
 _STEP_DONE = re.compile(r"^step \d+ done$")
-
-
-def apply_crds(api: client.ApiClient, timeout: float = 60.0) -> None:
-    """The committed CRDs, created or replaced, then waited on until Established (as the e2e
-    suite's ``crds`` fixture does: a run must not depend on which test ran last)."""
-    ext = client.ApiextensionsV1Api(api)
-    names = []
-    for path in sorted((REPO_ROOT / "crds").glob("*.tether.dev.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        names.append(crd["metadata"]["name"])
-        try:
-            old = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            ext.create_custom_resource_definition(crd)
-        else:
-            crd["metadata"]["resourceVersion"] = old.metadata.resource_version
-            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(any(c.type == "Established" and c.status == "True" for c in
-                   ext.read_custom_resource_definition(n).status.conditions or [])
-               for n in names):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"the CRDs {names} were not Established in {timeout}s "
-                       "(kubectl get crd; is the apiserver healthy?)")
-
-
-def prepare_namespace(core: client.CoreV1Api, ns: str) -> None:
-    """The namespace as the e2e operator fixture makes it: restricted pod security, the model
-    credentials Secret (the doubles check no key; the sidecar needs one to send)."""
-    core.create_namespace({"metadata": {"name": ns, "labels": {
-        "tether.dev/e2e": "true", "pod-security.kubernetes.io/enforce": "restricted"}}})
-    core.create_namespaced_secret(ns, {"metadata": {"name": "model-creds", "labels": {
-        "tether.dev/model-credentials": "true"}}, "stringData": {"api-key": "sk-bench"}})
-    deadline = time.monotonic() + 30
-    while not any(sa.metadata.name == "default"
-                  for sa in core.list_namespaced_service_account(ns).items):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"namespace {ns} got no default ServiceAccount in 30s "
-                               "(is kube-controller-manager running?)")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -119,9 +79,13 @@ class Driver:
         self.active: set[str] = set()
         self.ended_at: dict[str, float] = {}  # when the phase was first seen terminal
 
-    def run(self, timeout: float, progress: bool = True) -> None:
+    def run(self, timeout: float, progress: bool = True,
+            tick: Callable[[], None] | None = None) -> None:
+        """Rounds until every task has ended; ``tick`` is called before each (supervision)."""
         deadline = time.monotonic() + timeout
         while self.pending or self.active:
+            if tick is not None:
+                tick()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(self.active) + len(self.pending)} tasks not ended in "
                                    f"{timeout}s (namespace {self.ns}): {sorted(self.active)}")
@@ -204,31 +168,6 @@ class Driver:
         return (text, "") if text else (None, log[-400:])
 
 
-@contextmanager
-def operator_in(cluster: Cluster, ns: str) -> Iterator[Operator]:
-    """The operator as the e2e suite runs it, a child process from the tree, watching ``ns``;
-    its log is printed when it stops unclean."""
-    logdir = Path(tempfile.mkdtemp(prefix="completion-cluster-"))
-    op = Operator(cluster, ns, logdir)
-    op.start()
-    try:
-        yield op
-    finally:
-        code = op.stop()
-        if code not in (0, -15, None):
-            print(op.log.read_text(errors="replace")[-5000:])
-
-
-def real_node(core: client.CoreV1Api) -> client.V1Node:
-    """A Ready node run by a real kubelet (kwok's fakes run no container)."""
-    for node in core.list_node().items:
-        if (node.metadata.annotations or {}).get("kwok.x-k8s.io/node") == "fake":
-            continue
-        if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []):
-            return node
-    raise RuntimeError("the cluster has no Ready real node (kubectl get nodes; make cluster-up)")
-
-
 def _latency(seconds: float) -> Any:
     """A provider's think time on every model answer: a real model takes seconds per call,
     the double none, and an eviction must be able to land mid-task (the operator shows a
@@ -268,19 +207,22 @@ def body(task: BenchTask, model: str, tools: str, run: str) -> dict[str, Any]:
 
 
 def drive(api: client.ApiClient, ns: str, tasks: list[BenchTask], evict_at: dict[str, int],
-          doubles: tuple[str, str], concurrency: int = CONCURRENCY, timeout: float = 3600,
-          progress: bool = True) -> dict[str, Any]:
-    """Every task through the operator already watching ``ns``; the figures. The doubles
-    (``bench_doubles``' URLs) keep this run's attempts and bills apart under its own name."""
+          doubles: tuple[str, str], supervisor: Supervisor, concurrency: int = CONCURRENCY,
+          timeout: float = 3600, progress: bool = True) -> dict[str, Any]:
+    """Every task through the operator already watching ``ns`` (kept up by ``supervisor``);
+    the figures. The doubles (``bench_doubles``' URLs) keep this run's attempts and bills
+    apart under its own name."""
     model, tools = doubles
     run_name = f"cluster-{ns}"
     driver = Driver(api, ns, [(t.id, body(t, model, tools, run_name)) for t in tasks],
                     evict_at, concurrency)
     started = time.monotonic()
-    driver.run(timeout, progress)
+    driver.run(timeout, progress, supervisor)
     seconds = time.monotonic() - started
     bills = httpx.get(f"{model}/_bench/{run_name}/bills").raise_for_status().json()
-    return summarise(tasks, driver.finished, driver.missed, bills, seconds)
+    figures = summarise(tasks, driver.finished, driver.missed, bills, seconds)
+    figures["tether"]["operatorRestarts"] = supervisor.restarts
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -310,11 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     apply_crds(api)
     prepare_namespace(core, ns)
     try:
-        with bench_doubles(host, args.model_latency) as doubles, operator_in(found, ns):
-            figures = drive(api, ns, tasks, evict_at, doubles, args.concurrency, args.timeout)
+        with bench_doubles(host, args.model_latency) as doubles, operator_in(found, ns) as op:
+            figures = drive(api, ns, tasks, evict_at, doubles, Supervisor(op),
+                            args.concurrency, args.timeout)
     finally:
         if not args.keep:
-            core.delete_namespace(ns)
+            remove_namespace(api, ns)
     print(table(figures))
     print(json.dumps(figures))
 

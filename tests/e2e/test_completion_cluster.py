@@ -18,6 +18,7 @@ from kubernetes import client
 from tests.bench._completion_tasks import make_tasks
 from tests.bench.completion_cluster import bench_doubles, drive
 from tests.bench.completion_cluster_figures import eviction_plan
+from tests.bench.completion_cluster_setup import Supervisor
 
 from ._settings import E2ESettings
 from ._tasks import address_toward
@@ -48,7 +49,8 @@ def test_seeded_slice_has_no_silent_wrong_answer_and_every_eviction_resumes(
     evict_at = eviction_plan([t.id for t in tasks], {t.id: t.steps for t in tasks}, SEED,
                              EVICT_FRACTION)
     assert len(evict_at) == 2
-    figures = drive(api, namespace, tasks, evict_at, doubles, timeout=600, progress=False)
+    figures = drive(api, namespace, tasks, evict_at, doubles, Supervisor(operator), timeout=600,
+                    progress=False)
     got = figures["tether"]
     print(f"\n{got}")
     assert got["tasks"] == TASKS
