@@ -29,19 +29,23 @@ def _alert(summary: str, **labels: str) -> dict[str, Any]:
 
 
 DRIFT = "The pass rate of EvaluationPolicy team-a/support has dropped."
-# 1-minute steps over 10 hours. The agent's detector alarms at 30m and 60m (a drop that lasts),
-# then no more (fixed): the alert holds from the first alarm until 6 h after the last.
+JUDGE = "The judge of EvaluationPolicy team-a/support no longer grades its anchors as before."
+REDACTION = "Evaluation records from team-a could not be redacted."
+# 1-minute steps over 10 hours. The counters are born by their first event, at 1, as the
+# evaluator's are: the agent's detector alarms at 30m and 60m (a drop that lasts), then no more
+# (fixed); the judge's alarms once (one anchor move) at 60m; one record fails redaction at 15m.
+# Each alert fires at its first event and holds until the window (6 h, 1 h) has passed the last.
 EVAL_ALERT_TESTS = {
     "interval": "1m",
     "input_series": [
         {"series": f'up{{{JOB}, namespace="tether-system", pod="ev-0"}}', "values": "1x19 0x20"},
         {"series": f'tether_eval_alarms_total{{{POL}, kind="agent"}}',
-         "values": "0x29 1x30 2x540"},
-        {"series": f'tether_eval_alarms_total{{{POL}, kind="judge"}}', "values": "0x59 1x60"},
+         "values": "_x29 1x30 2x540"},
+        {"series": f'tether_eval_alarms_total{{{POL}, kind="judge"}}', "values": "_x59 1x540"},
         {"series": f'tether_eval_judge_cap_reached{{{JOB}, namespace="team-a", judge="j"}}',
          "values": "0x9 1x10 0x10"},
         {"series": f'tether_eval_redaction_failures_total{{{JOB}, namespace="team-a"}}',
-         "values": "0x14 1x20"},
+         "values": "_x14 1x120"},
     ],
     "alert_rule_test": [
         {"eval_time": "10m", "alertname": "TetherEvaluatorDown", "exp_alerts": []},
@@ -49,22 +53,27 @@ EVAL_ALERT_TESTS = {
             _alert("The tether evaluator has not been scraped for 5 minutes.",
                    job="tether-evaluator", namespace="tether-system")]},
         {"eval_time": "20m", "alertname": "TetherEvalDrift", "exp_alerts": []},
-        {"eval_time": "31m", "alertname": "TetherEvalDrift", "exp_alerts": [
+        {"eval_time": "30m", "alertname": "TetherEvalDrift", "exp_alerts": [
             _alert(DRIFT, namespace="team-a", policy="support")]},
         {"eval_time": "6h", "alertname": "TetherEvalDrift", "exp_alerts": [
             _alert(DRIFT, namespace="team-a", policy="support")]},
         {"eval_time": "7h30m", "alertname": "TetherEvalDrift", "exp_alerts": []},
         {"eval_time": "50m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": []},
-        {"eval_time": "61m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": [_alert(
-            "The judge of EvaluationPolicy team-a/support no longer grades its anchors as "
-            "before.", namespace="team-a", policy="support")]},
+        {"eval_time": "60m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": [
+            _alert(JUDGE, namespace="team-a", policy="support")]},
+        {"eval_time": "6h30m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": [
+            _alert(JUDGE, namespace="team-a", policy="support")]},
+        {"eval_time": "7h30m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": []},
         {"eval_time": "5m", "alertname": "TetherEvalJudgeCapReached", "exp_alerts": []},
         {"eval_time": "12m", "alertname": "TetherEvalJudgeCapReached", "exp_alerts": [_alert(
             "Judge team-a/j reached its daily cost cap.", namespace="team-a", judge="j")]},
         {"eval_time": "25m", "alertname": "TetherEvalJudgeCapReached", "exp_alerts": []},
         {"eval_time": "10m", "alertname": "TetherEvalRedactionFailures", "exp_alerts": []},
-        {"eval_time": "20m", "alertname": "TetherEvalRedactionFailures", "exp_alerts": [_alert(
-            "Evaluation records from team-a could not be redacted.", namespace="team-a")]},
+        {"eval_time": "15m", "alertname": "TetherEvalRedactionFailures", "exp_alerts": [
+            _alert(REDACTION, namespace="team-a")]},
+        {"eval_time": "1h10m", "alertname": "TetherEvalRedactionFailures", "exp_alerts": [
+            _alert(REDACTION, namespace="team-a")]},
+        {"eval_time": "1h20m", "alertname": "TetherEvalRedactionFailures", "exp_alerts": []},
     ],
 }
 
