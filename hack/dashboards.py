@@ -30,6 +30,8 @@ TARGET = Path(__file__).resolve().parents[1] / "charts" / "tether" / "dashboards
 # with whatever Prometheus the platform's Grafana has.
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 NS = 'namespace=~"$namespace"'
+# The $namespace variable offers the tasks' namespaces and the operator releases' own.
+NAMESPACES = 'label_values({__name__=~"tether_tasks|tether_operator_leader"}, namespace)'
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,14 @@ def _p99(metric: str, by: str) -> str:
             f"(rate({metric}_bucket{{{NS}}}[$__rate_interval])))")
 
 
+# The replicas' own series (leader, queue) carry their release's namespace; the others the
+# tasks'. Both are filtered by $namespace, so two releases in one Prometheus stay apart.
 OPERATOR = [
     Panel("Leader, per replica", "1 on the replica holding the Lease, 0 on standbys.", "short",
-          (("tether_operator_leader", "{{pod}}"),)),
-    Panel("Work queue", "Tasks woken and waiting for a reconcile worker.", "short",
-          (("max(tether_operator_queue_depth)", "waiting for a worker"),)),
+          ((f"max by (namespace, pod) (tether_operator_leader{{{NS}}})",
+            "{{namespace}}/{{pod}}"),)),
+    Panel("Work queue", "Tasks woken and waiting for a reconcile worker, per release.", "short",
+          ((f"max by (namespace) (tether_operator_queue_depth{{{NS}}})", "{{namespace}}"),)),
     Panel("AgentTasks by phase", "AgentTasks counted by the leading operator, per phase.", "short",
           ((f"sum by (phase) (max by (namespace, phase) (tether_tasks{{{NS}}}))", "{{phase}}"),)),
     Panel("Evictions and resumes",
@@ -180,7 +185,7 @@ def _variables(board: dashboard.Dashboard) -> dashboard.Dashboard:
             .with_variable(dashboard.DatasourceVariable("datasource").label("Data source")
                            .type("prometheus"))
             .with_variable(dashboard.QueryVariable("namespace").label("Namespace")
-                           .datasource(DATASOURCE).query("label_values(tether_tasks, namespace)")
+                           .datasource(DATASOURCE).query(NAMESPACES)
                            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
                            .multi(True).include_all(True).all_value(".*")
                            .current(VariableOption(text="All", value="$__all"))))

@@ -89,6 +89,9 @@ def test_alerts_and_dashboard_use_metrics_that_exist(render: Render) -> None:
     assert {"tether_eval_pass_rate", "tether_eval_cusum", "tether_eval_cusum_threshold",
             "tether_eval_samples_total", "tether_eval_judge_cost_usd_total",
             "tether_eval_redaction_failures_total"} <= used  # the evaluation row
+    # Every query picks the $namespace variable's namespaces: two releases in one Prometheus
+    # (an operator's own series carry its release's namespace) do not mix on a panel.
+    assert all('namespace=~"$namespace"' in e for e in exprs), exprs
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert one(docs, "ConfigMap")["metadata"]["labels"]["grafana_dashboard"] == "1"
