@@ -43,10 +43,6 @@ class Panel:
     width: int = 8
 
 
-def _rate(metric: str, by: str) -> str:
-    return f"sum by ({by}) (rate({metric}{{{NS}}}[$__rate_interval]))"
-
-
 def _increase(metric: str, by: str, window: str = "$__rate_interval") -> str:
     """Events in each window. A labelled counter's series is born by its first event, at 1 (a
     task's first eviction, its one soft-limit hit, the first redaction failure since the
@@ -69,8 +65,9 @@ def _eval(metric: str, extra: str = "") -> str:
 
 
 def _p99(metric: str, by: str) -> str:
-    return (f"histogram_quantile(0.99, sum by ({by}) "
-            f"(rate({metric}_bucket{{{NS}}}[$__rate_interval])))")
+    """The 99th percentile of the interval's observations, a first one included (the buckets
+    are born by it, as a counter is)."""
+    return f"histogram_quantile(0.99, {_increase(metric + '_bucket', by)})"
 
 
 # The replicas' own series (leader, queue) carry their release's namespace; the others the
@@ -98,11 +95,14 @@ OPERATOR = [
 ]
 
 SIDECARS = [
-    Panel("Spend, USD per hour", "Settled spend on model calls.", "currencyUSD",
-          (("sum by (namespace) (rate(tether_cost_usd_total{" + NS
-            + "}[$__rate_interval])) * 3600", "{{namespace}}"),)),
-    Panel("Tokens per second", "Tokens billed by the model provider, by type.", "short",
-          ((_rate("tether_llm_tokens_total", "type"), "{{type}}"),)),
+    # Spend and tokens are summed over a window, not rated, for the same reason: a task's
+    # series are born by its first model call, whose cost rate() never sees.
+    Panel("Spend, USD per hour", "Settled spend on model calls in the hour to each point.",
+          "currencyUSD",
+          ((_increase("tether_cost_usd_total", "namespace", "1h"), "{{namespace}}"),)),
+    Panel("Tokens per minute", "Tokens billed by the model provider in the minute to each "
+          "point, by type.", "short",
+          ((_increase("tether_llm_tokens_total", "type", "1m"), "{{type}}"),)),
     Panel("Cost envelope limit hits",
           "soft: warned; hard: call refused and the task stops; contended: refused for now.",
           "short", ((_increase("tether_budget_limit_hits_total", "limit"), "{{limit}}"),)),
@@ -147,10 +147,11 @@ EVALUATION = [
           ((_increase("tether_eval_samples_total", "namespace, policy, verdict", "1h"),
             "{{namespace}}/{{policy}} {{verdict}}"),)),
     Panel("Judge spend, USD per hour",
-          "Judge calls' cost; TetherEvalJudgeCapReached when a judge reaches its perDayUSD.",
+          "Judge calls' cost in the hour to each point; TetherEvalJudgeCapReached when a judge "
+          "reaches its perDayUSD.",
           "currencyUSD",
-          (("sum by (namespace, judge) (rate(tether_eval_judge_cost_usd_total{" + NS
-            + "}[$__rate_interval])) * 3600", "{{namespace}}/{{judge}}"),
+          ((_increase("tether_eval_judge_cost_usd_total", "namespace, judge", "1h"),
+            "{{namespace}}/{{judge}}"),
            (f"max by (namespace, judge) (tether_eval_judge_cap_reached{{{NS}}})",
             "{{namespace}}/{{judge}} cap reached"))),
     Panel("Redaction failures per hour",

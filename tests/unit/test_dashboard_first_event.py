@@ -1,8 +1,9 @@
-"""The dashboard's event panels count a labelled counter's first event (hack/dashboards.py
-``_increase``). Such a series is born by its first event, at 1 — a task's first eviction, its one
-soft-limit hit — and ``increase()`` sees no increase before a series' first sample, so an
-``increase()`` panel showed 0 for every one of them. promtool's rule unit tests evaluate the
-committed panel queries on a series born at 1 and one that was there before.
+"""The dashboard's counter panels (events, spend, tokens, the p99s' buckets) count a labelled
+counter's first event (hack/dashboards.py ``_increase``). Such a series is born by its first
+event, at 1 — a task's first eviction, its one soft-limit hit, its first model call's cost —
+and ``increase()`` or ``rate()`` sees nothing before a series' first sample, so such a panel
+showed 0 for every one of them. promtool's rule unit tests evaluate the committed panel
+queries on a series born at 1 and one that was there before.
 
 Needs promtool (hack/promtool.sh; the make targets pass it).
 """
@@ -74,4 +75,34 @@ def test_a_later_event_counts_by_increase(tmp_path: Path) -> None:
         (hits, "12s", [{"labels": '{limit="soft"}', "value": 1}]),  # the second hit, at 10 s
         (hits, "30s", [{"labels": '{limit="soft"}', "value": 0}]),
     ])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_no_panel_rates_a_counter() -> None:
+    """rate() misses a first event as increase() does: every counter panel counts by the
+    first-event rule over a window (hack/dashboards.py _increase)."""
+    board = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    assert not [e for e in exprs if "rate(" in e]
+
+
+def test_a_tasks_one_model_call_shows_in_spend(tmp_path: Path) -> None:
+    spend = query("Spend, USD per hour", "{{namespace}}")
+    # Task t's only model call settled 0.25 USD at 10 s: its cost series is born by it.
+    series = [{"series": 'tether_cost_usd_total{namespace="team-a",task="t",model="m"}',
+               "values": "_x10 0.25x60"}]
+    out = run(tmp_path, series, [
+        (spend, "5s", []),
+        (spend, "12s", [{"labels": '{namespace="team-a"}', "value": 0.25}]),
+        (spend, "60s", [{"labels": '{namespace="team-a"}', "value": 0.25}]),  # the last hour
+    ])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_tasks_one_checkpoint_shows_in_the_p99(tmp_path: Path) -> None:
+    p99 = query("Sidecar overhead and checkpoint time, p99", "checkpoint")
+    # Task t's one checkpoint took under 0.1 s, at 10 s: its buckets are born by it.
+    bucket = 'tether_checkpoint_seconds_bucket{namespace="team-a",task="t",le="%s"}'
+    series = [{"series": bucket % le, "values": "_x10 1x30"} for le in ("0.1", "+Inf")]
+    out = run(tmp_path, series, [(p99, "12s", [{"labels": "{}", "value": 0.099}])])
     assert out.returncode == 0, out.stdout + out.stderr
