@@ -50,7 +50,7 @@ class CheckpointApi:
             h.checkpoint_problem = None
             h.tracing.step_done(step, self._since_ns, {
                 "tether.checkpoint.bytes": ckpt.size, "tether.checkpoint.sha256": ckpt.sha256,
-                ATTR.COST: float(h.ledger.spent_usd)})
+                ATTR.SPENT: float(h.ledger.spent_usd)})  # its own cost: step_done
             self._since_ns = time.time_ns()
         return web.json_response({"step": step, "generation": ckpt.generation,
                                   "sha256": ckpt.sha256}, status=201)

@@ -11,6 +11,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from .ledger import Ledger
 from .metrics import SidecarMetrics
 from .pricing import Price
 from .settings import Settings
+from .task_span import TaskSpan
 from .tracing import Tracing
 from .upstream import Upstream, make_upstream
 from .verify import Check, checks_for
@@ -77,6 +79,8 @@ class Harness:
     config_error: str | None = None  # why the task file last read is not enforced
     replayed: int = 0
     orphans: int = 0
+    spent_at_start: Decimal = Decimal(0)  # by earlier attempts (their orphans are charged now)
+    task_span: TaskSpan | None = None  # the task's start, and whether its span was sent
     in_flight: int = 0
     _calls: int = 0
     rng: random.Random = field(default_factory=random.Random)
@@ -155,6 +159,8 @@ class Harness:
             attempt=settings.attempt, span_file=settings.state_dir / "spans.jsonl",
             otlp_endpoint=spec.observability.otlp_endpoint,
         )
+        for call_id, usd_charged in recovered.orphan_calls:
+            tracing.orphan(call_id, spec.model.name, float(usd_charged))
         h = cls(
             task=task,
             settings=settings,
@@ -170,6 +176,8 @@ class Harness:
             checkpoints=store,
             boundaries=boundaries,
             orphans=recovered.orphans,
+            spent_at_start=ledger.spent_usd - recovered.orphan_usd,
+            task_span=TaskSpan.open(settings.state_dir, settings.attempt, tracing.started_ns),
             generation=loaded.generation,
             task_digest=loaded.digest,
         )

@@ -81,6 +81,10 @@ class Recovered:
     output_tokens: int = 0
     orphans: int = 0
     orphan_usd: Decimal = Decimal(0)
+    # (call id, what it costs on its span): a model call in flight at a kill never wrote its
+    # span, so the attempt that charges it writes one (Tracing.orphan). Its cost is the hold
+    # charged now plus what its lost attempts were charged before the kill ("lost" in begin).
+    orphan_calls: list[tuple[str, Decimal]] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +134,8 @@ class Journal:
             hold = Decimal(begin.get("hold", "0"))
             rec.orphans += 1
             rec.orphan_usd += hold
+            if begin.get("kind") == "llm":
+                rec.orphan_calls.append((call_id, hold + Decimal(begin.get("lost", "0"))))
             rec.spent_usd += hold
             self.append({"t": "orphan", "id": call_id, "usd": format(hold, "f")})
         self.sync()
@@ -221,11 +227,15 @@ class Journal:
         return ("in_flight", None) if matches else None
 
     def begin(self, call_id: str, kind: str, key: str, occurrence: int,
-              hold: Decimal | None = None, side_effects: bool = False) -> None:
+              hold: Decimal | None = None, side_effects: bool = False,
+              lost: Decimal | None = None) -> None:
+        """``lost``: what the call's earlier attempts were charged (a retry's new hold)."""
         doc: dict[str, Any] = {"t": "begin", "id": call_id, "kind": kind, "key": key,
                                "occ": occurrence}
         if hold is not None:
             doc["hold"] = format(hold, "f")
+        if lost:
+            doc["lost"] = format(lost, "f")
         self.append(doc)
         if side_effects:
             self.sync()  # the record must outlive the node before the effect can happen

@@ -121,7 +121,8 @@ class LlmCall(SpendingCall):
         sub.begin(key, occurrence, res)
         span = self.h.tracing.start(f"chat {self.model.name}", {
             ATTR.OPERATION: "chat", ATTR.PROVIDER: self.dialect.name,
-            ATTR.REQUEST_MODEL: self.model.name, "tether.purpose": "context_summary"})
+            ATTR.REQUEST_MODEL: self.model.name, "tether.purpose": "context_summary",
+            ATTR.STEP: self.h.step + 1})
         try:
             resp = await sub.send(orjson.dumps(body), span)
             doc = orjson.loads(resp)
@@ -130,10 +131,10 @@ class LlmCall(SpendingCall):
             self.upstream_time += sub.upstream_time
             return self.dialect.reply_text(doc)
         except SidecarError as exc:
-            sub.fail(exc.reason)
+            sub.fail(exc.reason, span)
             raise
         except BaseException as exc:
-            sub.fail(_unexpected(exc))
+            sub.fail(_unexpected(exc), span)
             raise
         finally:
             span.end()
@@ -256,7 +257,7 @@ def _replay(h: Harness, call: LlmCall, key: str, end: dict[str, Any]) -> web.Res
     h.metrics.llm(call.model.name, "replayed")
     span = h.tracing.start(f"chat {call.model.name}", {
         ATTR.OPERATION: "chat", ATTR.PROVIDER: call.dialect.name,
-        ATTR.REQUEST_MODEL: call.model.name, ATTR.REPLAYED: True, ATTR.STEP: h.step})
+        ATTR.REQUEST_MODEL: call.model.name, ATTR.REPLAYED: True, ATTR.STEP: h.step + 1})
     span.end()
     return web.Response(body=stored_body(end), status=int(end["status"]),
                         headers={"content-type": end.get("ctype") or "application/json",
@@ -301,10 +302,10 @@ async def handle_llm(h: Harness, request: web.Request, dialect: Dialect) -> web.
         return await _plain(call, payload, span, est)
     except SidecarError as exc:
         span.set_error(exc.reason)
-        call.fail(exc.reason)
+        call.fail(exc.reason, span)
         raise
     except BaseException as exc:
-        call.fail(_unexpected(exc))
+        call.fail(_unexpected(exc), span)
         raise
     finally:
         span.end()
@@ -396,7 +397,7 @@ async def _stream(call: LlmCall, request: web.Request, payload: bytes, span: Spa
         await up.aclose()
     if interrupted:
         span.set_error(interrupted)
-        call.fail(interrupted)  # charged the hold: the provider bills a broken stream
+        call.fail(interrupted, span)  # charged the hold: the provider bills a broken stream
         return out
     reported = (usage.input_tokens or 0, usage.output_tokens or 0, usage.cache_read,
                 usage.cache_write) if usage.complete else None

@@ -15,6 +15,7 @@ from .app import agent_app, ops_app
 from .cli import termination_message
 from .errors import SidecarError, StartupError
 from .harness import Harness
+from .result_api import load_result
 from .settings import Settings
 from .tracing import ATTR
 
@@ -61,10 +62,26 @@ async def serve(h: Harness, stop: asyncio.Event) -> None:
         aborted = h.in_flight
         await agent.cleanup()  # cancels what is still in flight: each records its abort
         await ops.cleanup()
-        h.tracing.attempt_done({"tether.aborted_calls": aborted, ATTR.COST:
-                                float(h.ledger.spent_usd)})
+        _trace_end(h, aborted)
         await h.aclose()
         write_summary(h, aborted)
+
+
+def _trace_end(h: Harness, aborted: int) -> None:
+    """The attempt's span, then the task's when this attempt ends the task (task_span.py)."""
+    spent = h.ledger.spent_usd
+    h.tracing.attempt_done({"tether.aborted_calls": aborted, ATTR.SPENT: float(spent),
+                            ATTR.COST: float(spent - h.spent_at_start)})
+    if h.phase == "BudgetExceeded":
+        phase = "BudgetExceeded"
+    elif load_result(h.settings.state_dir) is not None:  # the volume's truth, any attempt's
+        phase = "Succeeded"
+    else:
+        return  # the task goes on in another attempt (or ends where the sidecar cannot see)
+    if h.task_span is not None:
+        h.task_span.send(h.tracing, h.name, phase, {
+            ATTR.COST: float(spent), ATTR.SPENT: float(spent),
+            ATTR.INPUT_TOKENS: h.ledger.input_tokens, ATTR.OUTPUT_TOKENS: h.ledger.output_tokens})
 
 
 async def _flush_journal(h: Harness) -> None:

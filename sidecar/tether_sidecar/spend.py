@@ -97,7 +97,8 @@ class SpendingCall:
         """Journal the hold ``res`` as a call of ``key`` (one journal call per hold)."""
         call_id = self.h.next_call_id()
         try:
-            self.h.journal.begin(call_id, "llm", key, occurrence, hold=res.usd)
+            self.h.journal.begin(call_id, "llm", key, occurrence, hold=res.usd,
+                                 lost=self.lost_usd)
         except SidecarError:
             self.h.ledger.release(res)  # refused before it left: never sent
             raise
@@ -134,23 +135,27 @@ class SpendingCall:
         self.h.journal.end(self.call_id, self.key, status=status, headers=headers, body=body,
                            usd=cost, input_tokens=inp, output_tokens=out)
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, span: Span | None) -> None:
         """The call failed for good: the charge-the-hold rule (module docstring) for the last
-        attempt's hold; attempts lost before it were charged when they were retried."""
+        attempt's hold; attempts lost before it were charged when they were retried. What the
+        call was charged in all goes on its ``span``, as for a call that succeeds."""
         lost = self.lost or ("in flight" if self.sending else None)
         self.sending = False
         res = self.res
-        if self.settled is not None or res is None:
-            return  # settled already, or a retry's hold was refused: nothing is open
-        if lost is None:
-            self.res = None
-            self.h.ledger.release(res)
-        else:
-            log.warning("Model call of task %s failed after it may have reached the provider "
-                        "(%s); charged what was held (%s USD)", self.h.name, lost, res.usd)
-            self.settle(None, None)
-        self.h.journal.abort(self.call_id, reason,
-                             usd=self.settled[0] if self.settled else None)
+        if self.settled is None and res is not None:  # else settled, or a retry refused
+            if lost is None:
+                self.res = None
+                self.h.ledger.release(res)
+            else:
+                log.warning("Model call of task %s failed after it may have reached the "
+                            "provider (%s); charged what was held (%s USD)", self.h.name, lost,
+                            res.usd)
+                self.settle(None, None)
+            self.h.journal.abort(self.call_id, reason,
+                                 usd=self.settled[0] if self.settled else None)
+        if span is not None:
+            charged = (self.settled[0] if self.settled else Decimal(0)) + self.lost_usd
+            span.set_attribute(ATTR.COST, float(charged))
 
     def settle(self, usage: tuple[int, int, int, int] | None, span: Span | None) -> Decimal:
         """Charge the open hold: the reported usage, or the hold itself when there is none."""

@@ -5,8 +5,15 @@ being killed), and, when ``observability.otlpEndpoint`` is set, is also handed t
 OpenTelemetry SDK, which batches it to the collector over OTLP/HTTP.
 
 The trace id is the task's UID (a UUID is 128 bits, exactly a trace id), so every attempt of a
-task — every pod, after every eviction — lands in the same trace without passing ids around. Call
-spans are children of the attempt span, whose id is derived from the UID and attempt number.
+task — every pod, after every eviction — lands in the same trace without passing ids around.
+The tree is task → attempt → step → call; every id but a call's is derived from the UID (and the
+attempt or step number), so an attempt names its parent without asking anyone. The task span is
+sent once, by the attempt that ends the task (task_span.py).
+
+Money: ``tether.cost_usd`` is what the span's own work was charged (a model call: its attempts,
+the ones lost and retried included; a step: its calls; an attempt: what it charged), and
+``tether.spent_usd`` the task's running total when the span ended. Every charge in the ledger is
+on exactly one ``chat`` span, so their costs over a trace add up to the task's ``spentUSD``.
 Attribute names follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``); ours are
 ``tether.*``. Names live here and nowhere else.
 """
@@ -44,7 +51,8 @@ class ATTR:
     TOOL_NAME = "gen_ai.tool.name"
     MCP_SERVER = "tether.mcp.server"  # the AgentTask's name of the MCP server a tool is on
     ERROR_TYPE = "error.type"
-    COST = "tether.cost_usd"
+    COST = "tether.cost_usd"  # this span's own work (see the module docstring)
+    SPENT = "tether.spent_usd"  # the task's running total when the span ended
     RESERVED = "tether.reserved_usd"
     ATTEMPTS = "tether.attempts"
     OUTCOME = "tether.outcome"
@@ -62,6 +70,8 @@ class ATTR:
     TOOL_STATUS = "http.response.status_code"
     STEP = "tether.step"
     REPLAYED = "tether.replayed"
+    ORPHAN = "tether.orphan.call_id"  # a call in flight when an earlier attempt was killed
+    TASK_PHASE = "tether.task.phase"
 
 
 def task_trace_id(uid: str | None, namespace: str, name: str) -> int:
@@ -151,6 +161,7 @@ class Tracing:
         self._fd = os.open(span_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._rng = random.Random()
         self._step_ids: dict[int, int] = {}  # a SHA-256 each is ~5 µs, and every call asks
+        self._step_cost: dict[int, float] = {}  # what the calls under each open step cost
         self._otlp: OtlpMirror | None = None
         if otlp_endpoint:
             # Imported only here: the OpenTelemetry SDK costs a sidecar without an endpoint
@@ -181,6 +192,11 @@ class Tracing:
         return span_id
 
     def finish(self, span: Span) -> None:
+        cost = span.attributes.get(ATTR.COST)
+        if cost:  # a call under a step: its step span (step_done) carries the step's total
+            step = span.attributes.get(ATTR.STEP)
+            if isinstance(step, int) and span.parent_id == self._step_ids.get(step):
+                self._step_cost[step] = self._step_cost.get(step, 0.0) + cost
         try:
             os.write(self._fd, span.to_json(self.trace_id, self.attempt))
         except OSError as exc:
@@ -192,9 +208,19 @@ class Tracing:
             self._otlp.export(span)
 
     def step_done(self, step: int, since_ns: int, attributes: dict[str, Any]) -> None:
-        """Emit the span of a step when its checkpoint is written."""
+        """Emit the span of a step when its checkpoint is written, with what its calls in this
+        attempt cost (a step redone after a kill: the calls the killed attempt made under it
+        are on their own spans, charged there)."""
+        cost = sum(self._step_cost.pop(s) for s in [s for s in self._step_cost if s <= step])
         Span(self, f"step {step}", self._step_id(step), self.attempt_span,
-             {ATTR.STEP: step, **attributes}, since_ns).end()
+             {ATTR.STEP: step, ATTR.COST: cost, **attributes}, since_ns).end()
+
+    def orphan(self, call_id: str, model: str, usd: float) -> None:
+        """The span of a model call an earlier attempt left in flight (killed: its own span was
+        never written), which this attempt's ledger charges its hold: the charge has a span."""
+        Span(self, f"chat {model}", self._rng.getrandbits(64) or 1, self.attempt_span, {
+            ATTR.OPERATION: "chat", ATTR.REQUEST_MODEL: model, ATTR.ORPHAN: call_id,
+            ATTR.OUTCOME: "orphan", ATTR.COST: usd}).end()
 
     def attempt_done(self, attributes: dict[str, Any]) -> None:
         Span(self, f"attempt {self.attempt}", self.attempt_span, task_span_id(self.trace_id),
