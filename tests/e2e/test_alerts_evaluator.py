@@ -10,13 +10,14 @@ receiver in the test. Records are POSTed to the evaluator as test_eval_cluster.p
 bulk (each for an AgentTask whose status the test sets to Succeeded; no operator runs here), and
 the scripted judges run on this machine:
 
-- TetherEvalDrift: the agent's answers drop (TRUTH:FAIL) under a steady judge.
+- TetherEvalDrift: the agent's answers drop (TRUTH:FAIL) under a steady judge, until the
+  detector's first alarm.
 - TetherEvalJudgeDrift: a second judge grades the policy's anchors differently (it fails six
-  good answers in ten), and the good answers that follow.
-- TetherEvalRedactionFailures: a record whose sidecar could not redact it (``redaction.ok``
-  false, no text: what a sidecar sends when its redactor fails closed), then a record too large
-  for the evaluator's own redactor (over its 512 Ki character cap: it fails closed, stores the
-  record without text and counts it).
+  good answers in ten): one anchor move, one judge alarm.
+- TetherEvalRedactionFailures: one record whose sidecar could not redact it (``redaction.ok``
+  false, no text: what a sidecar sends when its redactor fails closed). Once the alert fires, a
+  record too large for the evaluator's own redactor (over its 512 Ki character cap: it fails
+  closed, stores the record without text and counts it).
 - TetherEvalJudgeCapReached: a judge with a 0.05 USD day whose first sample costs 0.20 USD.
 - TetherEvaluatorDown: the Deployment scaled to 0, then back with the capped judge's
   ``perDayUSD`` raised. TetherEvalJudgeCapReached resolves when the evaluator's series go
@@ -25,8 +26,10 @@ the scripted judges run on this machine:
   records.
 
 The alarm and redaction counters are created by their first increment, at 1, and ``increase()``
-sees no increase in a series that starts inside its window: each scenario waits until Prometheus
-has the counter's series before the records that must raise it (see the helper's report).
+alone sees no increase in a series that starts inside its window: each of the three alerts must
+fire on ONE event (the counter's highest value in Prometheus is 1 when it fires), which rules
+written with ``increase()`` alone never do. The three resolve, the evaluator still up, once their
+window (20 s) has passed their last event.
 """
 
 from __future__ import annotations
@@ -118,6 +121,12 @@ class Stack:
         wait_for(lambda: prom_query(self.prom, expr) or None, ALERT_TIMEOUT,
                  f"Prometheus to have scraped {expr}")
 
+    def highest(self, counter: str) -> float:
+        """The highest value Prometheus has scraped of ``counter`` since it started."""
+        seconds = int(time.monotonic() - self.t0) + 1
+        [sample] = prom_query(self.prom, f"max(max_over_time({counter}[{seconds}s]))")
+        return float(sample["value"][1])
+
     def fires(self, alert: str, **labels: str) -> None:
         """The alert (with ``labels``) fires in Prometheus, then its firing notification
         reaches the receiver."""
@@ -201,37 +210,33 @@ def _configure(s: Stack, judges: Judges) -> None:
 
 def _feed(s: Stack, policy: str, truth: str, judged: int, done: Callable[[], bool],
           what: str) -> int:
-    """Batches of 6 records for ``policy`` until ``done``; returns the policy's judged count."""
-    for k in range(8):
-        _bulk(s.api, s.core, s.ns, s.pod(), f"{policy}-{judged}-{k}", 6, policy, policy, truth)
-        judged += 6
+    """Records for ``policy``, one at a time (48 at most), until ``done``; returns the policy's
+    judged count."""
+    for k in range(48):
+        _bulk(s.api, s.core, s.ns, s.pod(), f"{policy}-{judged}-{k}", 1, policy, policy, truth)
+        judged += 1
         _wait_judged(s.api, s.ns, policy, judged)
         if done():
             return judged
     pytest.fail(f"{what}: not after {judged} judged samples of policy {policy}")
 
 
-def _firing(s: Stack, alert: str) -> Callable[[], bool]:
-    return lambda: any(a["state"] == "firing" for a in prom_alerts(s.prom, alert))
-
-
-def _scraped(s: Stack, expr: str) -> Callable[[], bool]:
-    return lambda: bool(prom_query(s.prom, expr))
-
-
 def _drift(s: Stack) -> None:
-    """The agent's answers fail under the steady judge: the detector alarms (kind agent)."""
+    """The agent's answers fail under the steady judge, one record at a time (a failed answer
+    moves the detector a third of the way to its threshold) until it alarms once (kind agent):
+    that one alarm fires the alert."""
     alarms = f'tether_eval_alarms_total{{policy="main", kind="agent", namespace="{s.ns}"}}'
     s.mark("TetherEvalDrift", "trigger")
-    judged = _feed(s, "main", "TRUTH:FAIL", 0, _scraped(s, alarms), "the first agent alarm")
-    _feed(s, "main", "TRUTH:FAIL", judged, _firing(s, "TetherEvalDrift"), "TetherEvalDrift")
+    _feed(s, "main", "TRUTH:FAIL", 0, lambda: bool(_status(s.api, s.ns, "main").get("alarms")),
+          "the first agent alarm")
     s.fires("TetherEvalDrift", namespace=s.ns, policy="main")
+    assert s.highest(alarms) == 1, f"TetherEvalDrift fired after more than one alarm: {alarms}"
     assert _condition(_status(s.api, s.ns, "main"), "Degraded") == "True"
 
 
 def _judge_drift(s: Stack, judges: Judges) -> None:
-    """The anchored policy's judge moves: its next anchor run alarms (kind judge), and the
-    detector's alarms on the good answers it now fails are put on the judge too."""
+    """The anchored policy's judge moves: its next anchor run alarms once (kind judge), and
+    that one alarm fires the alert (no records: no detector alarm adds to it)."""
     def drift(want: str) -> dict[str, Any] | None:
         status = _status(s.api, s.ns, "anchored")
         return status if _condition(status, "JudgeDrift") == want else None
@@ -239,10 +244,9 @@ def _judge_drift(s: Stack, judges: Judges) -> None:
     judges.scripts["moving"].reset(JudgeScript(sensitivity=0.4, seed=5))
     s.mark("TetherEvalJudgeDrift", "trigger")
     _wait.until(lambda: drift("True"), 120, "JudgeDrift True on the anchored policy", 1.0)
-    s.series(f'tether_eval_alarms_total{{policy="anchored", kind="judge", namespace="{s.ns}"}}')
-    _feed(s, "anchored", "TRUTH:PASS", 0, _firing(s, "TetherEvalJudgeDrift"),
-          "TetherEvalJudgeDrift")
     s.fires("TetherEvalJudgeDrift", namespace=s.ns, policy="anchored")
+    alarms = f'tether_eval_alarms_total{{policy="anchored", kind="judge", namespace="{s.ns}"}}'
+    assert s.highest(alarms) == 1, "TetherEvalJudgeDrift fired after more than one alarm"
     assert _condition(_status(s.api, s.ns, "anchored"), "Degraded") == "False"
 
 
@@ -251,12 +255,15 @@ def _redaction(s: Stack) -> None:
     # What a sidecar sends when its own redactor fails closed: no text, ok false.
     post_record(s.core, s.ns, s.pod(), "unredacted", answer=None,
                 redaction={"ok": False, "findings": {}, "engine": ""})
-    s.series(f'tether_eval_redaction_failures_total{{namespace="{s.ns}"}}')
+    s.fires("TetherEvalRedactionFailures", namespace=s.ns)
+    failures = f'tether_eval_redaction_failures_total{{namespace="{s.ns}"}}'
+    assert s.highest(failures) == 1, "TetherEvalRedactionFailures fired after more than one"
     # Redacted by the sidecar, says the record, but over the evaluator's own redactor's cap:
     # it fails closed (too_large), stored without text, counted.
     post_record(s.core, s.ns, s.pod(), "oversized", answer="word " * 120_000,
                 redaction={"ok": True, "findings": {}, "engine": "e2e"})
-    s.fires("TetherEvalRedactionFailures", namespace=s.ns)
+    s.series(f"{failures} == 2")
+    s.mark("TetherEvalRedactionFailures", "second failure scraped")
 
 
 def _cap(s: Stack) -> None:
@@ -273,8 +280,8 @@ def _restart(s: Stack) -> None:
     assert not prom_alerts(s.prom, "TetherEvaluatorDown")
     s.mark("TetherEvaluatorDown", "trigger")
     apps.patch_namespaced_deployment_scale(NAME, s.ns, {"spec": {"replicas": 0}})
-    # absent() of a comparison carries no labels: the alert names no namespace (reported).
-    s.fires("TetherEvaluatorDown")
+    # absent() of a comparison carries no labels: the rule names its release's job and namespace.
+    s.fires("TetherEvaluatorDown", job=NAME, namespace=s.ns)
     client.CustomObjectsApi(s.api).patch_namespaced_custom_object(
         "tether.dev", "v1alpha1", s.ns, "judges", "capped",
         {"spec": {"costCaps": {"perCallUSD": "5", "perDayUSD": "50"}}})
@@ -294,9 +301,13 @@ def test_every_evaluator_alert_fires_reaches_the_receiver_and_resolves(
     _drift(s)
     _judge_drift(s, judges)
     _redaction(s)
+    # No more alarms or failures: each resolves once its window has passed its last event,
+    # the evaluator still up.
+    for alert in ALERTS[:3]:
+        s.resolves(alert)
     _cap(s)
     _restart(s)
-    for alert in ALERTS:
+    for alert in ALERTS[3:]:
         s.resolves(alert)
     # The capped policy's records, waiting since the cap, are judged under the raised one,
     # and the cap's alert stays resolved.
