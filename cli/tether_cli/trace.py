@@ -1,4 +1,6 @@
-"""``tether trace DIR``: the span file of a run as a tree: attempts, steps, calls, retries, cost."""
+"""``tether trace DIR``: the span file of a run as a tree: task, attempts, steps, calls, retries,
+cost. ``tether.cost_usd`` is each span's own cost (a call's, a step's calls', an attempt's
+charges); ``tether.spent_usd`` the task's running total (docs/sidecar.md, Observability)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,16 @@ def _call_line(span: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _task_line(spans: list[dict[str, Any]]) -> str:
+    task = next((s for s in spans if s["name"].startswith("task ")), None)
+    if task is None:  # task_span.py: sent only by the attempt that ends the task
+        return ("no task span: the task has not ended, or the attempt that ended it was killed "
+                "before sending it")
+    a = task["attributes"]
+    return (f"{task['name']}: {a.get('tether.task.phase')} after {a.get('tether.attempts')} "
+            f"attempt(s), {_secs(task):.1f}s, ${a.get('tether.spent_usd', 0):.6f} spent")
+
+
 def render(state_dir: Path) -> str:
     spans, torn = load_spans(state_dir)
     if not spans:
@@ -79,10 +91,17 @@ def render(state_dir: Path) -> str:
         done = "checkpointed" if n in steps else "not checkpointed (interrupted)"
         out.append(f"step {n}  {len(calls)} call(s)  ${step_cost:.6f}  {done}")
         out.extend("  " + _call_line(c) for c in calls)
+    for span in spans:
+        if span["attributes"].get("tether.orphan.call_id"):
+            out.append(f"{span['name']}: call {span['attributes']['tether.orphan.call_id']} was "
+                       "in flight when its attempt was killed; charged "
+                       f"${span['attributes'].get('tether.cost_usd', 0):.6f} by attempt "
+                       f"{span['attempt']}")
     for a in attempts:
         attrs = a["attributes"]
-        out.append(f"{a['name']}: {_secs(a):.1f}s, {attrs.get('tether.aborted_calls', 0)} call(s) "
-                   f"aborted at stop")
+        out.append(f"{a['name']}: {_secs(a):.1f}s, ${attrs.get('tether.cost_usd', 0):.6f}, "
+                   f"{attrs.get('tether.aborted_calls', 0)} call(s) aborted at stop")
+    out.append(_task_line(spans))
     if torn:
         out.append(f"({torn} torn line(s) in spans.jsonl skipped: written by a killed process)")
     return "\n".join(out)
