@@ -11,6 +11,7 @@ from one YAML file (``TETHER_EVAL_CONFIG``)::
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -32,6 +33,9 @@ class Policy(BaseModel):
 
     namespace: str = Field(min_length=1)
     spec: EvaluationPolicySpec
+    # metadata.creationTimestamp in a cluster: records received before it are not taken up
+    # later (:mod:`backfill`); unset in a file.
+    created: datetime | None = None
 
     @property
     def judge(self) -> str:

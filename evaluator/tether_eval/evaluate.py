@@ -4,7 +4,8 @@ One loop per evaluator, ``concurrency`` judgements at a time. A judgement is exa
 kills (:mod:`store`): leased, each call journalled, the verdict and the detector's step one
 transaction. When a judge's daily cap leaves no room, its policies' rows stay queued (their lease
 released), ``tether_eval_judge_cap_reached`` is 1, and the loop skips them until the UTC day
-changes.
+changes or the Judge's cap is raised (:mod:`caps`). Before each batch, stored records a policy
+new to the evaluator selects are queued for it (:mod:`backfill`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from tether_api import parse_duration
 from tether_api.sampling import stratum
 
 from .anchors import AnchorsError, AnchorSource, check_of, judge_anchors, parse_anchors
+from .backfill import reason, since, triggers
+from .caps import JudgeCaps
 from .config import EvalConfig, Policy, rubric_hash
 from .detect import Cusum, DetectorStateError
 from .judge import CapReached, JudgeClient, vote
@@ -50,12 +54,20 @@ def material(rec: dict[str, Any]) -> dict[str, Any]:
 class Evaluator:
     def __init__(self, store: Store, config: EvalConfig, judges: dict[str, JudgeClient],
                  metrics: EvalMetrics, owner: str, concurrency: int = 4,
-                 lease_seconds: float = 120.0, idle_seconds: float = 5.0) -> None:
+                 lease_seconds: float = 120.0, idle_seconds: float = 5.0,
+                 namespace: str | None = None, backfill_seconds: float = 86400.0) -> None:
         self.store, self.config, self.judges, self.metrics = store, config, judges, metrics
         self.owner, self.concurrency = owner, concurrency
         self.lease, self.idle = lease_seconds, idle_seconds
+        self.namespace = namespace  # the cluster namespace read (its Judges), else None
+        self.backfill_seconds = backfill_seconds
         self.wake = asyncio.Event()  # set by ingest when a record is queued
-        self.capped: dict[str, tuple[str, str]] = {}  # judge -> (UTC day capped, namespace)
+        self.caps = JudgeCaps(metrics)
+        self.capped = self.caps.capped  # judge -> (UTC day capped, namespace)
+        self.caps.learn(config, namespace)
+        # Policies whose stored records are looked at before the next batch: all at start
+        # (a kill between reading a policy and queueing its records loses nothing).
+        self.due: set[str] = set(config.policies)
         self.anchor_source: AnchorSource | None = None  # set by the service
         self.anchor_problems: dict[str, str] = {}  # policy -> why its anchors cannot be read
 
@@ -76,13 +88,39 @@ class Evaluator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.idle)
 
+    def reconfigured(self, old: EvalConfig, config: EvalConfig,
+                     judges: dict[str, JudgeClient], changed: list[str]) -> None:
+        """Judge by ``config`` and ``judges`` from now on; ``changed``: the judges whose spec
+        changed (a capped one's cap is looked at again)."""
+        self.config, self.judges = config, judges
+        self.due |= set(triggers(old.policies, config.policies))
+        for judge in changed:
+            self.caps.changed(judge)
+        self.caps.learn(config, self.namespace)
+        self.wake.set()
+
+    async def take_up(self) -> int:
+        """Queue the stored records each due policy selects and was never queued for
+        (:mod:`backfill`); returns how many."""
+        queued = 0
+        for name in sorted(self.due):
+            policy = self.config.policies.get(name)
+            if policy is not None:
+                n = await self.store.queue_unqueued(
+                    name, since(policy, self.backfill_seconds), partial(reason, name, policy))
+                if n:
+                    log.info("Queued %d stored record(s) for policy %s, which the evaluator "
+                             "did not know (or sampled otherwise) when they arrived", n, name)
+                queued += n
+            self.due.discard(name)
+        return queued
+
     async def step(self) -> int:
         """Lease and judge one batch; returns how many were leased."""
         day = utc_day()
-        for judge, (capped_on, namespace) in list(self.capped.items()):
-            if capped_on != day:
-                del self.capped[judge]
-                self.metrics.cap_reached.labels(namespace, judge).set(0)
+        self.caps.new_day(day)
+        await self.caps.look_again(self.judges, self.store)
+        await self.take_up()
         # Only policies configured now (a removed one's rows wait, unjudged), and not those
         # of a judge at its daily cap.
         open_ = [p for p, pol in self.config.policies.items()
@@ -108,10 +146,9 @@ class Evaluator:
                 body = client.body(rubric, material(claim.body), i)
                 answers.append(await client.sample(key, i, body, on_cost))
         except CapReached as exc:
-            log.warning("Judging paused for judge %s until the next UTC day: %s",
-                        policy.judge, exc)
-            self.capped[policy.judge] = (day, policy.namespace)
-            self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
+            log.warning("Judging paused for judge %s until the next UTC day or a raised "
+                        "perDayUSD: %s", policy.judge, exc)
+            self.caps.cap(policy.judge, policy.namespace, day, exc.hold)
             await self.store.unlease(key)
             return
         row = vote(answers, rubric, rubric_hash(rubric), policy.judge, claim.why)
@@ -174,8 +211,7 @@ class Evaluator:
         except CapReached as exc:
             log.warning("Anchors of policy %s wait for judge %s's next UTC day: %s", name,
                         policy.judge, exc)
-            self.capped[policy.judge] = (utc_day(), policy.namespace)
-            self.metrics.cap_reached.labels(policy.namespace, policy.judge).set(1)
+            self.caps.cap(policy.judge, policy.namespace, utc_day(), exc.hold)
             return False
         if not run.n:
             log.warning("Anchors of policy %s: every judgement failed; the run is not kept",

@@ -56,7 +56,12 @@ def _ignore(usd: float) -> None:
 
 
 class CapReached(Exception):
-    """The judge's daily cap leaves no room for this call: judging waits for the next day."""
+    """The judge's daily cap leaves no room for this call: judging waits for the next day (or
+    a raised cap with room for ``hold``, the call's worst case)."""
+
+    def __init__(self, message: str, hold: Decimal = Decimal(0)) -> None:
+        super().__init__(message)
+        self.hold = hold
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ class JudgeClient:
             res = ledger.reserve(hold, 0)
         except (BudgetExceeded, BudgetContended) as exc:
             raise CapReached(f"judge {self.name}: perDayUSD {caps.per_day_usd} reached on "
-                             f"{day} ({exc})") from exc
+                             f"{day} ({exc})", hold) from exc
         try:
             entry = await self._store.journal_send(key, sample, hold, self.name, day)
         except BaseException:

@@ -75,8 +75,14 @@ async def read_config(kube: Kube, ns: str,
             del judges[name]
             if refused is not None:
                 refused[name] = problem
-    policies = _valid("EvaluationPolicy", await _items(kube, ns, "evaluationpolicies"),
+    items = await _items(kube, ns, "evaluationpolicies")
+    policies = _valid("EvaluationPolicy", items,
                       lambda spec: Policy.model_validate({"namespace": ns, "spec": spec}))
+    for obj in items:  # when it was made bounds the records it takes up (backfill)
+        name, made = obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")
+        if name in policies and made:
+            policies[name] = policies[name].model_copy(
+                update={"created": datetime.fromisoformat(made)})
     for name, pol in list(policies.items()):
         missing = [f"Rubric {pol.rubric}"] if pol.rubric not in rubrics else []
         missing += [f"Judge {pol.judge}"] if pol.judge not in judges else []

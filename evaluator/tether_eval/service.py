@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     judge_timeout_seconds: float = Field(60.0, gt=0, description="One judge call's limit.")
     judge_max_output_tokens: int = Field(512, ge=16, le=8192, description="max_tokens of a "
                                          "judge call (a verdict is short); held in full.")
+    backfill_seconds: float = Field(86400.0, gt=0, description="A policy the evaluator learns "
+                                    "of (or whose sampling changed) takes up the stored records "
+                                    "naming it from this far back, at most (docs/evaluation.md, "
+                                    "\"Selection\").")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest record.")
     ca_bundle: Path | None = Field(None, description="Extra CA certificates for the judges.")
     anchors_dir: Path = Field(Path("/etc/tether-eval/anchors"), description="Without a "
@@ -100,9 +104,11 @@ class Service:
         self.upstream, self.metrics = upstream, EvalMetrics()
         self.redactor = redactor
         judges = {name: self._judge(name, spec) for name, spec in config.judges.items()}
+        # In a cluster every Judge of the namespace read is known (the cap gauge's series).
+        namespace = settings.namespace if settings.config is None else None
         self.evaluator = Evaluator(store, config, judges, self.metrics, settings.instance,
                                    settings.concurrency, settings.lease_seconds,
-                                   settings.idle_seconds)
+                                   settings.idle_seconds, namespace, settings.backfill_seconds)
         self.ingest = Ingest(store, config, redactor, self.metrics, self.evaluator.wake.set)
         self._loop_task: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
@@ -116,21 +122,25 @@ class Service:
     def reconfigure(self, config: EvalConfig) -> None:
         """Judge by ``config`` from now on (a policy, rubric or judge added or changed in the
         cluster). A changed judge gets a new client; calls in flight finish on the old one. A
-        judge whose key cannot be read is left out (its policies' records wait), logged."""
+        judge whose key cannot be read is left out (its policies' records wait), logged. A new
+        policy, or one whose sampling changed, takes up its stored records before the next
+        batch; a changed judge at its cap has the cap looked at again."""
         if config == self.config:
             return
-        judges = {}
+        judges, changed = {}, []
         for name, spec in config.judges.items():
             old = self.evaluator.judges.get(name)
             if old is not None and old.spec == spec:
                 judges[name] = old
                 continue
+            changed += [name] if old is not None else []
             try:
                 judges[name] = self._judge(name, spec)
             except RuntimeError as exc:
                 log.error("Judge %s left out: %s", name, exc)
-        self.config = self.evaluator.config = self.ingest.config = config
-        self.evaluator.judges = judges
+        old_config, self.config = self.config, config
+        self.ingest.config = config
+        self.evaluator.reconfigured(old_config, config, judges, changed)
         log.info("Configuration changed: policies %s, judges %s", sorted(config.policies),
                  sorted(judges))
 

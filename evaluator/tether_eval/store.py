@@ -171,6 +171,32 @@ class Store(StoreJournal, StoreReads):
             return True
         return await self._tx(mark)
 
+    async def queue_unqueued(self, policy: str, since: str,
+                             why: Callable[[dict[str, Any], str | None], str | None]) -> int:
+        """Queue for ``policy`` the latest-attempt records received at or after ``since`` that
+        name it, have text, and have no queue row for it; ``why(body, phase)`` says why, or
+        None to leave one out (:mod:`backfill`). One transaction; returns how many."""
+        def queue(tx: Tx) -> int:
+            rows = tx.run(
+                "SELECT r.uid, r.attempt, r.body, t.phase FROM record_policies p JOIN records r "
+                "ON r.uid = p.uid AND r.attempt = p.attempt JOIN tasks t ON t.uid = r.uid AND "
+                "t.attempt = r.attempt WHERE p.policy = ? AND r.redaction_ok = 1 AND "
+                "r.outcome <> 'no_record' AND r.received_at >= ? AND NOT EXISTS (SELECT 1 FROM "
+                "queue q WHERE q.uid = r.uid AND q.attempt = r.attempt AND q.policy = p.policy) "
+                # A verdict always closes its queue row; checked too, never judged twice.
+                "AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.uid = r.uid AND v.attempt = "
+                "r.attempt AND v.policy = p.policy) ORDER BY r.received_at", (policy, since))
+            queued = 0
+            for uid, attempt, body, phase in rows:
+                reason = why(json.loads(body), phase)
+                if reason is not None:
+                    queued += tx.count(
+                        "INSERT INTO queue (uid, attempt, policy, state, why) VALUES (?, ?, ?, "
+                        "'pending', ?) ON CONFLICT (uid, attempt, policy) DO NOTHING",
+                        (uid, attempt, policy, reason))
+            return queued
+        return await self._tx(queue)
+
     async def record(self, uid: str, attempt: int) -> dict[str, Any] | None:
         rows = await self._tx(lambda tx: tx.run(
             "SELECT body FROM records WHERE uid = ? AND attempt = ?", (uid, attempt)))
