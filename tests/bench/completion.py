@@ -81,7 +81,8 @@ def play_arm(arm: str, tasks: list[BenchTask], d: Doubles, concurrency: int,
         graded.append(Graded(task, grade(task, phase, answer, usd), answer))
     injected = sum(len(v) for v in faults.values())
     overflows = sum(b.get("overflows", 0) for b in bills.values())
-    return graded, seconds, {"toolFaultsInjected": injected, "contextOverflows": overflows}
+    return graded, seconds, {"seed": tasks[0].seed if tasks else None,
+                             "toolFaultsInjected": injected, "contextOverflows": overflows}
 
 
 def run_arm(arm: str, tasks: list[BenchTask], d: Doubles, concurrency: int,
@@ -112,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--plot", type=Path, help="write the PNG here")
     parser.add_argument("--workdir", type=Path, help="state dirs (default: a temporary dir)")
+    parser.add_argument("--merge", nargs="+", metavar="[SEED=]OUTPUT",
+                        help="run nothing: combine earlier runs' saved outputs (their last "
+                        "lines); SEED= names the seed of a one-seed run's output")
     args = parser.parse_args(argv)
+    if args.merge:
+        return _report(_merged(args.merge), args.plot)
     arms = [a for a in args.arms.split(",") if a]
     if unknown := set(arms) - set(ARMS):
         parser.error(f"unknown arm(s) {', '.join(sorted(unknown))}: use {', '.join(ARMS)}")
@@ -126,11 +132,31 @@ def main(argv: list[str] | None = None) -> int:
                 (workdir / str(seed) / arm).mkdir(parents=True, exist_ok=True)
             per_seed[seed] = run_seed(seed, args.tasks, arms, doubles, args.concurrency,
                                       workdir / str(seed))
+    return _report(per_seed, args.plot)
+
+
+def _merged(outputs: list[str]) -> dict[int, dict[str, dict[str, Any]]]:
+    """Each seed's arms from earlier runs' JSON lines (one seed's, or several seeds' perSeed)."""
+    per_seed: dict[int, dict[str, dict[str, Any]]] = {}
+    for spec in outputs:
+        named, _, path = spec.rpartition("=")
+        last = json.loads(Path(path).read_text().strip().splitlines()[-1])
+        for arm, figures in last.items():
+            seed = figures.get("seed", named)
+            if not figures.get("perSeed") and not seed:
+                raise SystemExit(f"{path}: a one-seed output needs its seed: SEED={path}")
+            seeds = figures.get("perSeed") or {seed: figures}
+            for seed, one in seeds.items():
+                per_seed.setdefault(int(seed), {})[arm] = one
+    return per_seed
+
+
+def _report(per_seed: dict[int, dict[str, dict[str, Any]]], plot_to: Path | None) -> int:
     result = combine(per_seed)
     print(table(result))
-    if args.plot:
-        plot(per_seed, args.plot)
-        print(f"plot written to {args.plot}")
+    if plot_to:
+        plot(per_seed, plot_to)
+        print(f"plot written to {plot_to}")
     print(json.dumps(result, sort_keys=True))
     return 0
 
