@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,10 @@ def test_every_panel_query_returns_data(
         print(f"figures: {len(panel_queries())} panel queries over {time.time() - start:.0f} s "
               f"of scenario, {len(missing)} without data")
         assert not missing, "panels without data:\n" + "\n".join(missing)
-        # The dashboard's $namespace variable (label_values(tether_tasks, namespace)) offers it.
-        values = get_json(f"{prom}/api/v1/label/namespace/values?match[]=tether_tasks")
+        # The dashboard's $namespace variable (label_values(<selector>, namespace)) offers it.
+        [variable] = [v for v in json.loads(DASHBOARD.read_text())["templating"]["list"]
+                      if v["name"] == "namespace"]
+        selector = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+        values = get_json(f"{prom}/api/v1/label/namespace/values?"
+                          f"{urllib.parse.urlencode({'match[]': selector})}")
         assert namespace in values["data"], values
