@@ -48,9 +48,11 @@ class CheckpointApi:
             h.journal.append({"t": "checkpoint", "step": step, "gen": ckpt.generation})
             h.last_checkpoint, h.step = ckpt, step
             h.checkpoint_problem = None
+            spent = h.ledger.spent_usd  # the step's cost: what was charged since the last one
             h.tracing.step_done(step, self._since_ns, {
                 "tether.checkpoint.bytes": ckpt.size, "tether.checkpoint.sha256": ckpt.sha256,
-                ATTR.SPENT: float(h.ledger.spent_usd)})  # its own cost: step_done
+                ATTR.COST: float(spent - h.spent_at_checkpoint), ATTR.SPENT: float(spent)})
+            h.spent_at_checkpoint = spent
             self._since_ns = time.time_ns()
         return web.json_response({"step": step, "generation": ckpt.generation,
                                   "sha256": ckpt.sha256}, status=201)

@@ -80,6 +80,7 @@ class Harness:
     replayed: int = 0
     orphans: int = 0
     spent_at_start: Decimal = Decimal(0)  # by earlier attempts (their orphans are charged now)
+    spent_at_checkpoint: Decimal = Decimal(0)  # the cost of a step is what was charged since
     task_span: TaskSpan | None = None  # the task's start, and whether its span was sent
     in_flight: int = 0
     _calls: int = 0
@@ -177,6 +178,9 @@ class Harness:
             boundaries=boundaries,
             orphans=recovered.orphans,
             spent_at_start=ledger.spent_usd - recovered.orphan_usd,
+            # Journalled before the last checkpoint (the operator's prior figure when the journal
+            # holds no history): the step in progress is charged what came after.
+            spent_at_checkpoint=ledger.spent_usd - recovered.spent_usd + recovered.checkpoint_spent,
             task_span=TaskSpan.open(settings.state_dir, settings.attempt, tracing.started_ns),
             generation=loaded.generation,
             task_digest=loaded.digest,

@@ -85,6 +85,7 @@ class Recovered:
     # span, so the attempt that charges it writes one (Tracing.orphan). Its cost is the hold
     # charged now plus what its lost attempts were charged before the kill ("lost" in begin).
     orphan_calls: list[tuple[str, Decimal]] = field(default_factory=list)
+    checkpoint_spent: Decimal = Decimal(0)  # spent when the last checkpoint was journalled
 
 
 @dataclass
@@ -150,6 +151,8 @@ class Journal:
             self._calls[doc["id"]] = call
             self._by_key[doc["key"]].append(call)
             pending[doc["id"]] = doc
+        elif kind == "checkpoint":  # a step's cost is what was charged after it (tracing.py)
+            rec.checkpoint_spent = rec.spent_usd
         elif kind in ("end", "abort", "orphan"):
             begin = pending.pop(doc["id"], None)
             known = self._calls.get(doc["id"])

@@ -11,7 +11,8 @@ attempt or step number), so an attempt names its parent without asking anyone. T
 sent once, by the attempt that ends the task (task_span.py).
 
 Money: ``tether.cost_usd`` is what the span's own work was charged (a model call: its attempts,
-the ones lost and retried included; a step: its calls; an attempt: what it charged), and
+the ones lost and retried included; a step: what was charged since the checkpoint before it,
+in whichever attempt; an attempt: what it charged), and
 ``tether.spent_usd`` the task's running total when the span ended. Every charge in the ledger is
 on exactly one ``chat`` span, so their costs over a trace add up to the task's ``spentUSD``.
 Attribute names follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``); ours are
@@ -161,7 +162,6 @@ class Tracing:
         self._fd = os.open(span_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._rng = random.Random()
         self._step_ids: dict[int, int] = {}  # a SHA-256 each is ~5 µs, and every call asks
-        self._step_cost: dict[int, float] = {}  # what the calls under each open step cost
         self._otlp: OtlpMirror | None = None
         if otlp_endpoint:
             # Imported only here: the OpenTelemetry SDK costs a sidecar without an endpoint
@@ -192,11 +192,6 @@ class Tracing:
         return span_id
 
     def finish(self, span: Span) -> None:
-        cost = span.attributes.get(ATTR.COST)
-        if cost:  # a call under a step: its step span (step_done) carries the step's total
-            step = span.attributes.get(ATTR.STEP)
-            if isinstance(step, int) and span.parent_id == self._step_ids.get(step):
-                self._step_cost[step] = self._step_cost.get(step, 0.0) + cost
         try:
             os.write(self._fd, span.to_json(self.trace_id, self.attempt))
         except OSError as exc:
@@ -208,12 +203,9 @@ class Tracing:
             self._otlp.export(span)
 
     def step_done(self, step: int, since_ns: int, attributes: dict[str, Any]) -> None:
-        """Emit the span of a step when its checkpoint is written, with what its calls in this
-        attempt cost (a step redone after a kill: the calls the killed attempt made under it
-        are on their own spans, charged there)."""
-        cost = sum(self._step_cost.pop(s) for s in [s for s in self._step_cost if s <= step])
+        """Emit the span of a step when its checkpoint is written."""
         Span(self, f"step {step}", self._step_id(step), self.attempt_span,
-             {ATTR.STEP: step, ATTR.COST: cost, **attributes}, since_ns).end()
+             {ATTR.STEP: step, **attributes}, since_ns).end()
 
     def orphan(self, call_id: str, model: str, usd: float) -> None:
         """The span of a model call an earlier attempt left in flight (killed: its own span was

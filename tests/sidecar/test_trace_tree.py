@@ -106,7 +106,7 @@ def test_cost_is_each_spans_own_and_spent_the_running_total(
     assert two["tether.spent_usd"] == pytest.approx(spent_2)
 
 
-def test_a_replayed_call_is_on_the_step_of_the_call_it_replays(
+def test_a_replayed_call_is_on_the_step_of_the_call_it_replays_which_costs_it(
         attempts: Callable[[], Sidecar]) -> None:
     first = attempts()
     Harness(first.url).checkpoint(1, {})
@@ -119,3 +119,8 @@ def test_a_replayed_call_is_on_the_step_of_the_call_it_replays(
     assert replayed["attributes"]["tether.replayed"] is True
     assert replayed["attributes"]["tether.step"] == live["attributes"]["tether.step"] == 2
     assert replayed["parentId"] == live["parentId"]
+    # The step's cost is its call's, charged by the attempt killed before the checkpoint.
+    Harness(second.url).checkpoint(2, {})
+    (step,) = [s for s in second.spans() if s["name"] == "step 2"]
+    assert step["attempt"] == 2 and step["spanId"] == live["parentId"]
+    assert step["attributes"]["tether.cost_usd"] == live["attributes"]["tether.cost_usd"] > 0
