@@ -14,7 +14,8 @@ conversation where the last checkpoint left it, with no replay of ours. (``to_in
 after the run would checkpoint only at the end; ``RunHooks`` see a turn's parts, not its items.)
 
 Exit codes: 0 done (the answer is printed, reported by ``Harness.finish`` and is the last
-checkpoint's ``result``), 3 out of steps, 4 stopped by the budget, 1 otherwise.
+checkpoint's ``result``), 3 out of steps, 4 stopped by the budget, 143 stopped by SIGTERM (an
+eviction), 1 otherwise.
 ``AGENT_EXIT_AT_STEP=N`` makes it exit at once with ``AGENT_EXIT_CODE`` (default 1) right after
 checkpointing step N, as a crash would.
 
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from contextlib import AsyncExitStack
 
@@ -136,8 +138,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ).parse_args(argv)
 
 
+def exit_on_sigterm() -> None:
+    """Exit at once on SIGTERM, with 143 as the default action would report. As a container's PID
+    1 the agent gets no default action at all (the kernel drops a signal PID 1 has no handler
+    for), so an evicted agent would run on through the pod's grace period and be SIGKILLed.
+    Every step is checkpointed as it ends, so there is nothing to save first. A handler set by
+    whoever runs ``main`` is kept."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stopped)
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parse_args(argv)
+    exit_on_sigterm()
     # The sidecar makes the traces; the SDK's own exporter would send them to OpenAI's servers,
     # around the harness (and, in a pod, into a network policy that refuses it).
     set_tracing_disabled(True)

@@ -12,7 +12,7 @@ attempt starts from it; the archived messages stay readable through the built-in
 ``context_archive`` tool, which it offers the model.
 
 Exit codes: 0 done (the answer is printed and is the last checkpoint's ``result``), 3 out of
-steps, 4 stopped by the budget. For fault tests, ``AGENT_EXIT_AT_STEP=N`` makes it exit with
+steps, 4 stopped by the budget, 143 stopped by SIGTERM (an eviction). For fault tests, ``AGENT_EXIT_AT_STEP=N`` makes it exit with
 ``AGENT_EXIT_CODE`` (default 1) right after checkpointing step N, as a crashing agent would:
 resumed from that checkpoint it goes on; started afresh (no checkpoint volume) it fails again.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -101,8 +102,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ).parse_args(argv)
 
 
+def exit_on_sigterm() -> None:
+    """Exit at once on SIGTERM, with 143 as the default action would report. As a container's PID
+    1 the agent gets no default action at all (the kernel drops a signal PID 1 has no handler
+    for), so an evicted agent would run on through the pod's grace period and be SIGKILLed.
+    Every step is checkpointed as it ends, so there is nothing to save first. A handler set by
+    whoever runs ``main`` is kept."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stopped)
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parse_args(argv)
+    exit_on_sigterm()
     h = Harness()
     client = openai.OpenAI(max_retries=0)  # the sidecar retries by policy; no second layer
     model = os.environ.get("TETHER_MODEL", "gpt-4o")

@@ -4,11 +4,13 @@ the real node exports its spans over OTLP to a Jaeger on this machine, is evicte
 task's ``status.traceID``:
 
 - one trace holds both attempts (each pod's spans name their attempt), the attempt spans
-  under one task span id, and the step spans 1..N once each, in order, attempt 1's first;
+  under the task span (the root, sent once by attempt 2, which ended the task: Succeeded, 2
+  attempts, the task's spend), and the step spans 1..N once each, in order, attempt 1's first;
 - every span attempt 1 finished before the eviction is there, its own attempt span included:
   that one ends in the sidecar's SIGTERM path, so only the SDK's flush on shutdown sends it;
 - each model span carries its token counts (the script's), the context's token count and hash,
-  and its cost; the costs add up exactly to ``status.spentUSD``;
+  and its cost; the costs add up exactly to ``status.spentUSD``, each step's cost is its call's,
+  and the attempts' costs add up to the spend too;
 - tool spans carry the request and response bodies verbatim under ``toolIO: full``, their
   shapes only under ``redacted`` (the default), nothing under ``none`` (two more tasks, run
   beside the evicted one, uninterrupted).
@@ -41,7 +43,6 @@ from .._obs import (
     running,
     wait_for,
 )
-from ._settings import settings
 from ._tasks import Doubles, Tasks, agenttask, doubles, steps_script, tasks
 from .test_operator import Operator, crds, operator
 
@@ -74,18 +75,8 @@ def reachable_jaeger(workdir: Path, host: str) -> Iterator[Jaeger]:
         yield found
 
 
-# The reference agent, made to exit on SIGTERM as an agent under an init process does. Run as
-# the container's PID 1 it ignores the signal, goes on through the grace period and is killed
-# (tests/e2e/test_context_boundaries.py): then the sidecar, stopped after it, has what is left of
-# the 30 s for its calls in flight and its flush, which this test is not about.
-AGENT = ["python", "-c", "import signal, sys\n"
-         "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
-         "from tether_examples.reference_agent import main\n"
-         "sys.exit(main([]))"]
-
-
 def traced(name: str, doubles: Doubles, backend: Jaeger, tool_io: str) -> dict[str, Any]:
-    return agenttask(name, doubles, agent={**settings().container("agent"), "command": AGENT},
+    return agenttask(name, doubles,
                      observability={"otlpEndpoint": backend.otlp_http, "toolIO": tool_io})
 
 
@@ -112,8 +103,12 @@ def check_attempts_and_steps(spans: list[Span], trace_id: str, attempts: int) ->
     attempt that checkpointed them, attempt 1's first. Returns the step spans."""
     attempt = {s["attempt"]: s for s in spans if s["operationName"].startswith("attempt ")}
     assert sorted(attempt) == list(range(1, attempts + 1)), sorted(attempt)
-    task_id = f"{task_span_id(int(trace_id, 16)):016x}"
-    assert {s["parent"] for s in attempt.values()} == {task_id}
+    (task,) = [s for s in spans if s["operationName"].startswith("task ")]
+    assert task["spanID"] == f"{task_span_id(int(trace_id, 16)):016x}" and task["parent"] is None
+    assert task["attempt"] == attempts and task["tags"]["tether.attempts"] == attempts
+    assert task["tags"]["tether.task.phase"] == "Succeeded"
+    assert {s["parent"] for s in attempt.values()} == {task["spanID"]}
+    assert task["startTime"] <= attempt[1]["startTime"]
     steps = sorted((s for s in spans if s["operationName"].startswith("step ")),
                    key=lambda s: s["startTime"])
     assert [s["operationName"] for s in steps] == [f"step {n}" for n in range(1, STEPS + 1)]
@@ -161,6 +156,14 @@ def check_model_spans(spans: list[Span], spent_usd: str) -> None:
     assert len(set(hashes)) == STEPS and all(isinstance(h, str) and h for h in hashes), hashes
     total = sum((Decimal(c["tags"]["tether.cost_usd"]) for c in chats), Decimal(0))
     assert total == Decimal(spent_usd), (total, spent_usd)
+    for step in (s for s in spans if s["operationName"].startswith("step ")):
+        (chat,) = [c for c in chats if c["tags"]["tether.step"] == step["tags"]["tether.step"]]
+        assert step["tags"]["tether.cost_usd"] == chat["tags"]["tether.cost_usd"], (step, chat)
+    attempts = [s for s in spans if s["operationName"].startswith("attempt ")]
+    by_attempt = sum((Decimal(a["tags"]["tether.cost_usd"]) for a in attempts), Decimal(0))
+    assert by_attempt == Decimal(spent_usd), (by_attempt, spent_usd)
+    (task,) = [s for s in spans if s["operationName"].startswith("task ")]
+    assert Decimal(task["tags"]["tether.spent_usd"]) == Decimal(spent_usd), task
 
 
 def tool_bodies(spans: list[Span]) -> list[tuple[Any, Any]]:
@@ -197,16 +200,17 @@ def check_redacted_bodies(spans: list[Span]) -> None:
 
 
 def finished_trace(backend: Jaeger, status: dict[str, Any], keep: Path) -> list[Span]:
-    """The task's trace once its last attempt's own span is in (the last one exported); its
-    raw JSON kept in ``keep`` for a failure's post-mortem."""
+    """The task's trace once its task span is in (the last one exported, after its last
+    attempt's); its raw JSON kept in ``keep`` for a failure's post-mortem."""
     def arrived() -> bytes | None:
         with urllib.request.urlopen(f"{backend.query}/api/traces/{status['traceID']}",
                                     timeout=5) as resp:
             raw: bytes = resp.read()
         names = {s["operationName"] for s in parse_trace(raw)}
-        return raw if f"attempt {status['attempt']}" in names else None
+        return raw if f"attempt {status['attempt']}" in names and any(
+            n.startswith("task ") for n in names) else None
 
-    raw = wait_for(arrived, 60, f"the spans of attempt {status['attempt']} in Jaeger")
+    raw = wait_for(arrived, 60, f"the task span and attempt {status['attempt']}'s in Jaeger")
     keep.write_bytes(raw)
     return parse_trace(raw)
 
