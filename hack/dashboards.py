@@ -70,14 +70,16 @@ def _p99(metric: str, by: str) -> str:
     return f"histogram_quantile(0.99, {_increase(metric + '_bucket', by)})"
 
 
-# The replicas' own series (leader, queue) carry their release's namespace; the others the
-# tasks'. Both are filtered by $namespace, so two releases in one Prometheus stay apart.
+# The replicas' own series (leader, queue) carry their release's namespace (and its job, the
+# operator's Service name); the others the tasks'. All are filtered by $namespace, and the
+# panels keep a release's namespace and job apart, so two releases in one Prometheus do not mix.
 OPERATOR = [
     Panel("Leader, per replica", "1 on the replica holding the Lease, 0 on standbys.", "short",
           ((f"max by (namespace, pod) (tether_operator_leader{{{NS}}})",
             "{{namespace}}/{{pod}}"),)),
     Panel("Work queue", "Tasks woken and waiting for a reconcile worker, per release.", "short",
-          ((f"max by (namespace) (tether_operator_queue_depth{{{NS}}})", "{{namespace}}"),)),
+          ((f"max by (namespace, job) (tether_operator_queue_depth{{{NS}}})",
+            "{{namespace}}/{{job}}"),)),
     Panel("AgentTasks by phase", "AgentTasks counted by the leading operator, per phase.", "short",
           ((f"sum by (phase) (max by (namespace, phase) (tether_tasks{{{NS}}}))", "{{phase}}"),)),
     Panel("Evictions and resumes",
