@@ -39,8 +39,7 @@ class EvalMetrics:
         self.judge_cost = Counter("tether_eval_judge_cost_usd", "Spend on judge calls, USD.",
                                   ["namespace", "judge"], registry=r)
         self.cap_reached = Gauge("tether_eval_judge_cap_reached", "1 while the judge's daily "
-                                 "cap stops judging, else 0 (every judge known).",
-                                 ["namespace", "judge"], registry=r)
+                                 "cap stops judging.", ["namespace", "judge"], registry=r)
         self.redaction_failures = Counter("tether_eval_redaction_failures", "Records that could "
                                           "not be redacted: counted, never judged.",
                                           ["namespace"], registry=r)
