@@ -31,16 +31,18 @@ def _alert(summary: str, **labels: str) -> dict[str, Any]:
 DRIFT = "The pass rate of EvaluationPolicy team-a/support has dropped."
 JUDGE = "The judge of EvaluationPolicy team-a/support no longer grades its anchors as before."
 REDACTION = "Evaluation records from team-a could not be redacted."
-# 1-minute steps over 10 hours. The counters are born by their first event, at 1, as the
+# 1-minute steps over 11 hours. The counters are born by their first event, at 1, as the
 # evaluator's are: the agent's detector alarms at 30m and 60m (a drop that lasts), then no more
 # (fixed); the judge's alarms once (one anchor move) at 60m; one record fails redaction at 15m.
 # Each alert fires at its first event and holds until the window (6 h, 1 h) has passed the last.
+# Prometheus misses the agent's counter for 40 minutes (about 2h to 2h40m): 6 h later it is not
+# a new series.
 EVAL_ALERT_TESTS = {
     "interval": "1m",
     "input_series": [
         {"series": f'up{{{JOB}, namespace="tether-system", pod="ev-0"}}', "values": "1x19 0x20"},
         {"series": f'tether_eval_alarms_total{{{POL}, kind="agent"}}',
-         "values": "_x29 1x30 2x540"},
+         "values": "_x29 1x30 2x60 _x40 2x500"},
         {"series": f'tether_eval_alarms_total{{{POL}, kind="judge"}}', "values": "_x59 1x540"},
         {"series": f'tether_eval_judge_cap_reached{{{JOB}, namespace="team-a", judge="j"}}',
          "values": "0x9 1x10 0x10"},
@@ -58,6 +60,7 @@ EVAL_ALERT_TESTS = {
         {"eval_time": "6h", "alertname": "TetherEvalDrift", "exp_alerts": [
             _alert(DRIFT, namespace="team-a", policy="support")]},
         {"eval_time": "7h30m", "alertname": "TetherEvalDrift", "exp_alerts": []},
+        {"eval_time": "8h20m", "alertname": "TetherEvalDrift", "exp_alerts": []},  # the gap
         {"eval_time": "50m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": []},
         {"eval_time": "60m", "alertname": "TetherEvalJudgeDrift", "exp_alerts": [
             _alert(JUDGE, namespace="team-a", policy="support")]},
