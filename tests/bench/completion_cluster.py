@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 import uuid
@@ -35,7 +34,13 @@ from kubernetes import client, config
 
 from tests.bench import _completion_tether
 from tests.bench._completion_tasks import BenchTask, make_tasks, mix
-from tests.bench.completion_cluster_figures import Finished, eviction_plan, summarise, table
+from tests.bench.completion_cluster_figures import (
+    Finished,
+    answer_of,
+    eviction_plan,
+    summarise,
+    table,
+)
 from tests.bench.completion_cluster_setup import (
     Supervisor,
     apply_crds,
@@ -55,7 +60,6 @@ __all__ = ["Driver", "bench_doubles", "drive", "main"]
 TERMINAL = ("Succeeded", "Failed", "BudgetExceeded")
 CONCURRENCY = 6  # task pods at once: what test_spend_campaign runs on the shared 2-core node
 AGENT_EXIT_WAIT = 30.0  # seconds an ended task's agent gets to exit before its log is read
-_STEP_DONE = re.compile(r"^step \d+ done$")
 
 
 @dataclass
@@ -151,9 +155,8 @@ class Driver:
         self.active.discard(name)
 
     def answer(self, pod: str | None) -> tuple[str | None, str]:
-        """What the reference agent printed after its last ``step N done`` line, its answer
-        (stdout; the kubelet's log interleaves stderr, which carries the step lines), and the
-        log's tail when there is none, to say why."""
+        """The reference agent's answer (``answer_of`` its log), and the log's tail when there
+        is none, to say why."""
         if not pod:
             return None, "no pod"
         try:
@@ -162,9 +165,7 @@ class Driver:
             if exc.status in (400, 404):  # the pod or its container is gone
                 return None, f"log of {pod} unreadable: {exc.status} {exc.reason}"
             raise
-        lines = log.rstrip("\n").splitlines()
-        last = max((i for i, line in enumerate(lines) if _STEP_DONE.match(line)), default=-1)
-        text = "\n".join(lines[last + 1:]).strip()
+        text = answer_of(log)
         return (text, "") if text else (None, log[-400:])
 
 

@@ -6,6 +6,7 @@ the cluster showed of each ended task, and the figures and table made of it
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,7 +14,8 @@ from typing import Any
 
 from tests.bench._completion_tasks import BenchTask, grade, price_usd
 
-__all__ = ["SPEND_TOLERANCE", "Finished", "bill_usd", "eviction_plan", "summarise", "table"]
+__all__ = ["SPEND_TOLERANCE", "Finished", "answer_of", "bill_usd", "eviction_plan", "summarise",
+           "table"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,18 @@ class Finished:
     answer: str | None  # the agent's printed answer, None when it printed none
     evicted: bool  # the planned eviction was sent
     log_tail: str = ""  # the agent's log's end when no answer was found in it
+
+
+# What the reference agent writes to stderr on its way to an answer; all it prints to stdout is
+# the answer. The kubelet's log holds both streams, copied apart, so their lines can arrive in
+# either order: the answer is told by what it is not, never by where it stands.
+_PROGRESS = re.compile(r"^(step \d+ done|continuing from context boundary .*)$")
+
+
+def answer_of(log: str) -> str | None:
+    """The agent's answer in its container log: every line but its progress lines."""
+    text = "\n".join(line for line in log.splitlines() if not _PROGRESS.match(line)).strip()
+    return text or None
 
 
 def eviction_plan(ids: list[str], steps: dict[str, int], seed: int, fraction: float

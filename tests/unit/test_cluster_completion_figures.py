@@ -7,7 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 from tests.bench._completion_tasks import make_tasks
-from tests.bench.completion_cluster_figures import Finished, bill_usd, eviction_plan, summarise
+from tests.bench.completion_cluster_figures import (
+    Finished,
+    answer_of,
+    bill_usd,
+    eviction_plan,
+    summarise,
+)
 
 SEED = 20261201
 
@@ -46,3 +52,12 @@ def test_figures_count_outcomes_resumes_and_spend_mismatches() -> None:
     assert got["usdPerCompleted"] == round(float(3 * usd), 6)
     assert {n["task"]: n["outcome"] for n in got["notCompleted"]} == {
         b.id: "silent_wrong", c.id: "explicit_failure"}
+
+
+def test_the_answer_is_found_wherever_the_kubelet_put_its_line() -> None:
+    # stdout and stderr reach the log apart: the answer can come before the last step line.
+    answer = "DONE s20261203-t00078: 27 records, total 146054"
+    assert answer_of(f"step 1 done\n{answer}\nstep 2 done\n") == answer
+    assert answer_of(f"step 1 done\ncontinuing from context boundary 3 (5 messages)\n"
+                     f"step 2 done\n{answer}\n") == answer
+    assert answer_of("step 1 done\nstep 2 done\n") is None
