@@ -12,8 +12,9 @@ attempt starts from it; the archived messages stay readable through the built-in
 ``context_archive`` tool, which it offers the model.
 
 Exit codes: 0 done (the answer is printed and is the last checkpoint's ``result``), 3 out of
-steps, 4 stopped by the budget, 143 stopped by SIGTERM (an eviction). For fault tests, ``AGENT_EXIT_AT_STEP=N`` makes it exit with
-``AGENT_EXIT_CODE`` (default 1) right after checkpointing step N, as a crashing agent would:
+steps, 4 stopped by the budget, 143 stopped by SIGTERM (an eviction). For fault tests,
+``AGENT_EXIT_AT_STEP=N`` makes it exit with ``AGENT_EXIT_CODE`` (default 1) right after
+checkpointing step N, as a crashing agent would:
 resumed from that checkpoint it goes on; started afresh (no checkpoint volume) it fails again.
 
 Run it under the harness: ``tether run examples/agenttask-local.yaml --state-dir /tmp/t``.
