@@ -27,8 +27,8 @@ BUDGET = {"maxTokens": 3000, "keepLastToolResults": 1}
 
 
 def script() -> dict[str, Any]:
-    """The long task, each turn slowed so the live status can catch it mid-way (an evicted
-    pod's agent goes on until its grace period ends: a second turn lets it end mid-task)."""
+    """The long task, each turn slowed so the live status can catch it mid-way and an eviction
+    lands with steps still to go."""
     doc: dict[str, Any] = yaml.safe_load(SCRIPT.read_text())
     for turn in doc["turns"]:
         turn["delay"] = 1.0
