@@ -79,6 +79,7 @@ def table(result: dict[str, dict[str, Any]]) -> str:
     head = (f"{'arm':<13}{'tasks':>7}{'done':>7}{'done %':>8}{'silent':>8}{'explicit':>9}"
             f"{'done/possible %':>17}{'$/done':>10}{'$ total':>10}{'s':>8}")
     lines = [head, "-" * len(head)]
+    result = {arm: result[arm] for arm in ARMS if arm in result}
     for arm, r in result.items():
         lines.append(
             f"{arm:<13}{r['tasks']:>7}{r['completed']:>7}{_f(r['completionPct']):>8}"
