@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from contextlib import AsyncExitStack
 
@@ -38,7 +37,7 @@ from agents.items import TResponseInputItem
 from agents.mcp import MCPServerStreamableHttp
 from agents.memory import SessionSettings
 
-from tether_agent import BudgetExceeded, Harness, task
+from tether_agent import BudgetExceeded, Harness, exit_on_sigterm, task
 
 __all__ = ["CheckpointSession", "main"]
 
@@ -136,20 +135,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "gpt-4o), AGENT_MAX_STEPS (default 50); AGENT_EXIT_AT_STEP and AGENT_EXIT_CODE "
                "(default 1): exit with that code after checkpointing that step (fault tests).",
     ).parse_args(argv)
-
-
-def exit_on_sigterm() -> None:
-    """Exit at once on SIGTERM, with 143 as the default action would report. As a container's PID
-    1 the agent gets no default action at all (the kernel drops a signal PID 1 has no handler
-    for), so an evicted agent would run on through the pod's grace period and be SIGKILLed.
-    Every step is checkpointed as it ends, so there is nothing to save first. A handler set by
-    whoever runs ``main`` is kept."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _stopped)
-
-
-def _stopped(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from typing import Any
 
 import openai
 
-from tether_agent import BudgetExceeded, Harness, ToolError, task
+from tether_agent import BudgetExceeded, Harness, ToolError, exit_on_sigterm, task
 
 __all__ = ["main"]
 
@@ -101,20 +100,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "that code after checkpointing that step (fault tests); the harness variables "
                "read by tether_agent.Harness.",
     ).parse_args(argv)
-
-
-def exit_on_sigterm() -> None:
-    """Exit at once on SIGTERM, with 143 as the default action would report. As a container's PID
-    1 the agent gets no default action at all (the kernel drops a signal PID 1 has no handler
-    for), so an evicted agent would run on through the pod's grace period and be SIGKILLed.
-    Every step is checkpointed as it ends, so there is nothing to save first. A handler set by
-    whoever runs ``main`` is kept."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _stopped)
-
-
-def _stopped(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@
     ctx = h.context()                  # after a model call answered X-Tether-Context-Boundary
     ctx = h.boundary(messages)         # or compact the history now, at a point the agent picks
     h.finish(answer)                   # the task's final answer (any JSON), once
+    exit_on_sigterm()                  # at start: an evicted agent stops at once, even as PID 1
 
 Model calls go through the official SDKs unchanged (OPENAI_BASE_URL / ANTHROPIC_BASE_URL point
 at the sidecar). Every endpoint is plain HTTP + JSON, so agents in other languages need no SDK:
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BudgetExceeded", "Checkpoint", "Harness", "HarnessError", "ToolError", "task"]
+__all__ = ["BudgetExceeded", "Checkpoint", "Harness", "HarnessError", "ToolError",
+           "exit_on_sigterm", "task"]
 
 
 class HarnessError(Exception):
@@ -61,6 +64,20 @@ def task() -> tuple[str, dict[str, Any]]:
     """The task's instructions and inputs, as the harness passes them in the environment."""
     return (os.environ.get("TETHER_TASK_INSTRUCTIONS", ""),
             json.loads(os.environ.get("TETHER_TASK_INPUTS") or "{}"))
+
+
+def exit_on_sigterm() -> None:
+    """Exit at once on SIGTERM, with 143 as the default action would report. As a container's PID
+    1 an agent gets no default action at all (the kernel drops a signal PID 1 has no handler
+    for), so an evicted agent would run on through the pod's grace period and be SIGKILLed. An
+    agent that checkpoints every step has nothing to save first. A handler already set by
+    whoever runs the agent is kept."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stopped)
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class Harness:
