@@ -14,44 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
 from kubernetes import client
 
-from tests.e2e._cluster import REPO_ROOT, Cluster
+from tests.e2e._cluster import Cluster, apply_crds
 from tests.e2e._settings import settings
 from tests.e2e._tasks import GROUP, VERSION
 from tests.e2e.test_operator import Operator
 
 __all__ = ["BenchOperator", "Supervisor", "apply_crds", "operator_in", "prepare_namespace",
            "real_node", "remove_namespace"]
-
-
-def apply_crds(api: client.ApiClient, timeout: float = 60.0) -> None:
-    """The committed CRDs, created or replaced, then waited on until Established (as the e2e
-    suite's ``crds`` fixture does: a run must not depend on which test ran last)."""
-    ext = client.ApiextensionsV1Api(api)
-    names = []
-    for path in sorted((REPO_ROOT / "crds").glob("*.tether.dev.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        names.append(crd["metadata"]["name"])
-        try:
-            old = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            ext.create_custom_resource_definition(crd)
-        else:
-            crd["metadata"]["resourceVersion"] = old.metadata.resource_version
-            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(any(c.type == "Established" and c.status == "True" for c in
-                   ext.read_custom_resource_definition(n).status.conditions or [])
-               for n in names):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"the CRDs {names} were not Established in {timeout}s "
-                       "(kubectl get crd; is the apiserver healthy?)")
 
 
 def prepare_namespace(core: client.CoreV1Api, ns: str) -> None:

@@ -16,13 +16,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+from kubernetes import client
+
 from ._settings import REPO_ROOT, TETHER_CACHE, E2ESettings
 
-__all__ = ["REPO_ROOT", "TETHER_CACHE", "Cluster", "ClusterUnavailable", "collect_logs",
-           "find_or_start", "load_images", "run_hack"]
+__all__ = ["REPO_ROOT", "TETHER_CACHE", "Cluster", "ClusterUnavailable", "apply_crds",
+           "collect_logs", "find_or_start", "load_images", "run_hack"]
 
 HACK = REPO_ROOT / "hack"
 CLUSTER_DIR = Path(os.environ.get("CLUSTER_DIR", TETHER_CACHE / "cluster"))
@@ -131,3 +135,32 @@ def _k8s_version() -> str:
         if line.startswith("K8S_VERSION="):
             return line.split("=", 1)[1].strip()
     raise ClusterUnavailable("hack/versions.env has no K8S_VERSION line")
+
+
+def apply_crds(api: client.ApiClient, timeout: float = 60.0) -> None:
+    """The committed CRDs, created or replaced, then waited on until Established: a run must not
+    depend on which test, or which earlier tree, installed them last (the e2e ``crds`` fixture,
+    the cluster benchmarks)."""
+    ext = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted((REPO_ROOT / "crds").glob("*.tether.dev.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        names.append(crd["metadata"]["name"])
+        try:
+            old = ext.read_custom_resource_definition(crd["metadata"]["name"])
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            ext.create_custom_resource_definition(crd)
+        else:
+            crd["metadata"]["resourceVersion"] = old.metadata.resource_version
+            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(any(c.type == "Established" and c.status == "True" for c in
+                   ext.read_custom_resource_definition(n).status.conditions or [])
+               for n in names):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the CRDs {names} were not Established in {timeout}s "
+                       "(kubectl get crd; is the apiserver healthy?)")

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from . import _wait
-from ._cluster import REPO_ROOT, Cluster
+from ._cluster import Cluster, apply_crds
 from ._settings import settings
 from ._tasks import (
     GROUP,
@@ -49,27 +48,7 @@ __all__ = ["doubles", "tasks"]  # fixtures from _tasks.py, used here by name
 @pytest.fixture(scope="module")
 def crds(api: client.ApiClient) -> None:
     """The generated CRDs, applied as they are committed (created or replaced)."""
-    ext = client.ApiextensionsV1Api(api)
-    for path in sorted((REPO_ROOT / "crds").glob("*.tether.dev.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        try:
-            old = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            ext.create_custom_resource_definition(crd)
-        else:
-            crd["metadata"]["resourceVersion"] = old.metadata.resource_version
-            ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        conds = [c for name in ("agenttasks.tether.dev", "agentbudgets.tether.dev")
-                 for c in ext.read_custom_resource_definition(name).status.conditions or []
-                 if c.type == "Established" and c.status == "True"]
-        if len(conds) == 2:
-            return
-        time.sleep(0.5)
-    raise AssertionError("CRDs not Established in 60 s")
+    apply_crds(api)
 
 
 def free_port() -> int:
