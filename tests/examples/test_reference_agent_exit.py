@@ -30,26 +30,34 @@ def _script(steps: int) -> dict[str, object]:
     return {"model": "gpt-4o", "turns": turns}
 
 
+def _agenttask(name: str, n: int, model: str, tools: str, env: list[dict[str, str]] | None = None,
+               pricing: dict[str, str] | None = None) -> dict[str, Any]:
+    """The reference agent's AgentTask against the scripted model and the tool double."""
+    agent: dict[str, Any] = {"image": "tether/agent:dev",
+                             "command": ["python", "-m", "tether_examples.reference_agent"]}
+    if env:
+        agent["env"] = env
+    llm: dict[str, Any] = {"provider": "openai", "name": "gpt-4o", "baseURL": model + "/v1",
+                           "allowPlaintextHTTP": True}
+    if pricing:
+        llm["pricing"] = pricing
+    return {
+        "apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
+        "metadata": {"name": name, "uid": f"0c7a55e2-1111-4222-8333-44445555000{n}"},
+        "spec": {"agent": agent, "task": {"instructions": "Search twice."}, "model": llm,
+                 "tools": [{"name": "search", "url": tools + "/ok"}],
+                 "costEnvelope": {"hardLimitUSD": "1.00"}},
+    }
+
+
 @pytest.fixture
 def task_file(tmp_path: Path) -> Iterator[Path]:
     with serve_in_thread(scripted_model.build_app(_script(4))) as model, \
             serve_in_thread(fault_tools.build_app()) as tools:
-        task = {
-            "apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
-            "metadata": {"name": "crashy", "uid": "0c7a55e2-1111-4222-8333-444455550000"},
-            "spec": {
-                "agent": {"image": "tether/agent:dev",
-                          "command": ["python", "-m", "tether_examples.reference_agent"],
-                          "env": [{"name": "AGENT_EXIT_AT_STEP", "value": "2"},
-                                  {"name": "AGENT_EXIT_CODE", "value": "7"}]},
-                "task": {"instructions": "Search twice."},
-                "model": {"provider": "openai", "name": "gpt-4o", "baseURL": model + "/v1",
-                          "allowPlaintextHTTP": True,
-                          "pricing": {"inputPerMTok": "1.00", "outputPerMTok": "2.00"}},
-                "tools": [{"name": "search", "url": tools + "/ok"}],
-                "costEnvelope": {"hardLimitUSD": "1.00"},
-            },
-        }
+        env = [{"name": "AGENT_EXIT_AT_STEP", "value": "2"},
+               {"name": "AGENT_EXIT_CODE", "value": "7"}]
+        task = _agenttask("crashy", 0, model, tools, env,
+                          pricing={"inputPerMTok": "1.00", "outputPerMTok": "2.00"})
         path = tmp_path / "task.yaml"
         path.write_text(yaml.safe_dump(task))
         yield path
@@ -85,19 +93,7 @@ def test_tether_run_serves_metrics_on_the_port_asked(tmp_path: Path) -> None:
     port = free_port()
     with serve_in_thread(scripted_model.build_app(script)) as model, \
             serve_in_thread(fault_tools.build_app()) as tools:
-        task = {
-            "apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
-            "metadata": {"name": "scraped", "uid": "0c7a55e2-1111-4222-8333-444455550001"},
-            "spec": {
-                "agent": {"image": "tether/agent:dev",
-                          "command": ["python", "-m", "tether_examples.reference_agent"]},
-                "task": {"instructions": "Search twice."},
-                "model": {"provider": "openai", "name": "gpt-4o", "baseURL": model + "/v1",
-                          "allowPlaintextHTTP": True},
-                "tools": [{"name": "search", "url": tools + "/ok"}],
-                "costEnvelope": {"hardLimitUSD": "1.00"},
-            },
-        }
+        task = _agenttask("scraped", 1, model, tools)
         (tmp_path / "t.yaml").write_text(yaml.safe_dump(task))
         cmd = [sys.executable, "-m", "tether_cli", "run", str(tmp_path / "t.yaml"),
                "--state-dir", str(tmp_path / "state"), "--metrics-port", str(port)]
