@@ -168,14 +168,7 @@ def _service_monitor_job(sm: Doc, i: int, ep: Doc, kubeconfig: Path) -> Doc:
         relabel.append(_RUNNING)
     relabel.append({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job",
                     "replacement": "${1}"})
-    if sm["spec"].get("jobLabel"):
-        relabel.append({"source_labels": [
-            "__meta_kubernetes_service_label_" + _sanitize(sm["spec"]["jobLabel"])],
-            "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
-    if ep.get("port"):
-        relabel.append({"target_label": "endpoint", "replacement": ep["port"]})
-    job["relabel_configs"] = relabel
-    return job
+    return _job_tail(job, relabel, sm, ep, "service")
 
 
 def _pod_monitor_job(pm: Doc, i: int, ep: Doc, kubeconfig: Path) -> Doc:
@@ -195,9 +188,14 @@ def _pod_monitor_job(pm: Doc, i: int, ep: Doc, kubeconfig: Path) -> Doc:
         {"target_label": "job", "replacement": f"{pm['metadata']['namespace']}/"
                                                f"{pm['metadata']['name']}"},
     ]
-    if pm["spec"].get("jobLabel"):
+    return _job_tail(job, relabel, pm, ep, "pod")
+
+
+def _job_tail(job: Doc, relabel: list[Doc], monitor: Doc, ep: Doc, role: str) -> Doc:
+    """What both monitors end with: the jobLabel's value as the job, the endpoint label."""
+    if monitor["spec"].get("jobLabel"):
         relabel.append({"source_labels": [
-            "__meta_kubernetes_pod_label_" + _sanitize(pm["spec"]["jobLabel"])],
+            f"__meta_kubernetes_{role}_label_" + _sanitize(monitor["spec"]["jobLabel"])],
             "target_label": "job", "regex": "(.+)", "replacement": "${1}"})
     if ep.get("port"):
         relabel.append({"target_label": "endpoint", "replacement": ep["port"]})
