@@ -134,8 +134,9 @@ python3 "$HACK_DIR/image_build.py" pip-conf "$WORK/pip.conf" /run/tether-build/c
 # The layer cache grows with every code change (each build leaves its app layers behind) and
 # nothing in buildah bounds it: past the cap it is emptied, and this one build runs cold.
 STORE_CAP_MB="${TETHER_BUILDAH_STORE_CAP_MB:-8192}"
-store_mb="$(du -sm "$TETHER_CACHE/buildah" 2>/dev/null | cut -f1)"
-if [ "${store_mb:-0}" -gt "$STORE_CAP_MB" ]; then
+store_mb=0  # a new machine has no store yet (du on a missing path fails the pipeline)
+if [ -d "$TETHER_CACHE/buildah" ]; then store_mb="$(du -sm "$TETHER_CACHE/buildah" | cut -f1)"; fi
+if [ "$store_mb" -gt "$STORE_CAP_MB" ]; then
   log "The buildah store holds ${store_mb} MB (cap ${STORE_CAP_MB}); emptying it, so this build is cold"
   "${BUILDAH[@]}" rmi --all --force >> "$LOG" 2>&1 || die "emptying the buildah store failed; see $LOG"
 fi
