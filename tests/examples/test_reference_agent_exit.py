@@ -43,7 +43,7 @@ def _agenttask(name: str, n: int, model: str, tools: str, env: list[dict[str, st
         llm["pricing"] = pricing
     return {
         "apiVersion": "tether.dev/v1alpha1", "kind": "AgentTask",
-        "metadata": {"name": name, "uid": f"0c7a55e2-1111-4222-8333-44445555000{n}"},
+        "metadata": {"name": name, "uid": f"0c7a55e2-1111-4222-8333-{444455550000 + n}"},
         "spec": {"agent": agent, "task": {"instructions": "Search twice."}, "model": llm,
                  "tools": [{"name": "search", "url": tools + "/ok"}],
                  "costEnvelope": {"hardLimitUSD": "1.00"}},

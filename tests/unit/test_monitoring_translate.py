@@ -148,3 +148,23 @@ def test_a_timeout_longer_than_the_interval_is_refused(render: Render) -> None:
         "enabled": True, "interval": "1s", "scrapeTimeout": "10s"}}}
     with pytest.raises(ValueError, match="scrapeTimeout 10s is longer than interval 1s"):
         chart_monitoring(render(values), KUBECONFIG)
+
+
+def test_a_job_label_names_the_job_from_the_targets_label(render: Render) -> None:
+    """A monitor's jobLabel (the chart sets none; a user's copy may): the job is that label's
+    value on the Service (role endpoints) or the pod (role pod), and the default without it."""
+    docs = render(VALUES)
+    for doc in docs:
+        if doc["kind"] in ("ServiceMonitor", "PodMonitor"):
+            doc["spec"]["jobLabel"] = "example.com/team"
+    scrape, _ = chart_monitoring(docs, KUBECONFIG)
+    jobs = {j["job_name"].split("/")[0]: j["relabel_configs"] for j in scrape}
+    svc = one(docs, "Service", "tether-operator")["metadata"]["labels"]
+    kept = relabel(jobs["serviceMonitor"], endpoint(
+        "tether-operator", "ops", **{**svc, "example.com/team": "platform"}))
+    assert kept is not None and kept["job"] == "platform"
+    labels = {"tether.dev/task": "t1", "example.com/team": "agents"}
+    kept = relabel(jobs["podMonitor"], pod("t1-a1", "ops", **labels))
+    assert kept is not None and kept["job"] == "agents"
+    kept = relabel(jobs["podMonitor"], pod("t1-a1", "ops", **{"tether.dev/task": "t1"}))
+    assert kept is not None and kept["job"] == "tether-system/tether-sidecars"
